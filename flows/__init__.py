@@ -1,0 +1,1 @@
+"""Normalizing flows for lattice field theory; filled by later work."""

@@ -1,0 +1,1 @@
+"""JupyterHub services of latticehub (``experiments``, ``quotas``); filled by later work."""

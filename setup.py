@@ -1,0 +1,49 @@
+"""Packaging for latticehub: JupyterHub extensions for an HPC facility's ML groups."""
+
+from setuptools import setup
+
+setup(
+    name="latticehub",
+    version="0.1.0",
+    description=(
+        "JupyterHub application server for HPC machine-learning groups: group-limited "
+        "Docker spawners, experiment tracking, batch jobs and notebook panels"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.11",
+    packages=["spawner", "hub_ext", "widgets", "flows"],
+    package_data={"spawner": ["templates/*.html"]},
+    install_requires=[
+        "jupyterhub>=6",
+        "dockerspawner>=14",
+        "docker>=7",
+        "traitlets>=5.9",
+        "tornado>=6.4",
+        "prometheus_client>=0.20",
+    ],
+    extras_require={
+        "train": ["torch>=2.4", "numpy>=1.26"],
+        "widgets": ["ipywidgets>=8", "pandas>=2", "matplotlib>=3.8", "requests>=2.31"],
+        "postgres": ["psycopg2-binary>=2.9"],
+        "test": [
+            "pytest>=8",
+            "pytest-asyncio>=0.24",
+            "requests>=2.31",
+            "ruff>=0.6",
+            "psycopg2-binary>=2.9",
+        ],
+    },
+    entry_points={
+        "jupyterhub.spawners": [
+            "groupdocker = spawner:GroupLimitDockerSpawner",
+            "groupswarm = spawner:GroupLimitSwarmSpawner",
+        ],
+    },
+    classifiers=[
+        "Framework :: Jupyter :: JupyterHub",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Physics",
+    ],
+)

@@ -1,0 +1,510 @@
+"""Per-group limits: validation, lowering by group properties, group choice, requests.
+
+Everything here is pure (no I/O, no JupyterHub objects) so that it can be tested with
+tables. The spawner turns :class:`LimitError` into a ``SpawnException``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .units import format_bytes, format_cpu, parse_bytes, parse_cpu
+
+#: Key of a group's JupyterHub ``properties`` where managers lower their group's values.
+PROPERTIES_KEY = "latticehub"
+
+
+class LimitError(Exception):
+    """A spawn refused by policy.
+
+    Attributes:
+        status_code: the HTTP status for the Hub's REST API (400, 403 or 429).
+        reason: a short label for metrics (``group_full``, ``image`` ...).
+        message: what the user reads: names the group, the limit and the fix.
+    """
+
+    def __init__(self, status_code: int, reason: str, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class GroupLimits:
+    """The limits of one group (all optional: ``None`` means "no limit").
+
+    Attributes:
+        max_servers: servers the group may run at once.
+        max_servers_per_user: servers one user may run at once when charging the group.
+        mem_limit: memory ceiling per server, bytes.
+        cpu_limit: CPU ceiling per server, cores.
+        gpus: GPUs one server may request (unset means 0: GPUs are opt-in per group).
+        gpu_sharing: whether the group's servers may share a GPU with other sharing servers.
+        images: images the group may run (``None``: any image the spawner allows).
+        nodes: nodes (Swarm node hostnames) the group's servers may run on.
+        constraints: extra Swarm placement constraints, e.g. ``node.labels.ib==true``.
+        home: volume name or host path template for the user's home (``{username}``).
+        shared_dir: volume name or host path template for the group's shared directory.
+        shared_readonly: mount the shared directory read-only.
+        run_as_user: run the container with the user's own uid/gid from the host's passwd.
+    """
+
+    max_servers: int | None = None
+    max_servers_per_user: int | None = None
+    mem_limit: int | None = None
+    cpu_limit: float | None = None
+    gpus: int | None = None
+    gpu_sharing: bool = False
+    images: tuple[str, ...] | None = None
+    nodes: tuple[str, ...] | None = None
+    constraints: tuple[str, ...] = ()
+    home: str | None = None
+    shared_dir: str | None = None
+    shared_readonly: bool = False
+    run_as_user: bool = False
+
+    def describe(self) -> str:
+        """One line for logs and messages, e.g. ``max_servers=3, mem_limit=8G``."""
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value in (None, (), False):
+                continue
+            if f.name == "mem_limit":
+                value = format_bytes(value)
+            elif f.name == "cpu_limit":
+                value = format_cpu(value)
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            parts.append(f"{f.name}={value}")
+        return ", ".join(parts) or "no limits"
+
+
+LIMIT_KEYS = frozenset(f.name for f in dataclasses.fields(GroupLimits))
+#: Keys a group manager may lower through the group's properties (storage stays admin-only).
+LOWERABLE_KEYS = frozenset(
+    {
+        "max_servers",
+        "max_servers_per_user",
+        "mem_limit",
+        "cpu_limit",
+        "gpus",
+        "gpu_sharing",
+        "images",
+        "nodes",
+        "shared_readonly",
+    }
+)
+
+
+def _count(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key}={value!r} must be a whole number >= 0, e.g. {key}=3")
+    return value
+
+
+def _names(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"{key}={value!r} must be a list of names, e.g. {key}=['a', 'b']")
+    names = tuple(value)
+    if not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"{key}={value!r} must hold non-empty strings only")
+    return names
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}={value!r} must be true or false")
+    return value
+
+
+def _template(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key}={value!r} must be a volume name or an absolute host path")
+    return value
+
+
+_PARSERS = {
+    "max_servers": _count,
+    "max_servers_per_user": _count,
+    "mem_limit": lambda v, k: parse_bytes(v, name=k),
+    "cpu_limit": lambda v, k: parse_cpu(v, name=k),
+    "gpus": _count,
+    "gpu_sharing": _flag,
+    "images": _names,
+    "nodes": _names,
+    "constraints": _names,
+    "home": _template,
+    "shared_dir": _template,
+    "shared_readonly": _flag,
+    "run_as_user": _flag,
+}
+
+
+def parse_group_limits(raw: Mapping[str, Any], *, where: str = "group_limits") -> GroupLimits:
+    """Validate one group's limits dict into a :class:`GroupLimits`.
+
+    Raises:
+        ValueError: naming the bad key or value and what to write instead.
+    """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where} must be a dict such as {{'max_servers': 3}}, not {raw!r}")
+    unknown = sorted(set(raw) - LIMIT_KEYS)
+    if unknown:
+        raise ValueError(
+            f"{where} has unknown key(s) {', '.join(unknown)}; known keys: "
+            f"{', '.join(sorted(LIMIT_KEYS))}"
+        )
+    values = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        try:
+            values[key] = _PARSERS[key](value, key)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+    return GroupLimits(**values)
+
+
+def parse_all_group_limits(raw: Mapping[str, Any]) -> dict[str, GroupLimits]:
+    """Validate the whole ``group_limits`` trait (group name -> limits dict)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("group_limits must be a dict of group name -> limits dict")
+    return {
+        str(name): parse_group_limits(limits, where=f"group_limits[{name!r}]")
+        for name, limits in raw.items()
+    }
+
+
+def _lower_number(ceiling: float | None, wanted: float) -> float:
+    return wanted if ceiling is None else min(ceiling, wanted)
+
+
+def _lower_names(ceiling: tuple[str, ...] | None, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    if ceiling is None:
+        return wanted
+    allowed = set(ceiling)
+    return tuple(n for n in wanted if n in allowed)
+
+
+def apply_properties(
+    ceiling: GroupLimits, properties: Mapping[str, Any] | None
+) -> tuple[GroupLimits, list[str]]:
+    """Lower a group's ceiling with the values a manager put in the group's properties.
+
+    Only :data:`LOWERABLE_KEYS` are honoured and a value can never rise above the
+    ceiling: numbers take the minimum, lists the intersection, and flags may only move
+    to the stricter side (``gpu_sharing`` off, ``shared_readonly`` on).
+
+    Args:
+        ceiling: the admin-configured limits.
+        properties: the group's whole ``properties`` dict; the ``latticehub`` key is read.
+
+    Returns:
+        The effective limits and a list of warnings for values that were ignored.
+    """
+    lowered = (properties or {}).get(PROPERTIES_KEY) or {}
+    if not isinstance(lowered, Mapping):
+        return ceiling, [f"properties[{PROPERTIES_KEY!r}] is not a dict; ignored"]
+    warnings: list[str] = []
+    changes: dict[str, Any] = {}
+    for key, raw in lowered.items():
+        if key not in LOWERABLE_KEYS:
+            warnings.append(f"{key!r} cannot be set through group properties; ignored")
+            continue
+        if raw is None:
+            continue
+        try:
+            value = _PARSERS[key](raw, key)
+        except ValueError as e:
+            warnings.append(f"{e}; ignored")
+            continue
+        current = getattr(ceiling, key)
+        if key in ("images", "nodes"):
+            changes[key] = _lower_names(current, value)
+        elif key == "gpu_sharing":
+            changes[key] = current and value
+        elif key == "shared_readonly":
+            changes[key] = current or value
+        else:
+            new = _lower_number(current, value)
+            changes[key] = type(value)(new)
+    return dataclasses.replace(ceiling, **changes), warnings
+
+
+@dataclass(frozen=True)
+class GroupChoice:
+    """The group (pool) a spawn is charged to."""
+
+    pool: str
+    limits: GroupLimits
+    chargeable: tuple[str, ...] = field(default=())
+
+
+def chargeable_groups(
+    user_groups: Sequence[str],
+    group_limits: Mapping[str, GroupLimits],
+    unlisted_limits: GroupLimits | None,
+) -> list[str]:
+    """Groups a user may charge, in the admin's order of ``group_limits`` first.
+
+    Groups not in ``group_limits`` are chargeable only when ``unlisted_limits`` is set.
+    """
+    mine = set(user_groups)
+    ordered = [g for g in group_limits if g in mine]
+    if unlisted_limits is not None:
+        ordered += sorted(g for g in mine if g not in group_limits)
+    return ordered
+
+
+def choose_group(
+    *,
+    user: str,
+    user_groups: Sequence[str],
+    requested: str | None,
+    group_limits: Mapping[str, GroupLimits],
+    unlisted_limits: GroupLimits | None,
+    no_group_limits: GroupLimits | None,
+    no_group_pool: str,
+) -> GroupChoice:
+    """Pick the group to charge for a spawn.
+
+    Args:
+        user: the user's name (for messages).
+        user_groups: names of the user's JupyterHub groups.
+        requested: ``user_options["group"]`` if given.
+        group_limits: parsed admin ceilings.
+        unlisted_limits: limits for groups not in ``group_limits`` (``None``: such
+            groups cannot be charged).
+        no_group_limits: limits for users with no chargeable group (``None``: deny).
+        no_group_pool: the pool name those users share.
+
+    Raises:
+        LimitError: 403 for a group the user is not in or that cannot be charged.
+    """
+    chargeable = chargeable_groups(user_groups, group_limits, unlisted_limits)
+
+    def limits_of(group: str) -> GroupLimits:
+        return group_limits.get(group) or unlisted_limits or GroupLimits()
+
+    if requested:
+        if requested in chargeable:
+            return GroupChoice(requested, limits_of(requested), tuple(chargeable))
+        if requested not in user_groups:
+            offer = ", ".join(chargeable) or "none"
+            raise LimitError(
+                403,
+                "foreign_group",
+                f"{user} is not a member of group {requested!r}. Choose one of your groups "
+                f"({offer}) in the 'group' field.",
+            )
+        raise LimitError(
+            403,
+            "group_not_chargeable",
+            f"Group {requested!r} has no share of the servers. Choose one of "
+            f"({', '.join(chargeable) or 'none'}) or ask an admin to add {requested!r} to "
+            "group_limits.",
+        )
+    if chargeable:
+        return GroupChoice(chargeable[0], limits_of(chargeable[0]), tuple(chargeable))
+    if no_group_limits is not None:
+        return GroupChoice(no_group_pool, no_group_limits, ())
+    raise LimitError(
+        403,
+        "no_group",
+        f"{user} is in no group with a share of the servers. Ask an admin to add you to a "
+        "group listed in group_limits.",
+    )
+
+
+@dataclass(frozen=True)
+class ServerRequest:
+    """What one spawn asks for, after defaults and checks against the group's limits."""
+
+    image: str
+    mem_limit: int | None
+    cpu_limit: float | None
+    gpus: int = 0
+
+
+def _option(options: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        value = options.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def resolve_request(
+    *,
+    group: str,
+    limits: GroupLimits,
+    options: Mapping[str, Any],
+    default_image: str,
+    allowed_images: Sequence[str] | None,
+    default_mem: int | None,
+    default_cpu: float | None,
+) -> ServerRequest:
+    """Turn user options and spawner defaults into a request that fits the group's caps.
+
+    An explicit user request above a cap is refused (400) so that nobody silently gets
+    less than asked for; spawner defaults above a cap are clamped to it.
+
+    Args:
+        group: the charged group (for messages).
+        limits: the group's effective limits.
+        options: ``user_options`` (``image``, ``mem_limit``, ``cpu_limit``, ``gpus``).
+        default_image: the spawner's ``image``.
+        allowed_images: the spawner's ``allowed_images`` (``None``: any).
+        default_mem: the spawner's ``mem_limit`` in bytes, if any.
+        default_cpu: the spawner's ``cpu_limit``, if any.
+
+    Raises:
+        LimitError: 400 for a malformed or too large request, 403 for a disallowed image.
+    """
+    image = _option(options, "image") or default_image
+    if not isinstance(image, str):
+        raise LimitError(400, "bad_option", f"image={image!r} must be an image name")
+    permitted = _permitted_images(limits.images, allowed_images)
+    if permitted is not None and image not in permitted:
+        offer = ", ".join(permitted) or "none"
+        raise LimitError(
+            403,
+            "image",
+            f"Image {image!r} is not allowed for group {group!r}. Allowed: {offer}.",
+        )
+
+    mem = default_mem
+    raw_mem = _option(options, "mem_limit", "mem")
+    if raw_mem is not None:
+        try:
+            mem = parse_bytes(raw_mem)
+        except ValueError as e:
+            raise LimitError(400, "bad_option", str(e)) from None
+        if limits.mem_limit is not None and mem > limits.mem_limit:
+            raise LimitError(
+                400,
+                "mem_limit",
+                f"Memory {format_bytes(mem)} is above group {group!r}'s limit of "
+                f"{format_bytes(limits.mem_limit)} per server. Ask for at most "
+                f"{format_bytes(limits.mem_limit)}.",
+            )
+    if limits.mem_limit is not None and (mem is None or mem > limits.mem_limit):
+        mem = limits.mem_limit
+
+    cpu = default_cpu
+    raw_cpu = _option(options, "cpu_limit", "cpu")
+    if raw_cpu is not None:
+        try:
+            cpu = parse_cpu(raw_cpu)
+        except ValueError as e:
+            raise LimitError(400, "bad_option", str(e)) from None
+        if limits.cpu_limit is not None and cpu > limits.cpu_limit:
+            raise LimitError(
+                400,
+                "cpu_limit",
+                f"{format_cpu(cpu)} CPUs is above group {group!r}'s limit of "
+                f"{format_cpu(limits.cpu_limit)} per server. Ask for at most "
+                f"{format_cpu(limits.cpu_limit)}.",
+            )
+    if limits.cpu_limit is not None and (cpu is None or cpu > limits.cpu_limit):
+        cpu = limits.cpu_limit
+
+    gpus = 0
+    raw_gpus = _option(options, "gpus")
+    if raw_gpus is not None:
+        try:
+            gpus = int(raw_gpus)
+            if gpus < 0 or str(raw_gpus).strip() not in (str(gpus), f"{gpus}.0"):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise LimitError(
+                400, "bad_option", f"gpus={raw_gpus!r} must be a whole number >= 0"
+            ) from None
+        cap = limits.gpus or 0
+        if gpus > cap:
+            raise LimitError(
+                400,
+                "gpus",
+                f"{gpus} GPU(s) is above group {group!r}'s limit of {cap} per server. "
+                f"Ask for at most {cap}.",
+            )
+    return ServerRequest(image=image, mem_limit=mem, cpu_limit=cpu, gpus=gpus)
+
+
+def _permitted_images(
+    group_images: Sequence[str] | None, allowed_images: Sequence[str] | None
+) -> list[str] | None:
+    if group_images is None and allowed_images is None:
+        return None
+    if group_images is None:
+        return list(allowed_images or ())
+    if allowed_images is None:
+        return list(group_images)
+    allowed = set(allowed_images)
+    return [i for i in group_images if i in allowed]
+
+
+def permitted_images(
+    limits: GroupLimits, allowed_images: Sequence[str] | None, default_image: str
+) -> list[str]:
+    """Images to offer in the spawn form for a group (the default image first)."""
+    images = _permitted_images(limits.images, allowed_images)
+    if images is None:
+        return [default_image]
+    return sorted(images, key=lambda i: (i != default_image, i))
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A server that holds one of a group's slots (for messages and metrics)."""
+
+    user: str
+    server: str
+
+    def __str__(self) -> str:
+        return f"{self.user}/{self.server}" if self.server else f"{self.user}/"
+
+
+def check_capacity(
+    *,
+    pool: str,
+    user: str,
+    limits: GroupLimits,
+    holders: Sequence[Holder],
+) -> None:
+    """Refuse with 429 when the group or the user has no free slot.
+
+    Args:
+        pool: the charged group.
+        user: the spawning user.
+        limits: the group's effective limits.
+        holders: servers currently holding the group's slots (pending or running).
+
+    Raises:
+        LimitError: 429 ``group_full`` or ``user_full`` naming the limit and the holders.
+    """
+    if limits.max_servers is not None and len(holders) >= limits.max_servers:
+        names = ", ".join(str(h) for h in holders) or "none"
+        raise LimitError(
+            429,
+            "group_full",
+            f"Group {pool!r} has reached its limit of {limits.max_servers} server(s) "
+            f"(max_servers); running: {names}. Try again when one stops, or ask a group "
+            "manager.",
+        )
+    if limits.max_servers_per_user is not None:
+        mine = [h for h in holders if h.user == user]
+        if len(mine) >= limits.max_servers_per_user:
+            names = ", ".join(str(h) for h in mine)
+            raise LimitError(
+                429,
+                "user_full",
+                f"You already run {len(mine)} server(s) charged to group {pool!r}, its limit "
+                f"per user (max_servers_per_user={limits.max_servers_per_user}): {names}. "
+                "Stop one first.",
+            )

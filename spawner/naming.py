@@ -1,0 +1,27 @@
+"""Names safe for Docker objects (volumes, labels values) from user and group names."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_UNSAFE = re.compile(r"[^a-z0-9_.-]")
+
+
+def safe_name(name: str) -> str:
+    """A Docker-safe, collision-free form of ``name``.
+
+    Lower-case letters, digits, ``_``, ``.`` and ``-`` are kept; when anything had to be
+    replaced, a short hash of the original is appended so that ``"A b"`` and ``"a-b"``
+    never map to the same volume.
+
+    >>> safe_name("alice")
+    'alice'
+    >>> safe_name("Alice Smith")
+    'alice-smith-8ae10d'
+    """
+    cleaned = _UNSAFE.sub("-", name.lower()).strip("-.") or "x"
+    if cleaned == name:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{cleaned}-{digest}"

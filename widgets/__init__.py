@@ -1,0 +1,1 @@
+"""Notebook panels (ipywidgets) of latticehub; filled by later work."""
