@@ -1,0 +1,134 @@
+# latticehub: JupyterHub configuration.
+#
+# Runs as-is on the embedded defaults: SQLite, the local Docker engine, the Hub on
+# http://127.0.0.1:8000 with demo groups and users. Settings switch to production parts:
+#
+#   LATTICEHUB_DB_URL       Hub database, e.g. postgresql://hub:pw@db/jupyterhub (default SQLite)
+#   LATTICEHUB_SPAWNER      "docker" (default) or "swarm"
+#   LATTICEHUB_BIND_URL     public URL (default http://127.0.0.1:8000)
+#   LATTICEHUB_NETWORK      Docker network of user containers (default "latticehub")
+#   LATTICEHUB_HUB_IP       address containers use to reach the Hub API (default: the
+#                           network's gateway); the Hub API binds there
+#   LATTICEHUB_IMAGE        single-user image (default latticehub/singleuser:latest)
+#   LATTICEHUB_DEMO         "1" (default): DummyAuthenticator with a printed password and
+#                           seeded demo groups; "0": configure a real authenticator in
+#                           jupyterhub_config.d/ (README: PAM, OAuth)
+#   LATTICEHUB_STATE        directory for the SQLite file and cookie secret
+#
+# Each jupyterhub_config.d/*.py is loaded last, in name order (site overrides).
+import glob
+import os
+import secrets
+import sys
+
+import docker
+
+from spawner import GroupLimitDockerSpawner, GroupLimitSwarmSpawner
+
+c = get_config()  # noqa: F821 - provided by JupyterHub
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STATE = os.environ.get("LATTICEHUB_STATE", os.path.join(HERE, "run"))
+os.makedirs(STATE, exist_ok=True)
+NETWORK = os.environ.get("LATTICEHUB_NETWORK", "latticehub")
+IMAGE = os.environ.get("LATTICEHUB_IMAGE", "latticehub/singleuser:latest")
+DEMO = os.environ.get("LATTICEHUB_DEMO", "1") == "1"
+
+
+def network_gateway(name: str) -> str:
+    """The host's address on a Docker network: containers reach the Hub API there."""
+    try:
+        net = docker.from_env(timeout=10).networks.get(name)
+        return net.attrs["IPAM"]["Config"][0]["Gateway"]
+    except Exception as e:  # the message says what to run
+        sys.exit(
+            f"latticehub: cannot read Docker network {name!r} ({e}). Start the engine and "
+            f"create it with `scripts/services.sh start`, or set LATTICEHUB_HUB_IP."
+        )
+
+
+# -- Hub --------------------------------------------------------------------------
+c.JupyterHub.bind_url = os.environ.get("LATTICEHUB_BIND_URL", "http://127.0.0.1:8000")
+HUB_IP = os.environ.get("LATTICEHUB_HUB_IP") or network_gateway(NETWORK)
+c.JupyterHub.hub_bind_url = f"http://{HUB_IP}:{os.environ.get('LATTICEHUB_HUB_PORT', '8081')}"
+c.JupyterHub.hub_connect_ip = HUB_IP
+c.JupyterHub.db_url = os.environ.get(
+    "LATTICEHUB_DB_URL", f"sqlite:///{os.path.join(STATE, 'jupyterhub.sqlite')}"
+)
+c.JupyterHub.cookie_secret_file = os.path.join(STATE, "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = os.path.join(STATE, "jupyterhub.pid")
+c.ConfigurableHTTPProxy.pid_file = os.path.join(STATE, "jupyterhub-proxy.pid")
+# servers keep running across Hub restarts; the spawner rebuilds its ledger from labels
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.authenticate_prometheus = True
+
+# -- Spawner ----------------------------------------------------------------------
+swarm = os.environ.get("LATTICEHUB_SPAWNER", "docker") == "swarm"
+Spawner = GroupLimitSwarmSpawner if swarm else GroupLimitDockerSpawner
+c.JupyterHub.spawner_class = Spawner
+s = c[Spawner.__name__]
+s.image = IMAGE
+s.network_name = "" if swarm else NETWORK
+s.use_internal_ip = False  # the proxy reaches servers on 127.0.0.1:<published port>
+s.host_ip = "127.0.0.1"
+s.pull_policy = "never"  # images are built locally (images/build.sh); no registry
+s.mem_limit = "1G"  # default per server; clamped to the group's ceiling
+s.cpu_limit = 1.0
+s.start_timeout = 120
+s.http_timeout = 60
+s.group_limits = {
+    "lqcd": {
+        "max_servers": 3,
+        "max_servers_per_user": 1,
+        "mem_limit": "4G",
+        "cpu_limit": 2.0,
+        "gpus": 1,
+        "images": [IMAGE],
+        "shared_dir": "latticehub-group-{group}",
+    },
+    "nuclear": {
+        "max_servers": 1,
+        "mem_limit": "2G",
+        "cpu_limit": 1.0,
+        "images": [IMAGE],
+        "shared_dir": "latticehub-group-{group}",
+        "shared_readonly": False,
+    },
+}
+# users in no listed group are refused with a message that says whom to ask
+s.no_group_limits = None
+
+# -- Demo users and groups (loopback only) ---------------------------------------------
+if DEMO:
+    password = os.environ.get("LATTICEHUB_DEMO_PASSWORD") or secrets.token_urlsafe(9)
+    c.JupyterHub.authenticator_class = "dummy"
+    c.DummyAuthenticator.password = password
+    c.Authenticator.allowed_users = {"alice", "bob", "carol", "dave", "erin", "frank"}
+    c.Authenticator.admin_users = {"admin"}
+    c.JupyterHub.load_groups = {
+        "lqcd": {"users": ["alice", "bob", "carol", "dave"], "properties": {}},
+        "nuclear": {"users": ["alice", "erin", "frank"], "properties": {}},
+    }
+    # a manager of lqcd may lower its values through the group's properties
+    c.JupyterHub.load_roles = [
+        {
+            "name": "lqcd-manager",
+            "description": "Lower the lqcd group's limits (group properties)",
+            "scopes": ["groups!group=lqcd", "read:groups!group=lqcd"],
+            "users": ["alice"],
+        }
+    ]
+    if not c.JupyterHub.bind_url.startswith(("http://127.0.0.1", "http://localhost")):
+        sys.exit("latticehub: the demo login is for loopback only; set LATTICEHUB_DEMO=0")
+    print(
+        "\n"
+        "  latticehub DEMO login (DummyAuthenticator, loopback only, NOT for production)\n"
+        f"  URL:      {c.JupyterHub.bind_url}\n"
+        "  users:    alice (lqcd+nuclear), bob, carol, dave (lqcd); erin, frank (nuclear)\n"
+        f"  password: {password}\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+for path in sorted(glob.glob(os.path.join(HERE, "jupyterhub_config.d", "*.py"))):
+    load_subconfig(path)  # noqa: F821 - provided by traitlets
