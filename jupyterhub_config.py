@@ -118,6 +118,13 @@ if DEMO:
             "users": ["alice"],
         }
     ]
+    seed_token = os.environ.get("LATTICEHUB_DEMO_SEED_TOKEN")
+    if seed_token:
+        # scripts/up.sh starts frank's server with it, to show a full group
+        c.JupyterHub.services = [{"name": "demo-seed", "api_token": seed_token}]
+        c.JupyterHub.load_roles.append(
+            {"name": "demo-seed", "scopes": ["servers!user=frank"], "services": ["demo-seed"]}
+        )
     if not c.JupyterHub.bind_url.startswith(("http://127.0.0.1", "http://localhost")):
         sys.exit("latticehub: the demo login is for loopback only; set LATTICEHUB_DEMO=0")
     print(

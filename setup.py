@@ -26,13 +26,13 @@ setup(
     extras_require={
         "train": ["torch>=2.4", "numpy>=1.26"],
         "widgets": ["ipywidgets>=8", "pandas>=2", "matplotlib>=3.8", "requests>=2.31"],
-        "postgres": ["psycopg2-binary>=2.9"],
+        "postgres": ["psycopg[binary]>=3.2"],
         "test": [
             "pytest>=8",
             "pytest-asyncio>=0.24",
             "requests>=2.31",
             "ruff>=0.6",
-            "psycopg2-binary>=2.9",
+            "psycopg[binary]>=3.2",
         ],
     },
     entry_points={

@@ -13,6 +13,9 @@ from typing import Any
 
 from .units import format_bytes, format_cpu, parse_bytes, parse_cpu
 
+#: Smallest memory limit a user may ask for (Docker refuses less than 6M; 0 means none).
+MIN_MEMORY = 16 * 1024**2
+
 #: Key of a group's JupyterHub ``properties`` where managers lower their group's values.
 PROPERTIES_KEY = "latticehub"
 
@@ -230,6 +233,9 @@ def apply_properties(
             changes[key] = current and value
         elif key == "shared_readonly":
             changes[key] = current or value
+        elif key == "gpus":
+            # an unset GPU ceiling means 0 GPUs, not "unlimited": managers cannot add GPUs
+            changes[key] = min(current or 0, value)
         else:
             new = _lower_number(current, value)
             changes[key] = type(value)(new)
@@ -385,6 +391,14 @@ def resolve_request(
             mem = parse_bytes(raw_mem)
         except ValueError as e:
             raise LimitError(400, "bad_option", str(e)) from None
+        if mem < MIN_MEMORY:
+            # Docker reads 0 as "no limit": never let a tiny value slip past the cap
+            raise LimitError(
+                400,
+                "bad_option",
+                f"Memory {raw_mem!r} is too small: ask for at least {format_bytes(MIN_MEMORY)}, "
+                "e.g. '2G'.",
+            )
         if limits.mem_limit is not None and mem > limits.mem_limit:
             raise LimitError(
                 400,

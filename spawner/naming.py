@@ -6,6 +6,7 @@ import hashlib
 import re
 
 _UNSAFE = re.compile(r"[^a-z0-9_.-]")
+_HASHED = re.compile(r"-[0-9a-f]{6}$")
 
 
 def safe_name(name: str) -> str:
@@ -20,8 +21,10 @@ def safe_name(name: str) -> str:
     >>> safe_name("Alice Smith")
     'alice-smith-8ae10d'
     """
-    cleaned = _UNSAFE.sub("-", name.lower()).strip("-.") or "x"
-    if cleaned == name:
+    cleaned = _UNSAFE.sub("-", name.lower())[:48].strip("-.") or "x"
+    # a safe name that looks like a hashed one is hashed too, so that nobody can pick the
+    # name another user's name maps to
+    if cleaned == name and not _HASHED.search(name):
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:6]
     return f"{cleaned}-{digest}"

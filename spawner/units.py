@@ -35,7 +35,9 @@ def parse_bytes(value: int | float | str, *, name: str = "mem_limit") -> int:
         raise ValueError(f"{name}={value!r} is not a size: use bytes or e.g. '512M', '8G'")
     if isinstance(value, int | float):
         if value < 0 or not math.isfinite(value):
-            raise ValueError(f"{name}={value!r} must be a non-negative number of bytes")
+            raise ValueError(
+                f"{name}={value!r} must be a non-negative number of bytes, or e.g. '512M', '8G'"
+            )
         return int(value)
     if not isinstance(value, str):
         raise ValueError(f"{name}={value!r} is not a size: use bytes or e.g. '512M', '8G'")

@@ -63,9 +63,7 @@ def remove_hub_objects(client: docker.DockerClient, hub_id: str) -> None:
 def dump_containers(client: docker.DockerClient, hub_id: str) -> str:
     """Logs of this hub's containers, for failure reports (debug_docker)."""
     out = []
-    for container in client.containers.list(
-        all=True, filters={"label": f"{labels.HUB}={hub_id}"}
-    ):
+    for container in client.containers.list(all=True, filters={"label": f"{labels.HUB}={hub_id}"}):
         logs = container.logs(tail=30).decode(errors="replace")
         out.append(f"--- {container.name} ({container.status})\n{logs}")
     return "\n".join(out)

@@ -58,9 +58,9 @@ def test_spawn_applies_group_limits_and_hardening(hub, docker_client):
     assert any(m["Destination"] == "/home/jovyan" for m in mounts)
     assert container.labels[labels.GROUP] == "lqcd"
     hub.stop_server("ben")
-    assert not docker_client.containers.list(
-        filters={"label": f"{labels.USER}=ben"}
-    ), "container left behind after stop"
+    assert not docker_client.containers.list(filters={"label": f"{labels.USER}=ben"}), (
+        "container left behind after stop"
+    )
 
 
 def test_user_in_two_groups_charges_the_chosen_group(hub, docker_client):

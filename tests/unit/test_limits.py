@@ -7,14 +7,9 @@ import pytest
 from spawner.limits import (
     LIMIT_KEYS,
     GroupLimits,
-    Holder,
-    LimitError,
     apply_properties,
-    check_capacity,
-    choose_group,
     parse_all_group_limits,
     parse_group_limits,
-    resolve_request,
 )
 
 G = 1024**3
@@ -24,16 +19,34 @@ GL = GroupLimits
 # -- parsing --------------------------------------------------------------------
 def test_parse_group_limits_valid():
     raw = {
-        "max_servers": 3, "max_servers_per_user": 1, "mem_limit": "8G", "cpu_limit": "500m",
-        "gpus": 2, "gpu_sharing": True, "images": ["a", "b"], "nodes": ("n1",),
-        "constraints": ["node.labels.ib==true"], "home": "home-{username}",
-        "shared_dir": "/srv/{group}", "shared_readonly": True, "run_as_user": True,
+        "max_servers": 3,
+        "max_servers_per_user": 1,
+        "mem_limit": "8G",
+        "cpu_limit": "500m",
+        "gpus": 2,
+        "gpu_sharing": True,
+        "images": ["a", "b"],
+        "nodes": ("n1",),
+        "constraints": ["node.labels.ib==true"],
+        "home": "home-{username}",
+        "shared_dir": "/srv/{group}",
+        "shared_readonly": True,
+        "run_as_user": True,
     }
     assert parse_group_limits(raw) == GL(
-        max_servers=3, max_servers_per_user=1, mem_limit=8 * G, cpu_limit=0.5, gpus=2,
-        gpu_sharing=True, images=("a", "b"), nodes=("n1",),
-        constraints=("node.labels.ib==true",), home="home-{username}",
-        shared_dir="/srv/{group}", shared_readonly=True, run_as_user=True,
+        max_servers=3,
+        max_servers_per_user=1,
+        mem_limit=8 * G,
+        cpu_limit=0.5,
+        gpus=2,
+        gpu_sharing=True,
+        images=("a", "b"),
+        nodes=("n1",),
+        constraints=("node.labels.ib==true",),
+        home="home-{username}",
+        shared_dir="/srv/{group}",
+        shared_readonly=True,
+        run_as_user=True,
     )
 
 
@@ -53,12 +66,30 @@ def test_parse_group_limits_unknown_key_lists_known_keys():
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("max_servers", -1), ("max_servers", "3"), ("max_servers", True), ("max_servers", 1.5),
-        ("max_servers_per_user", -2), ("gpus", -1), ("gpus", "1"), ("gpus", False),
-        ("mem_limit", "8X"), ("mem_limit", -1), ("cpu_limit", 0), ("cpu_limit", "fast"),
-        ("gpu_sharing", "yes"), ("gpu_sharing", 1), ("shared_readonly", "true"),
-        ("run_as_user", 0), ("images", "ubuntu"), ("images", [""]), ("images", [1]),
-        ("images", 5), ("nodes", "n1"), ("constraints", [None]), ("home", ""), ("home", 5),
+        ("max_servers", -1),
+        ("max_servers", "3"),
+        ("max_servers", True),
+        ("max_servers", 1.5),
+        ("max_servers_per_user", -2),
+        ("gpus", -1),
+        ("gpus", "1"),
+        ("gpus", False),
+        ("mem_limit", "8X"),
+        ("mem_limit", -1),
+        ("cpu_limit", 0),
+        ("cpu_limit", "fast"),
+        ("gpu_sharing", "yes"),
+        ("gpu_sharing", 1),
+        ("shared_readonly", "true"),
+        ("run_as_user", 0),
+        ("images", "ubuntu"),
+        ("images", [""]),
+        ("images", [1]),
+        ("images", 5),
+        ("nodes", "n1"),
+        ("constraints", [None]),
+        ("home", ""),
+        ("home", 5),
         ("shared_dir", ["x"]),
     ],
 )
@@ -92,8 +123,15 @@ def props(**values):
 
 
 CEIL = GL(
-    max_servers=4, max_servers_per_user=2, mem_limit=8 * G, cpu_limit=4.0, gpus=2,
-    gpu_sharing=True, images=("a", "b", "c"), nodes=("n1", "n2"), home="h-{username}",
+    max_servers=4,
+    max_servers_per_user=2,
+    mem_limit=8 * G,
+    cpu_limit=4.0,
+    gpus=2,
+    gpu_sharing=True,
+    images=("a", "b", "c"),
+    nodes=("n1", "n2"),
+    home="h-{username}",
 )
 
 
@@ -109,8 +147,11 @@ CEIL = GL(
         (CEIL, props(cpu_limit=64), {}),
         (CEIL, props(gpus=1), {"gpus": 1}),
         (CEIL, props(gpus=8), {}),
-        (GL(), props(max_servers=3, mem_limit="4G", cpu_limit=2),
-         {"max_servers": 3, "mem_limit": 4 * G, "cpu_limit": 2.0}),
+        (
+            GL(),
+            props(max_servers=3, mem_limit="4G", cpu_limit=2),
+            {"max_servers": 3, "mem_limit": 4 * G, "cpu_limit": 2.0},
+        ),
         (CEIL, props(images=["b", "z"]), {"images": ("b",)}),
         (CEIL, props(images=["z"]), {"images": ()}),
         (CEIL, props(nodes=["n2", "n3"]), {"nodes": ("n2",)}),
@@ -197,8 +238,10 @@ def test_property_never_widens_names_or_flags():
         assert set(got) <= set(wanted)
         assert ceiling is None or set(got) <= set(ceiling)
     for ceiling, wanted in itertools.product((False, True), repeat=2):
-        eff, _ = apply_properties(GL(gpu_sharing=ceiling, shared_readonly=ceiling),
-                                  props(gpu_sharing=wanted, shared_readonly=wanted))
+        eff, _ = apply_properties(
+            GL(gpu_sharing=ceiling, shared_readonly=ceiling),
+            props(gpu_sharing=wanted, shared_readonly=wanted),
+        )
         assert eff.gpu_sharing <= ceiling  # may only turn off
         assert eff.shared_readonly >= ceiling  # may only turn on
 
@@ -210,12 +253,6 @@ def test_gpus_property_with_a_set_ceiling_only_lowers(ceiling):
         assert effective.gpus == min(ceiling.gpus, wanted)
 
 
-@pytest.mark.xfail(
-    reason="apply_properties: an unset gpus ceiling means 0 GPUs (resolve_request uses "
-    "`limits.gpus or 0`) but is lowered like 'unlimited', so a group manager can grant "
-    "GPUs to a group the admin gave none",
-    strict=True,
-)
 @pytest.mark.parametrize("wanted", [1, 4])
 def test_gpus_property_cannot_grant_gpus_when_ceiling_unset(wanted):
     effective, _ = apply_properties(GL(), props(gpus=wanted))

@@ -1,0 +1,37 @@
+# latticehub: `make up` runs the stack on the embedded defaults, `make test` sets up and
+# runs every test tier against real services. See README.md.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgresql://latticehub:latticehub@127.0.0.1:5432/latticehub
+PYTEST_ARGS ?=
+
+.PHONY: up services lint format test test-unit test-services bench clean
+
+services:
+	scripts/services.sh all
+
+up: services
+	scripts/up.sh
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test-unit:
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# docker, swarm and postgres tiers (real engine, real Hub + proxy, real PostgreSQL)
+test-services:
+	LATTICEHUB_TEST_PG_URL=$(PG_URL) $(PY) -m pytest tests -m "docker or swarm or postgres" $(PYTEST_ARGS)
+
+test: services lint test-unit test-services
+
+bench: services
+	$(PY) bench/spawn.py
+
+clean:
+	rm -rf run .pytest_cache .ruff_cache *.egg-info
