@@ -10,7 +10,7 @@
 #   LATTICEHUB_HUB_IP       address containers use to reach the Hub API (default: the
 #                           network's gateway); the Hub API binds there
 #   LATTICEHUB_IMAGE        single-user image (default latticehub/singleuser:latest)
-#   LATTICEHUB_DEMO         "1" (default): DummyAuthenticator with a printed password and
+#   LATTICEHUB_DEMO         "1" (default): a shared demo password (printed) and
 #                           seeded demo groups; "0": configure a real authenticator in
 #                           jupyterhub_config.d/ (README: PAM, OAuth)
 #   LATTICEHUB_STATE        directory for the SQLite file and cookie secret
@@ -101,8 +101,10 @@ s.no_group_limits = None
 # -- Demo users and groups (loopback only) ---------------------------------------------
 if DEMO:
     password = os.environ.get("LATTICEHUB_DEMO_PASSWORD") or secrets.token_urlsafe(9)
-    c.JupyterHub.authenticator_class = "dummy"
-    c.DummyAuthenticator.password = password
+    admin_password = secrets.token_urlsafe(32)
+    c.JupyterHub.authenticator_class = "shared-password"
+    c.SharedPasswordAuthenticator.user_password = password
+    c.SharedPasswordAuthenticator.admin_password = admin_password
     c.Authenticator.allowed_users = {"alice", "bob", "carol", "dave", "erin", "frank"}
     c.Authenticator.admin_users = {"admin"}
     c.JupyterHub.load_groups = {
@@ -129,10 +131,11 @@ if DEMO:
         sys.exit("latticehub: the demo login is for loopback only; set LATTICEHUB_DEMO=0")
     print(
         "\n"
-        "  latticehub DEMO login (DummyAuthenticator, loopback only, NOT for production)\n"
+        "  latticehub DEMO login (shared password, loopback only, NOT for production)\n"
         f"  URL:      {c.JupyterHub.bind_url}\n"
         "  users:    alice (lqcd+nuclear), bob, carol, dave (lqcd); erin, frank (nuclear)\n"
-        f"  password: {password}\n",
+        f"  password: {password}\n"
+        f"  admin:    user 'admin', password {admin_password}\n",
         file=sys.stderr,
         flush=True,
     )
