@@ -14,7 +14,7 @@ from . import labels
 from .ledger import Slot
 from .limits import GroupLimits, LimitError, ServerRequest
 from .mixin import GroupLimitsMixin
-from .resources import docker_resources, hardening
+from .resources import docker_resources, drop_unsafe, hardening
 
 
 class GroupLimitDockerSpawner(GroupLimitsMixin, DockerSpawner):
@@ -108,7 +108,7 @@ class GroupLimitDockerSpawner(GroupLimitsMixin, DockerSpawner):
         and ``extra_create_kwargs``, so configuration cannot loosen them.
         """
         extra_create = await self._evaluated(self.extra_create_kwargs)
-        extra_host = await self._evaluated(self.extra_host_config)
+        extra_host = dict(await self._evaluated(self.extra_host_config))
         mounts = [
             Mount(m["target"], m["source"], type=m["type"], read_only=m["read_only"])
             for m in self.storage_mounts(slot.pool, limits)
@@ -124,6 +124,12 @@ class GroupLimitDockerSpawner(GroupLimitsMixin, DockerSpawner):
         }
         if not self.use_internal_ip:
             host_config["port_bindings"] = {self.port: (self.host_ip,)}
+        dropped = drop_unsafe(extra_host)
+        if dropped:
+            self.log.warning(
+                "Ignoring extra_host_config keys %s: user containers are never privileged",
+                ", ".join(dropped),
+            )
         host_config.update(extra_host)
         resources = docker_resources(
             mem_limit=request.mem_limit,
@@ -148,7 +154,7 @@ class GroupLimitDockerSpawner(GroupLimitsMixin, DockerSpawner):
             "environment": env,
             "volumes": self.volume_mount_points,
             "name": self.container_name,
-            "command": await self.get_command(),
+            "command": await self.command_for(request.image),
             "ports": {f"{self.port}/tcp": None},
         }
         create_kwargs.update({k: v for k, v in extra_create.items() if k != "labels"})

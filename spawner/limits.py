@@ -372,6 +372,10 @@ def resolve_request(
     Raises:
         LimitError: 400 for a malformed or too large request, 403 for a disallowed image.
     """
+    # Spawner traits use 0 for "no limit"; Docker reads 0 the same way, so a 0 default
+    # must not get past a group's cap
+    default_mem = default_mem or None
+    default_cpu = default_cpu or None
     image = _option(options, "image") or default_image
     if not isinstance(image, str):
         raise LimitError(400, "bad_option", f"image={image!r} must be an image name")

@@ -227,6 +227,7 @@ class GroupLimitsMixin(Configurable):
 
     # -- per-start state (reset on every start) ----------------------------------------
     _slot: Slot | None = None
+    _request: ServerRequest | None = None
     _events: list[dict]
     _start_done: bool = True
 
@@ -442,6 +443,7 @@ class GroupLimitsMixin(Configurable):
         self._events = []
         self._start_done = False
         self._slot = None
+        self._request = None
         pool = "?"
         try:
             self.emit("Checking the group's limits", 5)
@@ -459,9 +461,8 @@ class GroupLimitsMixin(Configurable):
                 f"{limits.max_servers if limits.max_servers is not None else 'unlimited'})",
                 20,
             )
+            self._request = request
             try:
-                # the image is decided per start; assigning it every time avoids leaks
-                self.image = request.image
                 result = await self.launch(slot, request, limits)
             except BaseException:
                 self.ledger.release(slot.user, slot.server, slot.token)
@@ -518,6 +519,27 @@ class GroupLimitsMixin(Configurable):
         return state
 
     # -- container details shared by both engines --------------------------------
+    def get_env(self) -> dict[str, str]:
+        """The Spawner's environment, with the image decided for this start."""
+        env = super().get_env()
+        request = getattr(self, "_request", None)
+        if request is not None:
+            env["JUPYTER_IMAGE_SPEC"] = request.image
+        return env
+
+    async def command_for(self, image: str) -> list[str]:
+        """``cmd`` (or the image's own command) plus the Spawner's arguments.
+
+        Takes the image of this start rather than the ``image`` trait, which is never
+        changed per start so that nothing leaks into the next one.
+        """
+        if self.cmd:
+            cmd = list(self.cmd)
+        else:
+            info = await self.docker("inspect_image", image)
+            cmd = list(info["Config"]["Cmd"] or [])
+        return cmd + self.get_args()
+
     def storage_mounts(self, pool: str, limits: GroupLimits) -> list[dict[str, Any]]:
         """Home and group mounts as ``{"source", "target", "type", "read_only"}`` dicts."""
         ns = {"username": safe_name(self.user.name), "group": safe_name(pool)}

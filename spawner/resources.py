@@ -45,6 +45,24 @@ def hardening() -> dict[str, Any]:
     }
 
 
+#: Host-config keys that would let a container escape its limits; dropped from
+#: ``extra_host_config`` with a warning.
+UNSAFE_HOST_CONFIG = ("privileged", "cap_add", "pid_mode", "ipc_mode", "userns_mode", "devices")
+
+
+def drop_unsafe(host_config: dict[str, Any]) -> list[str]:
+    """Remove :data:`UNSAFE_HOST_CONFIG` keys in place; return the removed keys.
+
+    >>> cfg = {"privileged": True, "shm_size": "1G"}
+    >>> drop_unsafe(cfg), cfg
+    (['privileged'], {'shm_size': '1G'})
+    """
+    removed = [k for k in UNSAFE_HOST_CONFIG if k in host_config]
+    for key in removed:
+        del host_config[key]
+    return removed
+
+
 def swarm_resources(*, mem_limit: int | None, cpu_limit: float | None) -> dict[str, Any]:
     """Keyword arguments for ``docker.types.Resources`` (limits and equal reservations).
 

@@ -85,7 +85,7 @@ class GroupLimitSwarmSpawner(GroupLimitsMixin, SwarmSpawner):
         container_kwargs.update(
             image=request.image,
             env=env,
-            args=await self.get_command(),
+            args=await self.command_for(request.image),
             mounts=list(self.mounts) + mounts,
             labels=service_labels,
             cap_drop=["ALL"],

@@ -1,0 +1,275 @@
+"""The spawner's start/stop/poll against a scripted Docker client (fast tier).
+
+The real engine is exercised in tests/docker; here the seam is ``spawner.docker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import docker
+import pytest
+import requests
+from jupyterhub.objects import Hub, Server
+from jupyterhub.spawner import SpawnException
+
+from spawner import GroupLimitDockerSpawner, labels
+from spawner.ledger import RUNNING, Slot
+
+GIB = 1024**3
+
+
+class Group:
+    """Stand-in for an ORM group: a name and properties."""
+
+    def __init__(self, name, properties=None):
+        self.name = name
+        self.properties = properties or {}
+
+
+def not_found():
+    response = requests.Response()
+    response.status_code = 404
+    return docker.errors.NotFound("no such object", response=response)
+
+
+class FakeDocker:
+    """Records calls; containers 'exist' once created."""
+
+    def __init__(self, delay=0.0, running=()):
+        self.calls = []
+        self.created = {}
+        self.running = list(running)
+        self.removed = set()
+        self.delay = delay
+
+    async def __call__(self, method, *args, **kwargs):
+        self.calls.append((method, args, kwargs))
+        await asyncio.sleep(self.delay)
+        if method == "inspect_container":
+            name = args[0]
+            for cid, kw in self.created.items():
+                if name in (cid, kw["name"]):
+                    return {"Id": cid, "State": {"Running": True}}
+            raise not_found()
+        if method == "create_container":
+            cid = f"c{len(self.created):04d}"
+            self.created[cid] = kwargs
+            return {"Id": cid}
+        if method == "port":
+            return [{"HostIp": "127.0.0.1", "HostPort": "32001"}]
+        if method == "containers":
+            created = [
+                {"Id": cid, "Labels": kw["labels"], "Created": 1}
+                for cid, kw in self.created.items()
+                if cid not in self.removed
+            ]
+            return self.running + created
+        if method in ("remove_container", "stop"):
+            self.removed.add(args[0])
+        if method == "inspect_image":
+            return {"Config": {"Cmd": ["jupyterhub-singleuser"]}}
+        return None
+
+    def create_kwargs(self):
+        return [kw for m, _, kw in self.calls if m == "create_container"]
+
+
+@pytest.fixture(autouse=True)
+def offline_client(monkeypatch):
+    # a client that never connects (no version negotiation) and a fresh ledger per test
+    monkeypatch.setattr(GroupLimitDockerSpawner, "_client", docker.APIClient(version="1.41"))
+    monkeypatch.setattr(GroupLimitDockerSpawner, "_ledgers", {})
+
+
+def make_spawner(fake, name="ann", groups=("lqcd",), properties=None, options=None, **config):
+    user = SimpleNamespace(
+        name=name,
+        groups=[Group(g, (properties or {}).get(g)) for g in groups],
+        url=f"/user/{name}/",
+        base_url="/",
+        escaped_name=name,
+        server=Server(),
+        settings={},
+        id=1,
+    )
+    config.setdefault(
+        "group_limits",
+        {"lqcd": {"max_servers": 2, "mem_limit": "1G", "cpu_limit": 1.5}, "other": {}},
+    )
+    spawner = GroupLimitDockerSpawner(
+        user=user,
+        hub=Hub(),
+        image="img:1",
+        pull_policy="never",
+        cmd=["jupyterhub-singleuser"],
+        **config,
+    )
+    spawner.docker = fake
+    spawner.user_options = options or {}
+    return spawner
+
+
+async def test_start_creates_container_with_clamped_limits_labels_and_hardening():
+    fake = FakeDocker()
+    spawner = make_spawner(
+        fake,
+        mem_limit="8G",
+        extra_host_config={"privileged": True, "mem_limit": "100G", "cap_add": ["SYS_ADMIN"]},
+        extra_create_kwargs={"labels": {"site": "x", labels.GROUP: "forged"}},
+    )
+    assert await spawner.start() == ("127.0.0.1", 32001)
+    (kwargs,) = fake.create_kwargs()
+    host = kwargs["host_config"]
+    assert host["Memory"] == 1 * GIB  # 8G default clamped to the 1G ceiling
+    assert host["MemorySwap"] == 1 * GIB
+    assert host["CpuQuota"] == 150_000 and host["CpuPeriod"] == 100_000
+    assert not host.get("Privileged") and host["CapDrop"] == ["ALL"]
+    assert "CapAdd" not in host
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert kwargs["labels"][labels.GROUP] == "lqcd" and kwargs["labels"]["site"] == "x"
+    assert kwargs["environment"]["LATTICEHUB_GROUP"] == "lqcd"
+    mounts = {m["Target"]: m for m in host["Mounts"]}
+    assert mounts["/home/jovyan"]["Source"] == "latticehub-home-ann"
+    slot = spawner.ledger.get("ann", "")
+    assert slot.state == RUNNING and slot.object_id == "c0000"
+    messages = [e["message"] for e in spawner._events]
+    assert messages[0] == "Checking the group's limits"
+    assert any("Creating container" in m for m in messages)
+    await spawner.stop()
+    assert spawner.ledger.get("ann", "") is None
+
+
+async def test_per_start_values_do_not_leak_between_starts():
+    fake = FakeDocker()
+    spawner = make_spawner(
+        fake,
+        options={"mem_limit": "512M", "group": "other", "image": "img:2"},
+        allowed_images=["img:1", "img:2"],
+        groups=("lqcd", "other"),
+    )
+    await spawner.start()
+    await spawner.stop()
+    spawner.user_options = {}
+    await spawner.start()
+    first, second = fake.create_kwargs()
+    assert first["host_config"]["Memory"] == 512 * 1024**2
+    assert first["labels"][labels.GROUP] == "other" and first["image"] == "img:2"
+    assert "Memory" not in second["host_config"] or second["host_config"]["Memory"] in (0, GIB)
+    assert second["labels"][labels.GROUP] == "lqcd" and second["image"] == "img:1"
+
+
+async def test_properties_lower_and_apply_on_the_next_start_only():
+    fake = FakeDocker()
+    props = {"lqcd": {"latticehub": {"mem_limit": "256M"}}}
+    spawner = make_spawner(fake, properties=props)
+    await spawner.start()
+    assert fake.create_kwargs()[0]["host_config"]["Memory"] == 256 * 1024**2
+
+
+async def test_concurrent_starts_get_exactly_the_limit():
+    fake = FakeDocker(delay=0.01)
+    spawners = [make_spawner(fake, name=f"u{i}") for i in range(12)]
+    results = await asyncio.gather(*(s.start() for s in spawners), return_exceptions=True)
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, SpawnException)]
+    assert len(ok) == 2 and len(refused) == 10
+    assert all(r.status_code == 429 and "limit of 2" in r.message for r in refused)
+    assert len(fake.create_kwargs()) == 2
+
+
+async def test_failed_create_releases_the_slot():
+    fake = FakeDocker()
+
+    async def broken(method, *args, **kwargs):
+        if method == "create_container":
+            raise RuntimeError("engine said no")
+        return await FakeDocker.__call__(fake, method, *args, **kwargs)
+
+    spawner = make_spawner(fake)
+    spawner.docker = broken
+    with pytest.raises(RuntimeError):
+        await spawner.start()
+    assert spawner.ledger.slots("lqcd") == []
+
+
+async def test_gpus_get_distinct_device_ids_and_run_out():
+    fake = FakeDocker()
+    config = {
+        "group_limits": {"lqcd": {"gpus": 1}},
+        "gpu_devices": {"local": ["0", "1"]},
+    }
+    spawners = [make_spawner(fake, name=f"g{i}", options={"gpus": "1"}, **config) for i in range(3)]
+    await spawners[0].start()
+    await spawners[1].start()
+    with pytest.raises(SpawnException) as refused:
+        await spawners[2].start()
+    assert refused.value.status_code == 429 and "GPU" in refused.value.message
+    ids = [kw["host_config"]["DeviceRequests"][0]["DeviceIDs"] for kw in fake.create_kwargs()]
+    assert sorted(ids) == [["0"], ["1"]]
+    assert {kw["labels"][labels.GPUS] for kw in fake.create_kwargs()} == {"0", "1"}
+    await spawners[0].stop()
+    await spawners[2].start()
+    assert fake.create_kwargs()[-1]["host_config"]["DeviceRequests"][0]["DeviceIDs"] == ["0"]
+
+
+async def test_ledger_is_rebuilt_from_labels_before_the_first_start():
+    held = [
+        Slot(pool="lqcd", user=u, server="", object_id=f"x{u}", state=RUNNING, gpus=())
+        for u in ("old1", "old2")
+    ]
+    running = [
+        {"Id": s.object_id, "Labels": labels.render_labels("latticehub", s), "Created": 1}
+        for s in held
+    ]
+    fake = FakeDocker(running=running)
+    spawner = make_spawner(fake)
+    with pytest.raises(SpawnException) as refused:
+        await spawner.start()
+    assert "old1/" in refused.value.message and "old2/" in refused.value.message
+    filters = [kw["filters"] for m, _, kw in fake.calls if m == "containers"]
+    assert filters[0]["label"] == f"{labels.HUB}=latticehub"
+    assert [s.claimed for s in spawner.ledger.slots("lqcd")] == [False, False]
+    # a container that stopped running frees its slot at the next attempt
+    fake.running = running[:1]
+    await spawner.start()
+    assert {s.user for s in spawner.ledger.slots("lqcd")} == {"old1", "ann"}
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ({"volumes": {"/var/run/docker.sock": "/var/run/docker.sock"}}, "Docker socket"),
+        ({"home_volume": "/var/run/docker.sock"}, "Docker socket"),
+    ],
+)
+async def test_docker_socket_is_never_mounted(config, fragment):
+    fake = FakeDocker()
+    spawner = make_spawner(fake, **config)
+    with pytest.raises(Exception) as err:
+        await spawner.start()
+    assert fragment in str(err.value)
+    assert fake.create_kwargs() == []
+    assert spawner.ledger.slots() == []
+
+
+def test_bad_group_limits_config_says_how_to_fix():
+    with pytest.raises(Exception) as err:
+        make_spawner(FakeDocker(), group_limits={"lqcd": {"max_server": 3}})
+    assert "max_servers" in str(err.value) and "unknown key" in str(err.value)
+    with pytest.raises(Exception) as err:
+        make_spawner(FakeDocker(), spawn_queue_timeout=-1)
+    assert "spawn_queue_timeout" in str(err.value)
+
+
+async def test_options_form_lists_only_own_groups_escaped():
+    spawner = make_spawner(
+        FakeDocker(),
+        groups=("lqcd", "<img src=x>"),
+        unlisted_group_limits={"max_servers": 1},
+    )
+    form = await spawner._render_options_form()
+    assert 'value="lqcd"' in form and "&lt;img src=x&gt;" in form
+    assert "<img src=x>" not in form
+    assert "other" not in form  # configured, but ann is not a member
