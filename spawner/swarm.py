@@ -7,7 +7,8 @@ from typing import Any
 
 from docker.types import ContainerSpec, EndpointSpec, Mount, Placement, Resources, TaskTemplate
 from dockerspawner import SwarmSpawner
-from traitlets import Float
+from traitlets import Float, Unicode, validate
+from traitlets.traitlets import TraitError
 
 from . import labels
 from .ledger import Slot
@@ -23,6 +24,23 @@ class GroupLimitSwarmSpawner(GroupLimitsMixin, SwarmSpawner):
     or the one holding the assigned GPUs); ``constraints`` are added verbatim. Memory
     and CPU are both limited and reserved, so Swarm only places a server where it fits.
     """
+
+    publish_mode = Unicode(
+        "host",
+        help="""
+        How a server's port is published when ``use_internal_ip`` is False: ``"host"``
+        (default) binds a random port on the node that runs the task, which the Hub's
+        proxy reaches at the node's address (``host_ip`` for the Hub's own node);
+        ``"ingress"`` uses Swarm's routing mesh. Host mode needs no routing mesh and
+        works on single-node swarms, where the mesh is not reachable from loopback.
+        """,
+    ).tag(config=True)
+
+    @validate("publish_mode")
+    def _validate_publish_mode(self, proposal: Any) -> str:
+        if proposal.value not in ("host", "ingress"):
+            raise TraitError(f"publish_mode={proposal.value!r}: use 'host' or 'ingress'")
+        return proposal.value
 
     task_wait_timeout = Float(
         60.0,
@@ -113,7 +131,13 @@ class GroupLimitSwarmSpawner(GroupLimitsMixin, SwarmSpawner):
         task_kwargs.update({k: v for k, v in self.extra_task_spec.items() if k != "placement"})
         endpoint: dict[str, Any] = {}
         if not self.use_internal_ip:
-            endpoint["ports"] = {None: (self.port, "tcp")}
+            endpoint["ports"] = [
+                {
+                    "Protocol": "tcp",
+                    "TargetPort": self.port,
+                    "PublishMode": self.publish_mode,
+                }
+            ]
         endpoint.update(self.extra_endpoint_spec)
         create_kwargs = dict(self.extra_create_kwargs)
         create_kwargs.update(
@@ -129,3 +153,20 @@ class GroupLimitSwarmSpawner(GroupLimitsMixin, SwarmSpawner):
                 raise RuntimeError(f"Swarm created no task for {self.service_name}")
             await asyncio.sleep(0.5)
         return service
+
+    async def get_ip_and_port(self) -> tuple[str, int]:
+        """Where the proxy reaches the server: the task's node and its host-mode port."""
+        if self.use_internal_ip or self.use_internal_hostname or self.publish_mode != "host":
+            return await super().get_ip_and_port()
+        task = await self.get_task()
+        if task is None:
+            raise RuntimeError(f"Service {self.service_name} has no task")
+        ports = (task.get("Status", {}).get("PortStatus") or {}).get("Ports") or []
+        published = [p["PublishedPort"] for p in ports if p.get("TargetPort") == self.port]
+        if not published:
+            raise RuntimeError(f"Task of {self.service_name} publishes no port {self.port}")
+        info = await self.docker("info")
+        if task.get("NodeID") == info.get("Swarm", {}).get("NodeID"):
+            return self.host_ip, int(published[0])
+        node = await self.docker("inspect_node", task["NodeID"])
+        return node["Status"]["Addr"], int(published[0])
