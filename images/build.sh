@@ -68,8 +68,9 @@ fill_wheelhouse() {
     rm -f "$wh"/*.whl
     cp -l "$CACHE/wheels"/*.whl "$wh"/ 2>/dev/null || cp "$CACHE/wheels"/*.whl "$wh"/
     log "building the latticehub wheel"
-    "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$wh" "$ROOT" \
-        || "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$wh" "$ROOT"
+    "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$wh" "$ROOT" 2>&1 \
+        | grep -v '^WARNING: Location' >&2 || true
+    ls "$wh"/latticehub-*.whl >/dev/null 2>&1 || { log "building the latticehub wheel failed"; exit 1; }
 }
 
 main() {

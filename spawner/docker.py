@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
@@ -80,6 +81,7 @@ class GroupLimitDockerSpawner(GroupLimitsMixin, DockerSpawner):
             # never resume an old container: it would keep its old limits
             self.log.info("Removing previous container %s", self.object_name)
             await self.remove_object()
+            await self._wait_removed()
             self.object_id = ""
         self.emit(f"Creating container {self.object_name} from {request.image}", 40)
         try:
@@ -92,6 +94,15 @@ class GroupLimitDockerSpawner(GroupLimitsMixin, DockerSpawner):
         if self.post_start_cmd:
             await self.post_start_exec()
         return await self.get_ip_and_port()
+
+    async def _wait_removed(self, timeout: float = 30.0) -> None:
+        """Wait until the container's name is free again (removal is asynchronous)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await self.get_object() is not None:
+            if loop.time() > deadline:
+                raise RuntimeError(f"container {self.object_name} was not removed in {timeout}s")
+            await asyncio.sleep(0.2)
 
     async def _evaluated(self, value: Any) -> Any:
         value = self._eval_if_callable(value)
@@ -117,7 +128,8 @@ class GroupLimitDockerSpawner(GroupLimitsMixin, DockerSpawner):
         if any(src.rstrip("/").endswith("docker.sock") for src in binds):
             raise LimitError(500, "config", "Refusing to mount the Docker socket; fix volumes")
         host_config: dict[str, Any] = {
-            "auto_remove": self.remove,
+            # removed explicitly in stop(), so that the name is free when stop() returns
+            "auto_remove": False,
             "binds": binds,
             "links": self.links,
             "mounts": list(self.mount_binds) + mounts,

@@ -86,6 +86,7 @@ c.JupyterHub.load_roles = [{{
                "servers", "read:metrics", "list:users"],
     "services": ["test-admin"],
 }}]
+c.{cls}.prefix = "jupyter-{hub_id}"
 c.{cls}.start_timeout = 180
 c.{cls}.http_timeout = 120
 c.{cls}.orphan_report_delay = 5

@@ -50,7 +50,7 @@ class FakeDocker:
         if method == "inspect_container":
             name = args[0]
             for cid, kw in self.created.items():
-                if name in (cid, kw["name"]):
+                if name in (cid, kw["name"]) and cid not in self.removed:
                     return {"Id": cid, "State": {"Running": True}}
             raise not_found()
         if method == "create_container":

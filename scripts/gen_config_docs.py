@@ -1,0 +1,79 @@
+"""Write docs/config.md from the spawners' traitlets (their help strings are the source).
+
+Usage: ``scripts/gen_config_docs.py`` rewrites docs/config.md; with ``--check`` it exits
+with 1 when the file is out of date (the unit tier runs that).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+from spawner import GroupLimitDockerSpawner, GroupLimitSwarmSpawner
+from spawner.mixin import GroupLimitsMixin
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "config.md"
+
+
+def own_traits(cls: type, base: type | None) -> list[tuple[str, object]]:
+    """Configurable traits defined by ``cls`` itself (not inherited from ``base``)."""
+    traits = cls.class_traits(config=True)
+    inherited = set(base.class_traits(config=True)) if base else set()
+    return sorted((n, t) for n, t in traits.items() if n not in inherited)
+
+
+def render() -> str:
+    """The Markdown reference of every configurable trait the spawners add."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the traits' help by `scripts/gen_config_docs.py`; do not edit.",
+        "Set them in `jupyterhub_config.py`, e.g.",
+        "`c.GroupLimitDockerSpawner.group_limits = {...}`.",
+        "",
+    ]
+    sections = [
+        ("Group limits (both spawners)", GroupLimitsMixin, None),
+        ("GroupLimitDockerSpawner", GroupLimitDockerSpawner, GroupLimitsMixin),
+        ("GroupLimitSwarmSpawner", GroupLimitSwarmSpawner, GroupLimitsMixin),
+    ]
+    for title, cls, base in sections:
+        names = own_traits(cls, base)
+        if base is not None:
+            # only what the class adds on top of DockerSpawner / SwarmSpawner
+            parent = cls.__mro__[2]
+            names = [(n, t) for n, t in names if n not in parent.class_traits(config=True)]
+            names += [
+                (n, t)
+                for n, t in own_traits(cls, None)
+                if n in ("remove", "publish_mode") and (n, t) not in names
+            ]
+        lines += [f"## {title}", ""]
+        for name, trait in sorted(names):
+            default = trait.default_value_repr()
+            lines += [
+                f"### `{name}`",
+                "",
+                f"*{type(trait).__name__}*, default `{default}`",
+                "",
+                inspect.cleandoc(trait.help or "(no help)"),
+                "",
+            ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> int:
+    """Write or check docs/config.md; returns the exit status."""
+    text = render()
+    if "--check" in sys.argv:
+        if not OUT.exists() or OUT.read_text() != text:
+            print(f"{OUT} is out of date: run scripts/gen_config_docs.py", file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

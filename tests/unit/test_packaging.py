@@ -1,0 +1,47 @@
+"""Packaging and generated docs stay in step with the code."""
+
+import subprocess
+import sys
+from importlib.metadata import distribution, entry_points
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("groupdocker", "GroupLimitDockerSpawner"), ("groupswarm", "GroupLimitSwarmSpawner")],
+)
+def test_spawner_entry_points_load(name, target):
+    (ep,) = [e for e in entry_points(group="jupyterhub.spawners") if e.name == name]
+    assert ep.value == f"spawner:{target}"
+    assert ep.load().__name__ == target
+
+
+def test_distribution_declares_requirements_and_extras():
+    dist = distribution("latticehub")
+    requires = " ".join(dist.requires or [])
+    for needed in ("jupyterhub>=6", "dockerspawner>=14", "docker>=7"):
+        assert needed in requires
+    extras = set(dist.metadata.get_all("Provides-Extra") or [])
+    assert {"test", "train", "widgets"} <= extras
+
+
+def test_every_package_imports():
+    code = "import spawner, hub_ext, widgets, flows"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+def test_config_reference_is_up_to_date():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_config_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_repo_config_compiles():
+    compile((ROOT / "jupyterhub_config.py").read_text(), "jupyterhub_config.py", "exec")
