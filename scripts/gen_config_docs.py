@@ -10,8 +10,10 @@ import inspect
 import sys
 from pathlib import Path
 
+from dockerspawner import DockerSpawner, SwarmSpawner
+
 from spawner import GroupLimitDockerSpawner, GroupLimitSwarmSpawner
-from spawner.mixin import GroupLimitsMixin
+from spawner.traits import GroupLimitsConfig
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 
@@ -34,21 +36,17 @@ def render() -> str:
         "",
     ]
     sections = [
-        ("Group limits (both spawners)", GroupLimitsMixin, None),
-        ("GroupLimitDockerSpawner", GroupLimitDockerSpawner, GroupLimitsMixin),
-        ("GroupLimitSwarmSpawner", GroupLimitSwarmSpawner, GroupLimitsMixin),
+        ("Group limits (both spawners)", GroupLimitsConfig, None),
+        ("GroupLimitDockerSpawner", GroupLimitDockerSpawner, DockerSpawner),
+        ("GroupLimitSwarmSpawner", GroupLimitSwarmSpawner, SwarmSpawner),
     ]
-    for title, cls, base in sections:
-        names = own_traits(cls, base)
-        if base is not None:
-            # only what the class adds on top of DockerSpawner / SwarmSpawner
-            parent = cls.__mro__[2]
-            names = [(n, t) for n, t in names if n not in parent.class_traits(config=True)]
-            names += [
-                (n, t)
-                for n, t in own_traits(cls, None)
-                if n in ("remove", "publish_mode") and (n, t) not in names
-            ]
+    shared = set(GroupLimitsConfig.class_traits(config=True))
+    for title, cls, parent in sections:
+        names = own_traits(cls, parent)
+        if parent is not None:
+            names = [(n, t) for n, t in names if n not in shared]
+            # defaults this suite changes on the parent's traits
+            names += [(n, t) for n, t in cls.class_traits(config=True).items() if n == "remove"]
         lines += [f"## {title}", ""]
         for name, trait in sorted(names):
             default = trait.default_value_repr()

@@ -170,7 +170,7 @@ class GroupLimitDockerSpawner(GroupLimitsMixin, DockerSpawner):
             "ports": {f"{self.port}/tcp": None},
         }
         create_kwargs.update({k: v for k, v in extra_create.items() if k != "labels"})
-        run_as = self.run_as(limits)
+        run_as = self._run_as
         if run_as:
             create_kwargs["user"] = run_as
         create_kwargs["labels"] = {

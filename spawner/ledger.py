@@ -13,7 +13,7 @@ import itertools
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .gpus import GpuUse, NoGpuAvailable, assign_gpus
@@ -74,12 +74,11 @@ class Slot:
 class SlotLedger:
     """Slots held per group, with an optional FIFO wait queue per group."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self) -> None:
         self._slots: dict[tuple[str, str], Slot] = {}
         self._queues: dict[str, deque[int]] = {}
         self._tickets = itertools.count()
         self._changed: dict[str, asyncio.Event] = {}
-        self._clock = clock
         self._known: set[tuple[str, str]] = set()
         self.loaded = False
         self.load_lock = asyncio.Lock()

@@ -7,17 +7,12 @@ concrete spawner supplies how to list its objects in the engine and how to creat
 from __future__ import annotations
 
 import asyncio
-import os
 import pwd
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from jupyterhub.spawner import SpawnException
-from traitlets import Any as AnyTrait
-from traitlets import Dict, Float, Unicode, default, validate
-from traitlets.config import Configurable
-from traitlets.traitlets import TraitError
+from traitlets import default
 
 from . import metrics
 from .form import GroupOffer, options_from_form, render_options_form
@@ -35,187 +30,16 @@ from .limits import (
     resolve_request,
 )
 from .naming import safe_name
+from .traits import GroupLimitsConfig
 from .units import parse_bytes
 
 
-class GroupLimitsMixin(Configurable):
+class GroupLimitsMixin(GroupLimitsConfig):
     """Per-group limits shared by :class:`GroupLimitDockerSpawner` and the Swarm variant."""
 
     # one ledger per hub id in this process: spawner objects are per server, the ledger
     # must see all of them (as DockerSpawner shares its client and executor)
     _ledgers: ClassVar[dict[str, SlotLedger]] = {}
-
-    group_limits = Dict(
-        help="""
-        Admin-only ceilings per JupyterHub group: group name -> limits.
-
-        Keys of each group's dict (all optional):
-
-        - ``max_servers`` (int): servers the group may run at once.
-        - ``max_servers_per_user`` (int): servers one user may run charged to the group.
-        - ``mem_limit`` (bytes or str such as ``"8G"``): memory ceiling per server.
-        - ``cpu_limit`` (float cores, or ``"500m"``): CPU ceiling per server.
-        - ``gpus`` (int): GPUs one server may ask for (unset: 0).
-        - ``gpu_sharing`` (bool): servers of the group may share GPUs.
-        - ``images`` (list of str): images the group may run.
-        - ``nodes`` (list of str): nodes the group's servers may run on (Swarm).
-        - ``constraints`` (list of str): extra Swarm placement constraints.
-        - ``home`` (str): volume name or absolute host path template for homes.
-        - ``shared_dir`` (str): volume name or host path of the group's shared directory.
-        - ``shared_readonly`` (bool): mount the shared directory read-only.
-        - ``run_as_user`` (bool): run as the user's own uid/gid (host passwd).
-
-        Templates may use ``{username}`` and ``{group}``. Group managers may *lower*
-        values through the group's properties (key ``latticehub``), never raise them.
-        The order of the groups is the order in which a user's default group is chosen.
-
-        Example::
-
-            c.GroupLimitDockerSpawner.group_limits = {
-                "lqcd": {"max_servers": 3, "max_servers_per_user": 1,
-                         "mem_limit": "8G", "cpu_limit": 2.0, "gpus": 1},
-                "nuclear": {"max_servers": 2},
-            }
-        """,
-    ).tag(config=True)
-
-    @validate("group_limits")
-    def _validate_group_limits(self, proposal: Any) -> dict:
-        try:
-            parse_all_group_limits(proposal.value)
-        except ValueError as e:
-            raise TraitError(f"{e}. See the group_limits help for the accepted keys.") from e
-        return proposal.value
-
-    unlisted_group_limits = Dict(
-        None,
-        allow_none=True,
-        help="""
-        Limits for each JupyterHub group that is not in ``group_limits``.
-
-        ``None`` (default): such groups cannot be charged. A dict (same keys as in
-        ``group_limits``) gives every unlisted group its own pool with these limits,
-        e.g. ``{"max_servers": 1}``.
-        """,
-    ).tag(config=True)
-
-    no_group_limits = Dict(
-        None,
-        allow_none=True,
-        help="""
-        Limits for users who are in no chargeable group, who share one pool named by
-        ``no_group_pool``.
-
-        ``None`` (default): such users are refused (HTTP 403) with a message that tells
-        them to ask for a group. A dict, e.g. ``{"max_servers": 2, "mem_limit": "2G"}``,
-        lets them in with these limits.
-        """,
-    ).tag(config=True)
-
-    @validate("unlisted_group_limits", "no_group_limits")
-    def _validate_optional_limits(self, proposal: Any) -> dict | None:
-        if proposal.value is None:
-            return None
-        try:
-            parse_group_limits(proposal.value, where=proposal.trait.name)
-        except ValueError as e:
-            raise TraitError(str(e)) from e
-        return proposal.value
-
-    no_group_pool = Unicode(
-        "no-group",
-        help="Pool name (in labels, metrics and messages) of users in no chargeable group.",
-    ).tag(config=True)
-
-    hub_id = Unicode(
-        help="""
-        Identifies this hub in container labels, so that the ledger is rebuilt only from
-        this hub's containers. Default: ``$LATTICEHUB_HUB_ID`` or ``latticehub``.
-        Give each hub sharing one Docker engine its own id, e.g. ``"prod"``.
-        """,
-    ).tag(config=True)
-
-    @default("hub_id")
-    def _default_hub_id(self) -> str:
-        return os.environ.get("LATTICEHUB_HUB_ID", "latticehub")
-
-    @validate("hub_id")
-    def _validate_hub_id(self, proposal: Any) -> str:
-        if not proposal.value or safe_name(proposal.value) != proposal.value:
-            raise TraitError(
-                f"hub_id={proposal.value!r}: use letters, digits, '.', '_' or '-', e.g. 'prod'"
-            )
-        return proposal.value
-
-    gpu_devices = Dict(
-        help="""
-        GPU device ids per node, from which servers get specific GPUs:
-        node name -> list of ids, e.g. ``{"local": ["0", "1"]}`` for the local engine
-        (node ``node_name``) or ``{"gpu01": ["0", "1", "2", "3"]}`` per Swarm node.
-        Assignments are stored in labels and survive Hub restarts. Empty: no GPUs.
-        """,
-    ).tag(config=True)
-
-    @validate("gpu_devices")
-    def _validate_gpu_devices(self, proposal: Any) -> dict:
-        for node, ids in proposal.value.items():
-            if isinstance(ids, str) or not all(isinstance(i, str | int) for i in ids):
-                raise TraitError(
-                    f"gpu_devices[{node!r}]={ids!r}: give a list of device ids, e.g. ['0', '1']"
-                )
-        return {node: [str(i) for i in ids] for node, ids in proposal.value.items()}
-
-    spawn_queue_timeout = Float(
-        0.0,
-        help="""
-        Seconds a spawn waits for a free slot of its group instead of failing at once
-        with HTTP 429 (0, the default: no waiting). Waiting spawns are served first come,
-        first served and see their position in the spawn progress, e.g. ``120``.
-        Keep it below ``start_timeout``.
-        """,
-    ).tag(config=True)
-
-    @validate("spawn_queue_timeout")
-    def _validate_queue_timeout(self, proposal: Any) -> float:
-        if proposal.value < 0:
-            raise TraitError("spawn_queue_timeout must be >= 0 seconds (0 disables the queue)")
-        return proposal.value
-
-    home_volume = Unicode(
-        "latticehub-home-{username}",
-        help="""
-        Persistent home of each user, mounted at ``home_mount_point``: a Docker volume
-        name template, or an absolute host path template on the shared filesystem, e.g.
-        ``/gpfs/home/{username}``. A group's ``home`` limit overrides it. Empty: no home.
-        """,
-    ).tag(config=True)
-
-    home_mount_point = Unicode(
-        "/home/jovyan", help="Where the home is mounted inside the container."
-    ).tag(config=True)
-
-    shared_mount_point = Unicode(
-        "/srv/group",
-        help="""
-        Where the group's ``shared_dir`` is mounted inside the container. The image
-        creates it owned by the notebook user so that a new Docker volume is writable.
-        """,
-    ).tag(config=True)
-
-    orphan_report_delay = Float(
-        60.0,
-        help="""
-        Seconds after the ledger is rebuilt at Hub start before containers that no Hub
-        server owns are reported as orphans (log warning and metric). They still count
-        against their group's limits until removed.
-        """,
-    ).tag(config=True)
-
-    clock = AnyTrait(help="Seam for tests: a monotonic clock, default time.monotonic.")
-
-    @default("clock")
-    def _default_clock(self) -> Any:
-        return time.monotonic
 
     @default("options_form")
     def _default_options_form(self) -> Any:
@@ -228,6 +52,7 @@ class GroupLimitsMixin(Configurable):
     # -- per-start state (reset on every start) ----------------------------------------
     _slot: Slot | None = None
     _request: ServerRequest | None = None
+    _run_as: str | None = None
     _events: list[dict]
     _start_done: bool = True
 
@@ -444,12 +269,14 @@ class GroupLimitsMixin(Configurable):
         self._start_done = False
         self._slot = None
         self._request = None
-        pool = "?"
+        self._run_as = None
+        pool = str((self.user_options or {}).get("group") or "-")
         try:
             self.emit("Checking the group's limits", 5)
             await self.ensure_ledger()
             try:
                 pool, limits, request = self.resolve(self.user_options or {})
+                self._run_as = self.run_as(limits)
                 self._update_metrics(pool, limits)
                 slot = await self.acquire_slot(pool, limits, request)
             except LimitError as e:
@@ -578,6 +405,13 @@ class GroupLimitsMixin(Configurable):
                 f"Group limits say to run as your own uid, but {self.user.name!r} has no "
                 "account on the hub host. Ask an admin to create it.",
             ) from None
+        if entry.pw_uid == 0:
+            raise LimitError(
+                403,
+                "no_uid",
+                f"{self.user.name!r} maps to uid 0 on the hub host; user containers never run "
+                "as root. Ask an admin to map the user to a regular account.",
+            )
         return f"{entry.pw_uid}:{entry.pw_gid}"
 
     async def _render_options_form(self) -> str:

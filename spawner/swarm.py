@@ -108,7 +108,7 @@ class GroupLimitSwarmSpawner(GroupLimitsMixin, SwarmSpawner):
             labels=service_labels,
             cap_drop=["ALL"],
         )
-        run_as = self.run_as(limits)
+        run_as = self._run_as
         if run_as:
             container_kwargs["user"] = run_as
         resources = Resources(

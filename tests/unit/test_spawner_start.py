@@ -273,3 +273,58 @@ async def test_options_form_lists_only_own_groups_escaped():
     assert 'value="lqcd"' in form and "&lt;img src=x&gt;" in form
     assert "<img src=x>" not in form
     assert "other" not in form  # configured, but ann is not a member
+
+
+async def test_group_storage_and_readonly_shared_dir():
+    fake = FakeDocker()
+    limits = {
+        "lqcd": {
+            "shared_dir": "/srv/projects/{group}",
+            "shared_readonly": True,
+            "home": "/gpfs/home/{username}",
+        }
+    }
+    spawner = make_spawner(fake, group_limits=limits)
+    await spawner.start()
+    mounts = {m["Target"]: m for m in fake.create_kwargs()[0]["host_config"]["Mounts"]}
+    assert mounts["/home/jovyan"] == {
+        "Target": "/home/jovyan",
+        "Source": "/gpfs/home/ann",
+        "Type": "bind",
+        "ReadOnly": False,
+    }
+    assert mounts["/srv/group"]["Source"] == "/srv/projects/lqcd"
+    assert mounts["/srv/group"]["ReadOnly"] is True
+
+
+async def test_manager_can_make_shared_dir_readonly_but_not_writable():
+    fake = FakeDocker()
+    limits = {"lqcd": {"shared_dir": "grp-{group}", "shared_readonly": True}}
+    spawner = make_spawner(
+        fake, group_limits=limits, properties={"lqcd": {"latticehub": {"shared_readonly": False}}}
+    )
+    await spawner.start()
+    mounts = {m["Target"]: m for m in fake.create_kwargs()[0]["host_config"]["Mounts"]}
+    assert mounts["/srv/group"] == {
+        "Target": "/srv/group",
+        "Source": "grp-lqcd",
+        "Type": "volume",
+        "ReadOnly": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [("nobody", "65534:65534"), ("root", None), ("no-such-user-xyz", None)],
+)
+async def test_run_as_user_uses_host_uid_and_never_root(user, expected):
+    fake = FakeDocker()
+    spawner = make_spawner(fake, name=user, group_limits={"lqcd": {"run_as_user": True}})
+    if expected is None:
+        with pytest.raises(SpawnException) as refused:
+            await spawner.start()
+        assert refused.value.status_code == 403 and user in refused.value.message
+        assert spawner.ledger.slots() == []
+    else:
+        await spawner.start()
+        assert fake.create_kwargs()[0]["user"] == expected
