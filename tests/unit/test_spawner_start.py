@@ -52,6 +52,9 @@ class FakeDocker:
             for cid, kw in self.created.items():
                 if name in (cid, kw["name"]) and cid not in self.removed:
                     return {"Id": cid, "State": {"Running": True}}
+            for found in self.running:
+                if name in (found["Id"], f"jupyter-{found['Labels'][labels.USER]}"):
+                    return {"Id": found["Id"], "State": {"Running": True}}
             raise not_found()
         if method == "create_container":
             cid = f"c{len(self.created):04d}"
@@ -328,3 +331,21 @@ async def test_run_as_user_uses_host_uid_and_never_root(user, expected):
     else:
         await spawner.start()
         assert fake.create_kwargs()[0]["user"] == expected
+
+
+async def test_unclaimed_containers_are_reported_as_orphans():
+    from prometheus_client import REGISTRY
+
+    orphan = Slot(pool="lqcd", user="ghost", server="", object_id="xg", state=RUNNING)
+    owned = Slot(pool="lqcd", user="ann", server="", object_id="xa", state=RUNNING)
+    running = [
+        {"Id": s.object_id, "Labels": labels.render_labels("latticehub", s), "Created": 1}
+        for s in (orphan, owned)
+    ]
+    fake = FakeDocker(running=running)
+    spawner = make_spawner(fake, orphan_report_delay=0.05)
+    spawner.load_state({"object_id": "xa"})  # the Hub knows ann's server
+    assert await spawner.poll() is None
+    await asyncio.sleep(0.3)
+    assert [s.user for s in spawner.ledger.orphans()] == ["ghost"]
+    assert REGISTRY.get_sample_value("latticehub_orphaned_servers") == 1.0
