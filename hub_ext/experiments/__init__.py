@@ -1,0 +1,1 @@
+"""The ``experiments`` service: experiment tracking for latticehub (store, APIs, client)."""

@@ -1,0 +1,258 @@
+"""The tracking store interface: a small abstract core and conveniences on top.
+
+Back ends implement the abstract methods (one transaction each, entities out, coded
+:class:`~.errors.TrackingError` on refusal). Access policy is not the store's business:
+the service decides who may see what and passes the visible project ids in.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .entities import Artifact, LogLine, Metric, Page, Param, Project, Run, RunStatus, Tag
+from .errors import invalid
+
+MAX_PAGE_SIZE = 50_000
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch (the seam tests replace)."""
+    return int(time.time() * 1000)
+
+
+def encode_token(offset: int) -> str:
+    """An opaque page token for an offset."""
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def decode_token(token: str | None) -> int:
+    """The offset in a page token (0 for none).
+
+    Raises:
+        TrackingError: for a token this store did not make.
+    """
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise invalid(f"Invalid page token {token[:40]!r}: pass the next_page_token you were given")
+
+
+class AbstractStore(abc.ABC):
+    """What every tracking back end provides."""
+
+    # -- projects --------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_project(
+        self,
+        name: str,
+        *,
+        owner: str,
+        group: str | None,
+        artifact_location: str | None = None,
+        tags: dict[str, str] | None = None,
+        description: str = "",
+    ) -> Project:
+        """Create a project; RESOURCE_ALREADY_EXISTS if the name is taken."""
+
+    @abc.abstractmethod
+    def get_project(self, project_id: int) -> Project:
+        """A project by id (deleted ones too); RESOURCE_DOES_NOT_EXIST if unknown."""
+
+    @abc.abstractmethod
+    def get_project_by_name(self, name: str) -> Project | None:
+        """A project by its unique name, or ``None``."""
+
+    @abc.abstractmethod
+    def _search_projects(
+        self,
+        *,
+        ids: Sequence[int] | None,
+        name_like: str | None,
+        include_deleted: bool,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Project], int | None]:
+        """Projects (restricted to ``ids`` if given) and the next offset."""
+
+    @abc.abstractmethod
+    def update_project(self, project_id: int, **changes: Any) -> Project:
+        """Change ``name``, ``description`` or ``lifecycle_stage``."""
+
+    @abc.abstractmethod
+    def set_project_tag(self, project_id: int, tag: Tag) -> None:
+        """Set a project tag."""
+
+    @abc.abstractmethod
+    def share_project(self, project_id: int, group: str, share: bool = True) -> Project:
+        """Share a project with another group (or stop sharing)."""
+
+    @abc.abstractmethod
+    def visible_project_ids(
+        self, *, user: str, groups: Sequence[str], admin: bool
+    ) -> list[int] | None:
+        """Ids of projects a user may read (``None``: all, for admins)."""
+
+    # -- runs ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_run(
+        self,
+        project_id: int,
+        *,
+        user: str,
+        name: str = "",
+        start_time: int | None = None,
+        status: RunStatus = RunStatus.RUNNING,
+        tags: Sequence[Tag] = (),
+    ) -> Run:
+        """Create a run in an active project."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Run:
+        """A run with params, tags and latest metrics; RESOURCE_DOES_NOT_EXIST if unknown."""
+
+    @abc.abstractmethod
+    def update_run(self, run_id: str, **changes: Any) -> Run:
+        """Change status, end_time, name, heartbeat, lifecycle_stage or the records.
+
+        The records are ``code``, ``environment``, ``failure`` (JSON) and ``status_reason``.
+        """
+
+    @abc.abstractmethod
+    def _search_runs(
+        self,
+        *,
+        project_ids: Sequence[int] | None,
+        filters: Sequence[Any],
+        order_by: Sequence[Any],
+        include_deleted: bool,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Run], int | None]:
+        """Runs matching parsed filters (``search.Comparison``), ordered, and the next offset."""
+
+    @abc.abstractmethod
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[Tag] = (),
+    ) -> None:
+        """Write metrics, params (write-once) and tags in one transaction; safe to retry."""
+
+    @abc.abstractmethod
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Remove a run tag; RESOURCE_DOES_NOT_EXIST if it is not set."""
+
+    @abc.abstractmethod
+    def get_metric_history(
+        self, run_id: str, key: str, *, offset: int = 0, limit: int = MAX_PAGE_SIZE
+    ) -> list[Metric]:
+        """A metric's points ordered by step, then timestamp."""
+
+    # -- logs -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def append_logs(
+        self, run_id: str, stream: str, offset: int, lines: Sequence[str], timestamp: int
+    ) -> int:
+        """Append lines starting at ``offset``; lines already stored are skipped (retry).
+
+        Returns:
+            The next offset of the stream (the number of lines stored).
+        """
+
+    @abc.abstractmethod
+    def read_logs(
+        self, run_id: str, stream: str, *, offset: int = 0, limit: int = 1000
+    ) -> list[LogLine]:
+        """Lines ``offset`` .. ``offset + limit`` of a stream."""
+
+    # -- artifacts ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_artifact(self, run_id: str, path: str, sha256: str, size: int) -> Artifact:
+        """Record (or replace) the file at ``path`` of a run."""
+
+    @abc.abstractmethod
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]:
+        """Files of a run under ``prefix``."""
+
+    @abc.abstractmethod
+    def get_artifact(self, run_id: str, path: str) -> Artifact:
+        """One file's record; RESOURCE_DOES_NOT_EXIST if missing."""
+
+    # -- conveniences -----------------------------------------------------------------
+    def search_projects(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        name_like: str | None = None,
+        include_deleted: bool = False,
+        page_token: str | None = None,
+        max_results: int = 1000,
+    ) -> Page:
+        """A page of projects."""
+        limit = _page_size(max_results)
+        items, nxt = self._search_projects(
+            ids=ids,
+            name_like=name_like,
+            include_deleted=include_deleted,
+            offset=decode_token(page_token),
+            limit=limit,
+        )
+        return Page(items, encode_token(nxt) if nxt is not None else None)
+
+    def search_runs(
+        self,
+        *,
+        project_ids: Sequence[int] | None,
+        filters: Sequence[Any] = (),
+        order_by: Sequence[Any] = (),
+        include_deleted: bool = False,
+        page_token: str | None = None,
+        max_results: int = 1000,
+    ) -> Page:
+        """A page of runs of the given projects."""
+        limit = _page_size(max_results)
+        items, nxt = self._search_runs(
+            project_ids=project_ids,
+            filters=filters,
+            order_by=order_by,
+            include_deleted=include_deleted,
+            offset=decode_token(page_token),
+            limit=limit,
+        )
+        return Page(items, encode_token(nxt) if nxt is not None else None)
+
+    def log_metric(self, run_id: str, metric: Metric) -> None:
+        """Log one metric point."""
+        self.log_batch(run_id, metrics=[metric])
+
+    def log_param(self, run_id: str, param: Param) -> None:
+        """Log one parameter (write-once)."""
+        self.log_batch(run_id, params=[param])
+
+    def set_tag(self, run_id: str, tag: Tag) -> None:
+        """Set one run tag."""
+        self.log_batch(run_id, tags=[tag])
+
+
+def _page_size(max_results: int) -> int:
+    if isinstance(max_results, bool) or not isinstance(max_results, int):
+        raise invalid(f"max_results={max_results!r} must be an integer")
+    if not 1 <= max_results <= MAX_PAGE_SIZE:
+        raise invalid(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
+            f"most {MAX_PAGE_SIZE}, and at least 1."
+        )
+    return max_results

@@ -1,0 +1,182 @@
+"""Tables of the SQL tracking store (SQLAlchemy Core) and their migrations.
+
+Metrics are a time series (``metrics``) plus a latest-value table (``latest_metrics``)
+that run search and run pages read, so that they never scan history.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Connection
+
+#: Bump with a new entry in MIGRATIONS whenever a table changes.
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+schema_version = Table(
+    "lh_schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+projects = Table(
+    "lh_projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(500), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("group_name", String(255), nullable=True),
+    Column("artifact_location", Text, nullable=False, default=""),
+    Column("lifecycle_stage", String(32), nullable=False, default="active"),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    UniqueConstraint("name", name="uq_lh_projects_name"),
+)
+Index("ix_lh_projects_group", projects.c.group_name)
+Index("ix_lh_projects_owner", projects.c.owner)
+
+project_tags = Table(
+    "lh_project_tags",
+    metadata,
+    Column("project_id", Integer, ForeignKey("lh_projects.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+project_shares = Table(
+    "lh_project_shares",
+    metadata,
+    Column("project_id", Integer, ForeignKey("lh_projects.id"), primary_key=True),
+    Column("group_name", String(255), primary_key=True),
+)
+Index("ix_lh_project_shares_group", project_shares.c.group_name)
+
+runs = Table(
+    "lh_runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("project_id", Integer, ForeignKey("lh_projects.id"), nullable=False),
+    Column("name", String(500), nullable=False, default=""),
+    Column("user_id", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=True),
+    Column("heartbeat", BigInteger, nullable=True),
+    Column("lifecycle_stage", String(32), nullable=False, default="active"),
+    Column("artifact_uri", Text, nullable=False, default=""),
+    Column("code", Text, nullable=False, default="{}"),
+    Column("environment", Text, nullable=False, default="{}"),
+    Column("failure", Text, nullable=False, default="{}"),
+    Column("status_reason", Text, nullable=False, default=""),
+)
+Index("ix_lh_runs_project_start", runs.c.project_id, runs.c.start_time)
+Index("ix_lh_runs_project_status", runs.c.project_id, runs.c.status)
+Index("ix_lh_runs_user", runs.c.user_id)
+
+params = Table(
+    "lh_params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+Index("ix_lh_params_key_value", params.c.key, params.c.value)
+
+tags = Table(
+    "lh_tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+Index("ix_lh_tags_key", tags.c.key)
+
+metrics = Table(
+    "lh_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("step", BigInteger, primary_key=True),
+    Column("timestamp", BigInteger, primary_key=True),
+    Column("value", Float(precision=53), primary_key=True),
+    Column("is_nan", Boolean, primary_key=True, default=False),
+)
+
+latest_metrics = Table(
+    "lh_latest_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float(precision=53), nullable=False),
+    Column("is_nan", Boolean, nullable=False, default=False),
+)
+Index("ix_lh_latest_metrics_key_value", latest_metrics.c.key, latest_metrics.c.value)
+
+logs = Table(
+    "lh_logs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), primary_key=True),
+    Column("stream", String(8), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+)
+
+artifacts = Table(
+    "lh_artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created", BigInteger, nullable=False),
+)
+Index("ix_lh_artifacts_sha", artifacts.c.sha256)
+
+
+def _initial(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+
+
+#: version -> function that brings a database from version-1 to version.
+MIGRATIONS = {1: _initial}
+
+
+def migrate(conn: Connection) -> int:
+    """Create or upgrade the schema in one transaction; returns the version now in place.
+
+    Raises:
+        RuntimeError: if the database was written by a newer latticehub.
+    """
+    schema_version.create(conn, checkfirst=True)
+    row = conn.execute(schema_version.select()).first()
+    current = row.version if row else 0
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"tracking database has schema version {current}, newer than this latticehub's "
+            f"{SCHEMA_VERSION}: upgrade latticehub"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[version](conn)
+    if row is None:
+        conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+    elif current != SCHEMA_VERSION:
+        conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+    return SCHEMA_VERSION

@@ -1,0 +1,650 @@
+"""SQL tracking store on SQLite (WAL, the embedded default) or PostgreSQL (production)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import and_, event, func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from . import schema as t
+from .abstract import AbstractStore, now_ms
+from .entities import (
+    ACTIVE,
+    DELETED,
+    Artifact,
+    LogLine,
+    Metric,
+    Param,
+    Project,
+    Run,
+    RunStatus,
+    Tag,
+)
+from .errors import (
+    INVALID_STATE,
+    RESOURCE_ALREADY_EXISTS,
+    TrackingError,
+    invalid,
+    not_found,
+)
+from .sqlquery import chunks, condition, metric_entity, metric_row, order_key, ordering
+from .validation import check_batch, check_log_lines, check_name, check_run_id
+
+_RUN_UPDATABLE = {
+    "status",
+    "end_time",
+    "name",
+    "heartbeat",
+    "lifecycle_stage",
+    "code",
+    "environment",
+    "failure",
+    "status_reason",
+}
+_JSON_FIELDS = ("code", "environment", "failure")
+
+
+def create_engine(uri: str) -> Engine:
+    """An engine for ``sqlite:///path`` (WAL, foreign keys) or ``postgresql://...``."""
+    engine = sa.create_engine(uri, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+    return engine
+
+
+class SqlStore(AbstractStore):
+    """The tracking store on a SQLAlchemy engine; the schema is created/migrated on open.
+
+    Args:
+        uri: database URL, e.g. ``sqlite:////srv/latticehub/tracking.sqlite`` or
+            ``postgresql://tracking:pw@db/tracking``.
+    """
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.engine = create_engine(uri)
+        with self.engine.begin() as conn:
+            t.migrate(conn)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # -- helpers -------------------------------------------------------------------
+    def _insert(self, table: sa.Table) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    def _project_row(self, conn: Connection, project_id: int) -> Any:
+        row = conn.execute(select(t.projects).where(t.projects.c.id == project_id)).first()
+        if row is None:
+            raise not_found(f"Experiment with id '{project_id}'")
+        return row
+
+    def _project(self, conn: Connection, row: Any) -> Project:
+        tag_rows = conn.execute(
+            select(t.project_tags.c.key, t.project_tags.c.value).where(
+                t.project_tags.c.project_id == row.id
+            )
+        )
+        shares = conn.execute(
+            select(t.project_shares.c.group_name)
+            .where(t.project_shares.c.project_id == row.id)
+            .order_by(t.project_shares.c.group_name)
+        )
+        return Project(
+            id=row.id,
+            name=row.name,
+            owner=row.owner,
+            group=row.group_name,
+            artifact_location=row.artifact_location,
+            lifecycle_stage=row.lifecycle_stage,
+            creation_time=row.creation_time,
+            last_update_time=row.last_update_time,
+            description=row.description,
+            tags={r.key: r.value for r in tag_rows},
+            shared_with=tuple(r.group_name for r in shares),
+        )
+
+    def _run_row(self, conn: Connection, run_id: str) -> Any:
+        check_run_id(run_id)
+        row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
+        if row is None:
+            raise not_found(f"Run with id={run_id}")
+        return row
+
+    def _active_run_row(self, conn: Connection, run_id: str) -> Any:
+        row = self._run_row(conn, run_id)
+        if row.lifecycle_stage != ACTIVE:
+            raise TrackingError(
+                f"The run {run_id} must be in the 'active' state. Current state is "
+                f"{row.lifecycle_stage}.",
+                INVALID_STATE,
+            )
+        return row
+
+    def _runs(self, conn: Connection, rows: Sequence[Any]) -> list[Run]:
+        ids = [r.run_id for r in rows]
+        if not ids:
+            return []
+        param_map: dict[str, dict[str, str]] = {i: {} for i in ids}
+        tag_map: dict[str, dict[str, str]] = {i: {} for i in ids}
+        metric_map: dict[str, dict[str, Metric]] = {i: {} for i in ids}
+        for chunk in chunks(ids, 500):
+            for r in conn.execute(select(t.params).where(t.params.c.run_id.in_(chunk))):
+                param_map[r.run_id][r.key] = r.value
+            for r in conn.execute(select(t.tags).where(t.tags.c.run_id.in_(chunk))):
+                tag_map[r.run_id][r.key] = r.value
+            query = select(t.latest_metrics).where(t.latest_metrics.c.run_id.in_(chunk))
+            for r in conn.execute(query):
+                metric_map[r.run_id][r.key] = metric_entity(r)
+        return [
+            Run(
+                id=r.run_id,
+                project_id=r.project_id,
+                name=r.name,
+                user=r.user_id,
+                status=RunStatus(r.status),
+                start_time=r.start_time,
+                end_time=r.end_time,
+                heartbeat=r.heartbeat,
+                lifecycle_stage=r.lifecycle_stage,
+                artifact_uri=r.artifact_uri,
+                params=param_map[r.run_id],
+                tags=tag_map[r.run_id],
+                metrics=metric_map[r.run_id],
+                code=json.loads(r.code or "{}"),
+                environment=json.loads(r.environment or "{}"),
+                failure=json.loads(r.failure or "{}"),
+                status_reason=r.status_reason,
+            )
+            for r in rows
+        ]
+
+    # -- projects ----------------------------------------------------------------------
+    def create_project(
+        self,
+        name: str,
+        *,
+        owner: str,
+        group: str | None,
+        artifact_location: str | None = None,
+        tags: dict[str, str] | None = None,
+        description: str = "",
+    ) -> Project:
+        """Create a project; its artifacts live under ``mlflow-artifacts:/<id>``."""
+        check_name(name, "Experiment")
+        stamp = now_ms()
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    t.projects.insert().values(
+                        name=name,
+                        owner=owner,
+                        group_name=group,
+                        artifact_location="",
+                        lifecycle_stage=ACTIVE,
+                        creation_time=stamp,
+                        last_update_time=stamp,
+                        description=description,
+                    )
+                )
+                project_id = result.inserted_primary_key[0]
+                location = artifact_location or f"mlflow-artifacts:/{project_id}"
+                conn.execute(
+                    t.projects.update()
+                    .where(t.projects.c.id == project_id)
+                    .values(artifact_location=location)
+                )
+                for key, value in (tags or {}).items():
+                    conn.execute(
+                        t.project_tags.insert().values(project_id=project_id, key=key, value=value)
+                    )
+                return self._project(conn, self._project_row(conn, project_id))
+        except IntegrityError:
+            raise TrackingError(
+                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
+            ) from None
+
+    def get_project(self, project_id: int) -> Project:
+        """A project by id."""
+        with self.engine.connect() as conn:
+            return self._project(conn, self._project_row(conn, project_id))
+
+    def get_project_by_name(self, name: str) -> Project | None:
+        """A project by name, or ``None``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.projects).where(t.projects.c.name == name)).first()
+            return self._project(conn, row) if row else None
+
+    def _search_projects(
+        self,
+        *,
+        ids: Sequence[int] | None,
+        name_like: str | None,
+        include_deleted: bool,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Project], int | None]:
+        query = select(t.projects)
+        if ids is not None:
+            query = query.where(t.projects.c.id.in_(list(ids)))
+        if not include_deleted:
+            query = query.where(t.projects.c.lifecycle_stage == ACTIVE)
+        if name_like:
+            query = query.where(t.projects.c.name.like(name_like))
+        query = query.order_by(t.projects.c.id).offset(offset).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            items = [self._project(conn, r) for r in rows[:limit]]
+        return items, (offset + limit if len(rows) > limit else None)
+
+    def update_project(self, project_id: int, **changes: Any) -> Project:
+        """Rename, describe, delete (``lifecycle_stage='deleted'``) or restore a project."""
+        allowed = {"name", "description", "lifecycle_stage"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise invalid(f"cannot change {', '.join(sorted(unknown))} of a project")
+        if "name" in changes:
+            check_name(changes["name"], "Experiment")
+        if changes.get("lifecycle_stage", ACTIVE) not in (ACTIVE, DELETED):
+            raise invalid("lifecycle_stage must be 'active' or 'deleted'")
+        try:
+            with self.engine.begin() as conn:
+                self._project_row(conn, project_id)
+                conn.execute(
+                    t.projects.update()
+                    .where(t.projects.c.id == project_id)
+                    .values(**changes, last_update_time=now_ms())
+                )
+                return self._project(conn, self._project_row(conn, project_id))
+        except IntegrityError:
+            raise TrackingError(
+                f"Experiment(name={changes.get('name')}) already exists.", RESOURCE_ALREADY_EXISTS
+            ) from None
+
+    def set_project_tag(self, project_id: int, tag: Tag) -> None:
+        """Set a project tag."""
+        with self.engine.begin() as conn:
+            self._project_row(conn, project_id)
+            stmt = self._insert(t.project_tags).values(
+                project_id=project_id, key=tag.key, value=tag.value
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["project_id", "key"], set_={"value": tag.value}
+                )
+            )
+
+    def share_project(self, project_id: int, group: str, share: bool = True) -> Project:
+        """Share a project with ``group`` (or stop sharing)."""
+        check_name(group, "Group")
+        with self.engine.begin() as conn:
+            row = self._project_row(conn, project_id)
+            if share:
+                stmt = self._insert(t.project_shares).values(
+                    project_id=project_id, group_name=group
+                )
+                conn.execute(stmt.on_conflict_do_nothing())
+            else:
+                conn.execute(
+                    t.project_shares.delete().where(
+                        and_(
+                            t.project_shares.c.project_id == project_id,
+                            t.project_shares.c.group_name == group,
+                        )
+                    )
+                )
+            return self._project(conn, row)
+
+    def visible_project_ids(
+        self, *, user: str, groups: Sequence[str], admin: bool
+    ) -> list[int] | None:
+        """Projects owned by the user, by one of the groups, or shared with one of them."""
+        if admin:
+            return None
+        groups = list(groups)
+        shared = select(t.project_shares.c.project_id).where(
+            t.project_shares.c.group_name.in_(groups)
+        )
+        query = select(t.projects.c.id).where(
+            or_(
+                t.projects.c.owner == user,
+                t.projects.c.group_name.in_(groups),
+                t.projects.c.id.in_(shared),
+            )
+        )
+        with self.engine.connect() as conn:
+            return [r.id for r in conn.execute(query)]
+
+    # -- runs --------------------------------------------------------------------------
+    def create_run(
+        self,
+        project_id: int,
+        *,
+        user: str,
+        name: str = "",
+        start_time: int | None = None,
+        status: RunStatus = RunStatus.RUNNING,
+        tags: Sequence[Tag] = (),
+    ) -> Run:
+        """Create a run; ``name`` also sets the ``mlflow.runName`` tag, as MLflow does."""
+        run_id = uuid.uuid4().hex
+        tag_map = {tag.key: tag.value for tag in tags}
+        name = name or tag_map.get("mlflow.runName") or f"run-{run_id[:8]}"
+        tag_map["mlflow.runName"] = name
+        check_batch([], [], [Tag(k, v) for k, v in tag_map.items()])
+        with self.engine.begin() as conn:
+            project = self._project_row(conn, project_id)
+            if project.lifecycle_stage != ACTIVE:
+                raise TrackingError(
+                    f"The experiment {project_id} must be in the 'active' state. Current state "
+                    f"is {project.lifecycle_stage}.",
+                    INVALID_STATE,
+                )
+            conn.execute(
+                t.runs.insert().values(
+                    run_id=run_id,
+                    project_id=project_id,
+                    name=name,
+                    user_id=user,
+                    status=RunStatus(status).value,
+                    start_time=start_time if start_time is not None else now_ms(),
+                    lifecycle_stage=ACTIVE,
+                    artifact_uri=f"{project.artifact_location}/{run_id}/artifacts",
+                )
+            )
+            if tag_map:
+                conn.execute(
+                    t.tags.insert(),
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in tag_map.items()],
+                )
+            return self._runs(conn, [self._run_row(conn, run_id)])[0]
+
+    def get_run(self, run_id: str) -> Run:
+        """A run with its params, tags and latest metrics."""
+        with self.engine.connect() as conn:
+            return self._runs(conn, [self._run_row(conn, run_id)])[0]
+
+    def update_run(self, run_id: str, **changes: Any) -> Run:
+        """Change fields of a run; the JSON records replace the stored ones."""
+        unknown = set(changes) - _RUN_UPDATABLE
+        if unknown:
+            raise invalid(f"cannot change {', '.join(sorted(unknown))} of a run")
+        values = dict(changes)
+        if "status" in values:
+            try:
+                values["status"] = RunStatus(values["status"]).value
+            except ValueError:
+                raise invalid(
+                    f"status={values['status']!r}: use one of "
+                    f"{', '.join(s.value for s in RunStatus)}"
+                ) from None
+        if "name" in values:
+            check_name(values["name"], "Run")
+        for key in _JSON_FIELDS:
+            if key in values:
+                values[key] = json.dumps(values[key], default=str)
+        with self.engine.begin() as conn:
+            self._run_row(conn, run_id)
+            if values:
+                conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
+            if "name" in values:
+                stmt = self._insert(t.tags).values(
+                    run_id=run_id, key="mlflow.runName", value=values["name"]
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_id", "key"], set_={"value": values["name"]}
+                    )
+                )
+            return self._runs(conn, [self._run_row(conn, run_id)])[0]
+
+    def _search_runs(
+        self,
+        *,
+        project_ids: Sequence[int] | None,
+        filters: Sequence[Any],
+        order_by: Sequence[Any],
+        include_deleted: bool,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Run], int | None]:
+        runs = t.runs
+        query = select(runs)
+        if project_ids is not None:
+            query = query.where(runs.c.project_id.in_(list(project_ids)))
+        if not include_deleted:
+            query = query.where(runs.c.lifecycle_stage == ACTIVE)
+        for comparison in filters:
+            query = query.where(condition(comparison))
+        orderings = []
+        for i, order in enumerate(order_by):
+            query, columns = ordering(query, order, i)
+            orderings += columns
+        orderings += [runs.c.start_time.desc(), runs.c.run_id]
+        query = query.order_by(*orderings).offset(offset).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            items = self._runs(conn, rows[:limit])
+        return items, (offset + limit if len(rows) > limit else None)
+
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[Tag] = (),
+    ) -> None:
+        """Write a batch in one transaction; retrying the same batch changes nothing."""
+        metrics, params, tags = list(metrics), list(params), list(tags)
+        check_batch(metrics, params, tags)
+        with self.engine.begin() as conn:
+            self._active_run_row(conn, run_id)
+            if params:
+                self._write_params(conn, run_id, params)
+            for tag in tags:
+                stmt = self._insert(t.tags).values(run_id=run_id, key=tag.key, value=tag.value)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_id", "key"], set_={"value": tag.value}
+                    )
+                )
+            if metrics:
+                self._write_metrics(conn, run_id, metrics)
+
+    def _write_params(self, conn: Connection, run_id: str, params: list[Param]) -> None:
+        keys = list({p.key for p in params})
+        existing = dict(
+            conn.execute(
+                select(t.params.c.key, t.params.c.value).where(
+                    and_(t.params.c.run_id == run_id, t.params.c.key.in_(keys))
+                )
+            ).all()
+        )
+        new = {}
+        for param in params:
+            old = existing.get(param.key)
+            if old is not None and old != param.value:
+                raise invalid(
+                    f"Changing param values is not allowed. Param with key='{param.key}' was "
+                    f"already logged with value='{old}' for run ID='{run_id}'. Attempted "
+                    f"logging new value '{param.value}'."
+                )
+            if old is None:
+                new[param.key] = param.value
+        if new:
+            stmt = self._insert(t.params).on_conflict_do_nothing()
+            conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in new.items()])
+            # a concurrent writer may have won the insert with another value
+            stored = dict(
+                conn.execute(
+                    select(t.params.c.key, t.params.c.value).where(
+                        and_(t.params.c.run_id == run_id, t.params.c.key.in_(list(new)))
+                    )
+                ).all()
+            )
+            for key, value in new.items():
+                if stored.get(key) != value:
+                    raise invalid(
+                        f"Changing param values is not allowed. Param with key='{key}' was "
+                        f"already logged with value='{stored.get(key)}' for run ID='{run_id}'."
+                    )
+
+    def _write_metrics(self, conn: Connection, run_id: str, metrics: list[Metric]) -> None:
+        rows = [metric_row(run_id, m) for m in metrics]
+        conn.execute(self._insert(t.metrics).on_conflict_do_nothing(), rows)
+        latest: dict[str, dict] = {}
+        for row in rows:
+            best = latest.get(row["key"])
+            if best is None or order_key(row) > order_key(best):
+                latest[row["key"]] = row
+        table = t.latest_metrics
+        for row in latest.values():
+            stmt = self._insert(table).values(**row)
+            newer = tuple_(stmt.excluded.step, stmt.excluded.timestamp, stmt.excluded.value) > (
+                tuple_(table.c.step, table.c.timestamp, table.c.value)
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["run_id", "key"],
+                    set_={
+                        "step": stmt.excluded.step,
+                        "timestamp": stmt.excluded.timestamp,
+                        "value": stmt.excluded.value,
+                        "is_nan": stmt.excluded.is_nan,
+                    },
+                    where=newer,
+                )
+            )
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Remove a run tag."""
+        with self.engine.begin() as conn:
+            self._active_run_row(conn, run_id)
+            result = conn.execute(
+                t.tags.delete().where(and_(t.tags.c.run_id == run_id, t.tags.c.key == key))
+            )
+            if result.rowcount == 0:
+                raise not_found(f"No tag with name: {key} in run with id {run_id}. Tag")
+
+    def get_metric_history(
+        self, run_id: str, key: str, *, offset: int = 0, limit: int = 50_000
+    ) -> list[Metric]:
+        """Points of one metric, by step then timestamp."""
+        m = t.metrics
+        query = (
+            select(m.c.key, m.c.value, m.c.timestamp, m.c.step, m.c.is_nan)
+            .where(and_(m.c.run_id == run_id, m.c.key == key))
+            .order_by(m.c.step, m.c.timestamp, m.c.value)
+            .offset(offset)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            self._run_row(conn, run_id)
+            return [metric_entity(r) for r in conn.execute(query)]
+
+    # -- logs ------------------------------------------------------------------------
+    def append_logs(
+        self, run_id: str, stream: str, offset: int, lines: Sequence[str], timestamp: int
+    ) -> int:
+        """Append lines at ``offset``; a retry of stored lines is a no-op, a gap an error."""
+        lines = check_log_lines(stream, offset, list(lines))
+        with self.engine.begin() as conn:
+            self._active_run_row(conn, run_id)
+            count = self._log_count(conn, run_id, stream)
+            if offset > count:
+                raise TrackingError(
+                    f"{stream} of run {run_id} has {count} lines; send lines from offset "
+                    f"{count}, not {offset}",
+                    INVALID_STATE,
+                )
+            fresh = [
+                {"run_id": run_id, "stream": stream, "seq": offset + i, "text": text,
+                 "timestamp": timestamp}
+                for i, text in enumerate(lines)
+                if offset + i >= count
+            ]  # fmt: skip
+            if fresh:
+                conn.execute(self._insert(t.logs).on_conflict_do_nothing(), fresh)
+            return max(count, offset + len(lines))
+
+    def _log_count(self, conn: Connection, run_id: str, stream: str) -> int:
+        value = conn.execute(
+            select(func.max(t.logs.c.seq)).where(
+                and_(t.logs.c.run_id == run_id, t.logs.c.stream == stream)
+            )
+        ).scalar()
+        return 0 if value is None else value + 1
+
+    def read_logs(
+        self, run_id: str, stream: str, *, offset: int = 0, limit: int = 1000
+    ) -> list[LogLine]:
+        """Lines from ``offset`` on, at most ``limit``."""
+        check_log_lines(stream, offset, [])
+        query = (
+            select(t.logs)
+            .where(
+                and_(t.logs.c.run_id == run_id, t.logs.c.stream == stream, t.logs.c.seq >= offset)
+            )
+            .order_by(t.logs.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            self._run_row(conn, run_id)
+            return [LogLine(r.stream, r.seq, r.text, r.timestamp) for r in conn.execute(query)]
+
+    # -- artifacts --------------------------------------------------------------------
+    def add_artifact(self, run_id: str, path: str, sha256: str, size: int) -> Artifact:
+        """Record the file at ``path`` (replacing an older one)."""
+        stamp = now_ms()
+        values = {"sha256": sha256, "size": size, "created": stamp}
+        with self.engine.begin() as conn:
+            self._active_run_row(conn, run_id)
+            stmt = self._insert(t.artifacts).values(run_id=run_id, path=path, **values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "path"], set_=values))
+        return Artifact(run_id, path, sha256, size, stamp)
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]:
+        """Files of a run whose path starts with ``prefix``."""
+        a = t.artifacts
+        query = select(a).where(a.c.run_id == run_id).order_by(a.c.path)
+        if prefix:
+            query = query.where(func.substr(a.c.path, 1, len(prefix)) == prefix)
+        with self.engine.connect() as conn:
+            self._run_row(conn, run_id)
+            return [
+                Artifact(r.run_id, r.path, r.sha256, r.size, r.created) for r in conn.execute(query)
+            ]
+
+    def get_artifact(self, run_id: str, path: str) -> Artifact:
+        """One file of a run."""
+        a = t.artifacts
+        with self.engine.connect() as conn:
+            self._run_row(conn, run_id)
+            r = conn.execute(select(a).where(and_(a.c.run_id == run_id, a.c.path == path))).first()
+        if r is None:
+            raise not_found(f"Artifact '{path}' of run {run_id}")
+        return Artifact(r.run_id, r.path, r.sha256, r.size, r.created)
+
+    def referenced_blobs(self) -> set[str]:
+        """Every sha256 some artifact points to (for garbage collection)."""
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(t.artifacts.c.sha256).distinct())}
