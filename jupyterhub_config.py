@@ -98,6 +98,46 @@ s.group_limits = {
 # users in no listed group are refused with a message that says whom to ask
 s.no_group_limits = None
 
+# -- Services -----------------------------------------------------------------------
+# experiments: tracking API (Hub OAuth for browsers, Hub tokens for programs). Its own
+# token may only read user names and groups (to check group membership).
+EXPERIMENTS_PORT = int(os.environ.get("LATTICEHUB_EXPERIMENTS_PORT", "10101"))
+c.JupyterHub.services = [
+    {
+        "name": "experiments",
+        "url": f"http://127.0.0.1:{EXPERIMENTS_PORT}",
+        "command": [sys.executable, "-m", "hub_ext.experiments"],
+        "environment": {
+            "LATTICEHUB_TRACKING_DB": os.environ.get(
+                "LATTICEHUB_TRACKING_DB", f"sqlite:///{os.path.join(STATE, 'tracking.sqlite')}"
+            ),
+            "LATTICEHUB_ARTIFACT_DIR": os.environ.get(
+                "LATTICEHUB_ARTIFACT_DIR", os.path.join(STATE, "artifacts")
+            ),
+        },
+        "oauth_no_confirm": True,
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "experiments-service",
+        "description": "Read user names and group membership",
+        "scopes": ["read:users:name", "read:users:groups"],
+        "services": ["experiments"],
+    },
+    {
+        # every user may use the experiments service
+        "name": "user",
+        "scopes": ["self", "access:services!service=experiments"],
+    },
+]
+# notebook servers' tokens may call the experiments API as their user
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    "access:services!service=experiments",
+]
+
 # -- Demo users and groups (loopback only) ---------------------------------------------
 if DEMO:
     password = os.environ.get("LATTICEHUB_DEMO_PASSWORD") or secrets.token_urlsafe(9)
@@ -112,18 +152,18 @@ if DEMO:
         "nuclear": {"users": ["alice", "erin", "frank"], "properties": {}},
     }
     # a manager of lqcd may lower its values through the group's properties
-    c.JupyterHub.load_roles = [
+    c.JupyterHub.load_roles.append(
         {
             "name": "lqcd-manager",
             "description": "Lower the lqcd group's limits (group properties)",
             "scopes": ["groups!group=lqcd", "read:groups!group=lqcd"],
             "users": ["alice"],
         }
-    ]
+    )
     seed_token = os.environ.get("LATTICEHUB_DEMO_SEED_TOKEN")
     if seed_token:
         # scripts/up.sh starts frank's server with it, to show a full group
-        c.JupyterHub.services = [{"name": "demo-seed", "api_token": seed_token}]
+        c.JupyterHub.services.append({"name": "demo-seed", "api_token": seed_token})
         c.JupyterHub.load_roles.append(
             {"name": "demo-seed", "scopes": ["servers!user=frank"], "services": ["demo-seed"]}
         )

@@ -55,6 +55,7 @@ class HubProcess:
         self.proxy_api_port = free_port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.experiments = f"{self.url}/services/experiments/api/v1"
         self.api = f"{self.url}/hub/api"
         self.log_path = workdir / "hub.log"
         self.proc: subprocess.Popen | None = None
@@ -68,6 +69,7 @@ class HubProcess:
             "LATTICEHUB_SPAWNER": spawner,
             "LATTICEHUB_BIND_URL": self.url,
             "LATTICEHUB_HUB_ID": hub_id,
+            "LATTICEHUB_EXPERIMENTS_PORT": str(free_port()),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
         }
         if db_url:
@@ -79,13 +81,13 @@ load_subconfig({str(ROOT / "jupyterhub_config.py")!r})
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
-c.JupyterHub.services = [{{"name": "test-admin", "api_token": {self.token!r}}}]
-c.JupyterHub.load_roles = [{{
+c.JupyterHub.services.append({{"name": "test-admin", "api_token": {self.token!r}}})
+c.JupyterHub.load_roles.append({{
     "name": "test-admin",
     "scopes": ["admin:users", "admin:servers", "admin:groups", "groups", "users",
-               "servers", "read:metrics", "list:users"],
+               "servers", "read:metrics", "list:users", "tokens"],
     "services": ["test-admin"],
-}}]
+}})
 c.{cls}.prefix = "jupyter-{hub_id}"
 c.{cls}.start_timeout = 180
 c.{cls}.http_timeout = 120
@@ -153,6 +155,13 @@ c.JupyterHub.log_level = "DEBUG"
         headers = {"Authorization": f"token {self.token}"}
         kwargs.setdefault("timeout", 60)
         return requests.request(method, f"{self.api}{path}", headers=headers, **kwargs)
+
+    def user_token(self, name: str, scopes: list[str] | None = None) -> str:
+        """A new API token of ``name`` (default scopes: the user's own)."""
+        body = {"note": "test"} if scopes is None else {"note": "test", "scopes": scopes}
+        r = self.request("POST", f"/users/{name}/tokens", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
 
     def create_users(self, names: list[str]) -> None:
         """Create users that do not exist yet."""

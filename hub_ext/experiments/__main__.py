@@ -1,0 +1,5 @@
+"""``python -m hub_ext.experiments``."""
+
+from .app import main
+
+main()

@@ -1,0 +1,133 @@
+"""The ``experiments`` service: a small tornado app behind Hub OAuth and Hub tokens.
+
+Run by JupyterHub as a managed service (``python -m hub_ext.experiments``); settings come
+from traitlets (command-line aliases) and JupyterHub's service environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from jupyterhub.utils import url_path_join
+from tornado import web
+from traitlets import Int, Unicode, default
+from traitlets.config import Application
+
+from .handlers import default_handlers
+from .store import AbstractStore, open_store
+
+
+def hub_group_lookup(api_url: str, token: str) -> Any:
+    """A function ``name -> groups`` that asks the Hub with the service's own token."""
+
+    def lookup(name: str) -> list[str]:
+        r = requests.get(
+            f"{api_url}/users/{quote(name, safe='')}",
+            headers={"Authorization": f"token {token}"},
+            timeout=10,
+        )
+        if r.status_code != 200:
+            return []
+        return list(r.json().get("groups") or [])
+
+    return lookup
+
+
+def make_app(
+    *,
+    store: AbstractStore,
+    prefix: str,
+    hub_auth: Any,
+    group_lookup: Any,
+    log: Any,
+) -> web.Application:
+    """The tornado application with every handler under ``prefix``.
+
+    Args:
+        store: the tracking store (injected into handlers through settings).
+        prefix: the service's URL prefix, e.g. ``/services/experiments/``.
+        hub_auth: a ``HubOAuth`` (or test double) that identifies callers.
+        group_lookup: ``name -> list of groups`` for tokens that do not show groups.
+        log: the logger.
+    """
+    handlers = [(url_path_join(prefix, path), handler) for path, handler in default_handlers]
+    handlers.append((url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler))
+    return web.Application(
+        handlers,
+        store=store,
+        hub_auth=hub_auth,
+        group_lookup=group_lookup,
+        log=log,
+        cookie_secret=os.urandom(32),
+        xsrf_cookies=False,
+    )
+
+
+class ExperimentsApp(Application):
+    """Serve the tracking API (``python -m hub_ext.experiments --help``)."""
+
+    name = "latticehub-experiments"
+    description = "Experiment tracking service for latticehub (a JupyterHub service)."
+
+    db_url = Unicode(
+        help="""
+        Tracking database: ``sqlite:////path/tracking.sqlite`` (default, WAL on local
+        disk) or ``postgresql://user:pw@host/db``. Default: ``$LATTICEHUB_TRACKING_DB`` or
+        ``sqlite:///<artifact_dir>/../tracking.sqlite``.
+        """,
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return os.environ.get(
+            "LATTICEHUB_TRACKING_DB",
+            f"sqlite:///{os.path.join(os.path.dirname(self.artifact_dir), 'tracking.sqlite')}",
+        )
+
+    artifact_dir = Unicode(
+        help="Directory for artifact blobs (shared filesystem in production).",
+    ).tag(config=True)
+
+    @default("artifact_dir")
+    def _default_artifact_dir(self) -> str:
+        return os.environ.get("LATTICEHUB_ARTIFACT_DIR", os.path.abspath("run/artifacts"))
+
+    ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
+    port = Int(help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL).").tag(config=True)
+
+    @default("port")
+    def _default_port(self) -> int:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
+        return int(url.rsplit(":", 1)[1].split("/")[0])
+
+    aliases = {
+        "db-url": "ExperimentsApp.db_url",
+        "artifact-dir": "ExperimentsApp.artifact_dir",
+        "ip": "ExperimentsApp.ip",
+        "port": "ExperimentsApp.port",
+        "log-level": "Application.log_level",
+    }
+
+    def start(self) -> None:
+        """Open the store and serve until stopped."""
+        os.makedirs(self.artifact_dir, exist_ok=True)
+        store = open_store(self.db_url)
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/experiments/")
+        hub_auth = HubOAuth(cache_max_age=60)
+        lookup = hub_group_lookup(hub_auth.api_url, hub_auth.api_token)
+        app = make_app(
+            store=store, prefix=prefix, hub_auth=hub_auth, group_lookup=lookup, log=self.log
+        )
+        app.listen(self.port, self.ip, max_body_size=512 * 1024 * 1024)
+        self.log.info("experiments service on http://%s:%s%s", self.ip, self.port, prefix)
+        asyncio.get_event_loop_policy().get_event_loop().run_forever()
+
+
+def main() -> None:
+    """Console entry point."""
+    ExperimentsApp.launch_instance()

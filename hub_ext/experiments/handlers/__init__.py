@@ -1,0 +1,5 @@
+"""API handlers of the experiments service, one module per resource."""
+
+from . import projects, runs
+
+default_handlers = [*projects.default_handlers, *runs.default_handlers]

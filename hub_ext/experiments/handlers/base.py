@@ -1,0 +1,123 @@
+"""The base handler: identity from the Hub, JSON in and out, errors mapped to HTTP once."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuthenticated
+from tornado import web
+
+from ..store.abstract import AbstractStore
+from ..store.entities import Viewer
+from ..store.errors import BAD_REQUEST, UNAUTHENTICATED, TrackingError
+
+MAX_JSON_BODY = 16 * 1024 * 1024
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON: send finite numbers (or strings)")
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    """Shared by every API handler: ``self.store``, ``self.viewer``, ``self.json_body()``."""
+
+    @property
+    def store(self) -> AbstractStore:
+        """The tracking store, injected through the application settings."""
+        return self.settings["store"]
+
+    @property
+    def hub_auth(self) -> Any:  # noqa: D102 - from HubAuthenticated
+        return self.settings["hub_auth"]
+
+    @property
+    def viewer(self) -> Viewer:
+        """The authenticated caller; 401 if there is none."""
+        model = self.current_user
+        if not model:
+            raise TrackingError(
+                "Authentication required: send 'Authorization: token <Hub API token>' or log "
+                "in through the Hub",
+                UNAUTHENTICATED,
+            )
+        return Viewer(
+            name=model["name"],
+            groups=frozenset(self._groups_of(model)),
+            admin=bool(model.get("admin")),
+        )
+
+    def _groups_of(self, model: dict) -> list[str]:
+        if "groups" in model:
+            return list(model["groups"])
+        # tokens with few scopes do not show groups: ask the Hub with the service's token
+        cache: dict = self.settings.setdefault("group_cache", {})
+        name = model["name"]
+        cached = cache.get(name)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        groups = self.settings["group_lookup"](name)
+        cache[name] = (time.monotonic() + 60, groups)
+        return groups
+
+    def json_body(self) -> dict[str, Any]:
+        """The request's JSON object; 400 with the reason when it is not one."""
+        if len(self.request.body) > MAX_JSON_BODY:
+            raise web.HTTPError(413, f"JSON body over {MAX_JSON_BODY} bytes")
+        try:
+            body = json.loads(self.request.body or b"{}", parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TrackingError(f"Malformed JSON body: {e}", BAD_REQUEST) from None
+        if not isinstance(body, dict):
+            raise TrackingError("The JSON body must be an object", BAD_REQUEST)
+        return body
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        """Send ``data`` as JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, allow_nan=False))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as JSON: MLflow's ``error_code``/``message`` plus JupyterHub's ``status``."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, TrackingError):
+            body = {"error_code": exc.code, "message": exc.message}
+        elif isinstance(exc, web.HTTPError):
+            message = exc.log_message % exc.args if exc.log_message else self._reason
+            body = {"error_code": "BAD_REQUEST" if status_code < 500 else "INTERNAL_ERROR",
+                    "message": message}  # fmt: skip
+        else:
+            body = {"error_code": "INTERNAL_ERROR", "message": "Internal error"}
+        body["status"] = status_code
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        """Map domain errors to their HTTP status before tornado writes the error."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, TrackingError):
+            status_code = exc.http_status
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Domain errors are the caller's mistakes: log them briefly, without traceback."""
+        if isinstance(value, TrackingError):
+            self.log.info("%s %s: %s", self.request.method, self.request.path, value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    @property
+    def log(self) -> Any:  # noqa: D102
+        return self.settings["log"]
+
+    def page_args(self) -> tuple[str | None, int]:
+        """``page_token`` and ``max_results`` from the query string."""
+        token = self.get_argument("page_token", None)
+        raw = self.get_argument("max_results", "100")
+        try:
+            size = int(raw)
+        except ValueError:
+            raise TrackingError(f"max_results={raw!r} must be an integer", BAD_REQUEST) from None
+        return token, size

@@ -1,0 +1,229 @@
+"""Runs: search, create, get, change, log batches, metric history, logs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..access import can_write_project, can_write_run, require, require_read
+from ..search import SearchError, parse_filter, parse_order_by
+from ..serialize import log_line, metric, run
+from ..store.abstract import now_ms
+from ..store.entities import Metric, Param, Run, RunStatus, Tag
+from ..store.errors import BAD_REQUEST, TrackingError, invalid
+from .base import BaseHandler
+
+
+class RunBaseHandler(BaseHandler):
+    """Finds runs, with 404 for runs of projects the caller may not see."""
+
+    def find_run(self, run_id: str) -> Run:
+        """The run, if the caller may read its project; else 404."""
+        found = self.store.get_run(run_id)
+        project = self.store.get_project(found.project_id)
+        require_read(self.viewer, project, f"Run with id={run_id}")
+        return found
+
+    def writable_run(self, run_id: str) -> Run:
+        """The run, if the caller may write it; 404 if unseen, 403 if read-only."""
+        found = self.find_run(run_id)
+        require(can_write_run(self.viewer, found), f"you may read but not write run {run_id}")
+        return found
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"{what} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise invalid(f"{what} must be finite")
+    return float(value)
+
+
+def _int(value: Any, what: str, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def parse_batch(body: dict) -> tuple[list[Metric], list[Param], list[Tag]]:
+    """``{"metrics": [{key, value, step?, timestamp?}], "params": {k: v}, "tags": {k: v}}``."""
+    unknown = set(body) - {"metrics", "params", "tags"}
+    if unknown:
+        raise TrackingError(f"unknown field(s): {', '.join(sorted(unknown))}", BAD_REQUEST)
+    stamp = now_ms()
+    metrics = []
+    for item in body.get("metrics") or []:
+        if not isinstance(item, dict):
+            raise invalid("each metric must be an object {key, value, step, timestamp}")
+        metrics.append(
+            Metric(
+                key=item.get("key"),
+                value=_number(item.get("value"), f"metric {item.get('key')!r} value"),
+                timestamp=_int(item.get("timestamp"), "timestamp", stamp),
+                step=_int(item.get("step"), "step", 0),
+            )
+        )
+    params, tags = body.get("params") or {}, body.get("tags") or {}
+    if not isinstance(params, dict) or not isinstance(tags, dict):
+        raise invalid("params and tags must be objects of key -> string value")
+    return (
+        metrics,
+        [Param(k, v if isinstance(v, str) else _param_text(k, v)) for k, v in params.items()],
+        [Tag(k, v) for k, v in tags.items()],
+    )
+
+
+def _param_text(key: str, value: Any) -> str:
+    if isinstance(value, bool | int | float) and not (
+        isinstance(value, float) and not math.isfinite(value)
+    ):
+        return str(value)
+    raise invalid(f"param {key!r} must be a string or a number, got {value!r}")
+
+
+class RunListHandler(RunBaseHandler):
+    """``/api/v1/runs``."""
+
+    def get(self) -> None:
+        """Search runs: ``project``, ``filter``, ``order_by`` (repeatable), paging."""
+        viewer = self.viewer
+        visible = self.store.visible_project_ids(
+            user=viewer.name, groups=sorted(viewer.groups), admin=viewer.admin
+        )
+        wanted = self.get_arguments("project")
+        if wanted:
+            try:
+                ids = [int(p) for p in wanted]
+            except ValueError:
+                raise invalid("project must be a project id") from None
+            if visible is not None:
+                ids = [i for i in ids if i in set(visible)]
+        else:
+            ids = visible
+        try:
+            filters = parse_filter(self.get_argument("filter", None))
+            order_by = parse_order_by(self.get_arguments("order_by"))
+        except SearchError as e:
+            raise invalid(str(e)) from None
+        token, size = self.page_args()
+        page = self.store.search_runs(
+            project_ids=ids, filters=filters, order_by=order_by, page_token=token,
+            max_results=size,
+        )  # fmt: skip
+        self.write_json(
+            {"items": [run(r) for r in page.items], "_pagination": {"next_token": page.next_token}}
+        )
+
+    def post(self) -> None:
+        """Create ``{"project": id or name, "name"?, "params"?, "tags"?, "status"?}``."""
+        viewer = self.viewer
+        body = self.json_body()
+        unknown = set(body) - {"project", "name", "params", "tags", "status", "start_time"}
+        if unknown:
+            raise TrackingError(f"unknown field(s): {', '.join(sorted(unknown))}", BAD_REQUEST)
+        ref = body.get("project")
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            project = self.store.get_project(ref)
+        elif isinstance(ref, str) and ref:
+            project = self.store.get_project_by_name(ref)
+            if project is None:
+                raise TrackingError(f"Experiment '{ref}' does not exist", "RESOURCE_DOES_NOT_EXIST")
+        else:
+            raise invalid("project (an id or a name) is required")
+        require_read(viewer, project, f"Experiment '{ref}'")
+        require(can_write_project(viewer, project), "job tokens cannot create runs")
+        status = body.get("status", "RUNNING")
+        if status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            raise invalid("a new run's status is QUEUED or RUNNING")
+        _, params, tags = parse_batch({"params": body.get("params"), "tags": body.get("tags")})
+        created = self.store.create_run(
+            project.id, user=viewer.name, name=str(body.get("name") or ""),
+            status=RunStatus(status), tags=tags,
+            start_time=_int(body.get("start_time"), "start_time", now_ms()),
+        )  # fmt: skip
+        if params:
+            self.store.log_batch(created.id, params=params)
+            created = self.store.get_run(created.id)
+        self.write_json(run(created), 201)
+
+
+class RunHandler(RunBaseHandler):
+    """``/api/v1/runs/{id}``."""
+
+    def get(self, run_id: str) -> None:
+        """One run."""
+        self.write_json(run(self.find_run(run_id)))
+
+    def patch(self, run_id: str) -> None:
+        """Change ``status``, ``end_time``, ``name``, ``code``, ``environment``, ``failure``."""
+        self.writable_run(run_id)
+        body = self.json_body()
+        allowed = {"status", "end_time", "name", "code", "environment", "failure", "status_reason"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise TrackingError(f"unknown field(s): {', '.join(sorted(unknown))}", BAD_REQUEST)
+        for key in ("code", "environment", "failure"):
+            if key in body and not isinstance(body[key], dict):
+                raise invalid(f"{key} must be an object")
+        if "end_time" in body:
+            _int(body["end_time"], "end_time", 0)
+        self.write_json(run(self.store.update_run(run_id, **body)))
+
+
+class BatchHandler(RunBaseHandler):
+    """``/api/v1/runs/{id}/batch``: metrics, params and tags in one write."""
+
+    def post(self, run_id: str) -> None:
+        """Log a batch (retry-safe)."""
+        self.writable_run(run_id)
+        metrics, params, tags = parse_batch(self.json_body())
+        self.store.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        self.write_json({})
+
+
+class MetricHistoryHandler(RunBaseHandler):
+    """``/api/v1/runs/{id}/metrics/{key}``."""
+
+    def get(self, run_id: str, key: str) -> None:
+        """A metric's history, paged by ``offset``/``limit``."""
+        self.find_run(run_id)
+        offset = int(self.get_argument("offset", "0"))
+        limit = min(int(self.get_argument("limit", "50000")), 1_000_000)
+        points = self.store.get_metric_history(run_id, key, offset=offset, limit=limit)
+        self.write_json({"items": [metric(m) for m in points]})
+
+
+class LogHandler(RunBaseHandler):
+    """``/api/v1/runs/{id}/logs/{stdout|stderr}``."""
+
+    def get(self, run_id: str, stream: str) -> None:
+        """Lines from ``offset``, at most ``limit``; ``next_offset`` to continue."""
+        self.find_run(run_id)
+        try:
+            offset = int(self.get_argument("offset", "0"))
+            limit = min(int(self.get_argument("limit", "1000")), 10_000)
+        except ValueError:
+            raise invalid("offset and limit must be integers") from None
+        lines = self.store.read_logs(run_id, stream, offset=offset, limit=limit)
+        nxt = lines[-1].offset + 1 if lines else offset
+        self.write_json({"items": [log_line(x) for x in lines], "next_offset": nxt})
+
+    def post(self, run_id: str, stream: str) -> None:
+        """Append ``{"offset", "lines"}``; idempotent on retry; returns ``next_offset``."""
+        self.writable_run(run_id)
+        body = self.json_body()
+        nxt = self.store.append_logs(
+            run_id, stream, body.get("offset"), body.get("lines"), now_ms()
+        )
+        self.write_json({"next_offset": nxt})
+
+
+default_handlers = [
+    (r"/api/v1/runs", RunListHandler),
+    (r"/api/v1/runs/([0-9a-zA-Z]+)", RunHandler),
+    (r"/api/v1/runs/([0-9a-zA-Z]+)/batch", BatchHandler),
+    (r"/api/v1/runs/([0-9a-zA-Z]+)/metrics/(.+)", MetricHistoryHandler),
+    (r"/api/v1/runs/([0-9a-zA-Z]+)/logs/([a-z]+)", LogHandler),
+]

@@ -1,0 +1,123 @@
+"""The experiments service behind a real Hub: tokens, group isolation, bad input."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+pytestmark = [pytest.mark.docker]
+
+
+class Client:
+    def __init__(self, base: str, token: str | None):
+        self.base = base
+        self.headers = {"Authorization": f"token {token}"} if token else {}
+
+    def __call__(self, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(
+            method, f"{self.base}{path}", headers=self.headers, timeout=30, **kwargs
+        )
+
+
+@pytest.fixture
+def hub(make_hub):
+    hub = make_hub().start()
+    hub.create_users(["ann", "bob", "root2"])
+    hub.create_group("lqcd", ["ann"])
+    hub.create_group("nuclear", ["bob"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the managed service starts beside the Hub
+        try:
+            r = requests.get(f"{hub.experiments}/projects", timeout=5)
+            if r.status_code in (401, 403):
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    return hub
+
+
+def test_group_isolation_and_explicit_sharing(hub):
+    ann = Client(hub.experiments, hub.user_token("ann"))
+    bob = Client(hub.experiments, hub.user_token("bob"))
+    # a notebook server's token: only access to the service, groups looked up by the service
+    ann_nb = Client(
+        hub.experiments,
+        hub.user_token("ann", scopes=["access:services!service=experiments"]),
+    )
+
+    r = ann("POST", "/projects", json={"name": "phi4-L8", "group": "lqcd"})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    r = ann("POST", "/projects", json={"name": "sneaky", "group": "nuclear"})
+    assert r.status_code == 400 and "not a member" in r.json()["message"]
+
+    r = ann("POST", "/runs", json={"project": pid, "name": "r1", "params": {"lr": 0.01}})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    batch = {"metrics": [{"key": "loss", "value": 0.5, "step": 1}], "tags": {"k": "v"}}
+    assert ann("POST", f"/runs/{run_id}/batch", json=batch).status_code == 200
+    r = ann("POST", f"/runs/{run_id}/logs/stdout", json={"offset": 0, "lines": ["hello"]})
+    assert r.json() == {"next_offset": 1}
+
+    # the notebook token sees the group's project through the group lookup
+    assert [p["name"] for p in ann_nb("GET", "/projects").json()["items"]] == ["phi4-L8"]
+    r = ann_nb("GET", "/runs", params={"filter": "metrics.loss < 1 and params.lr = '0.01'"})
+    assert [x["id"] for x in r.json()["items"]] == [run_id]
+
+    # bob (another group) sees nothing and cannot write
+    assert bob("GET", "/projects").json()["items"] == []
+    assert bob("GET", f"/projects/{pid}").status_code == 404
+    assert bob("GET", f"/runs/{run_id}").status_code == 404
+    assert bob("GET", f"/runs/{run_id}/logs/stdout").status_code == 404
+    assert bob("GET", f"/runs/{run_id}/metrics/loss").status_code == 404
+    assert bob("POST", f"/runs/{run_id}/batch", json=batch).status_code == 404
+    assert bob("POST", "/runs", json={"project": pid}).status_code == 404
+    assert bob("GET", "/runs", params={"project": pid}).json()["items"] == []
+
+    # an explicit share gives bob's group read access, not write access
+    assert ann("PUT", f"/projects/{pid}/shares/nuclear").status_code == 200
+    assert bob("GET", f"/runs/{run_id}").json()["metrics"]["loss"]["value"] == 0.5
+    r = bob("POST", f"/runs/{run_id}/batch", json=batch)
+    assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
+    assert bob("PUT", f"/projects/{pid}/shares/nuclear").status_code == 403
+    assert ann("DELETE", f"/projects/{pid}/shares/nuclear").status_code == 200
+    assert bob("GET", f"/runs/{run_id}").status_code == 404
+
+
+def test_bad_input_gets_clear_4xx_and_stores_nothing(hub):
+    ann = Client(hub.experiments, hub.user_token("ann"))
+    anonymous = Client(hub.experiments, None)
+    assert anonymous("GET", "/projects").status_code in (401, 403)
+    pid = ann("POST", "/projects", json={"name": "p", "group": "lqcd"}).json()["id"]
+    run_id = ann("POST", "/runs", json={"project": pid}).json()["id"]
+
+    cases = [
+        ("POST", "/projects", b"{not json", 400, "Malformed JSON"),
+        ("POST", "/projects", b"[1, 2]", 400, "must be an object"),
+        ("POST", "/projects", b'{"name": "x", "colour": "red"}', 400, "unknown field"),
+        ("POST", f"/runs/{run_id}/batch", b'{"metrics": [{"key": "a", "value": NaN}]}', 400,
+         "NaN"),
+        ("POST", f"/runs/{run_id}/batch", b'{"metrics": [{"key": "a", "value": "1"}]}', 400,
+         "must be a number"),
+        ("POST", f"/runs/{run_id}/batch", b'{"metrics": [{"key": "../x", "value": 1}]}', 400,
+         "Invalid metric name"),
+        ("POST", f"/runs/{run_id}/batch",
+         b'{"metrics": [{"key": "ok", "value": 1}], "params": {"p": [1]}}', 400,
+         "must be a string or a number"),
+        ("GET", "/runs?filter=metrics.loss%20%3D%3D%201", None, 400, "Invalid filter"),
+        ("GET", "/runs?max_results=0", None, 400, "max_results"),
+        ("POST", f"/runs/{run_id}/logs/stdout", b'{"offset": 5, "lines": ["x"]}', 400,
+         "send lines from offset 0"),
+        ("GET", "/runs/" + "0" * 32, None, 404, "does not exist"),
+    ]  # fmt: skip
+    for method, path, body, status, fragment in cases:
+        r = ann(method, path, data=body)
+        assert r.status_code == status, (path, body, r.status_code, r.text)
+        assert fragment in r.json()["message"], (path, body, r.text)
+        assert "error_code" in r.json()
+    run = ann("GET", f"/runs/{run_id}").json()
+    assert run["metrics"] == {} and run["params"] == {}
+    assert ann("GET", f"/runs/{run_id}/logs/stdout").json()["items"] == []
