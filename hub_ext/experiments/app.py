@@ -18,6 +18,7 @@ from tornado import web
 from traitlets import Int, Unicode, default
 from traitlets.config import Application
 
+from .blobs import BlobStore
 from .handlers import default_handlers
 from .store import AbstractStore, open_store
 
@@ -45,6 +46,7 @@ def make_app(
     hub_auth: Any,
     group_lookup: Any,
     log: Any,
+    blobs: BlobStore,
 ) -> web.Application:
     """The tornado application with every handler under ``prefix``.
 
@@ -54,6 +56,7 @@ def make_app(
         hub_auth: a ``HubOAuth`` (or test double) that identifies callers.
         group_lookup: ``name -> list of groups`` for tokens that do not show groups.
         log: the logger.
+        blobs: the artifact blob store.
     """
     handlers = [(url_path_join(prefix, path), handler) for path, handler in default_handlers]
     handlers.append((url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler))
@@ -63,6 +66,7 @@ def make_app(
         hub_auth=hub_auth,
         group_lookup=group_lookup,
         log=log,
+        blobs=blobs,
         cookie_secret=os.urandom(32),
         xsrf_cookies=False,
     )
@@ -97,6 +101,11 @@ class ExperimentsApp(Application):
     def _default_artifact_dir(self) -> str:
         return os.environ.get("LATTICEHUB_ARTIFACT_DIR", os.path.abspath("run/artifacts"))
 
+    max_artifact_size = Int(
+        10 * 1024**3,
+        help="Largest artifact in bytes (uploads beyond get HTTP 413), e.g. 2 * 1024**3.",
+    ).tag(config=True)
+
     ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
     port = Int(help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL).").tag(config=True)
 
@@ -121,9 +130,14 @@ class ExperimentsApp(Application):
         hub_auth = HubOAuth(cache_max_age=60)
         lookup = hub_group_lookup(hub_auth.api_url, hub_auth.api_token)
         app = make_app(
-            store=store, prefix=prefix, hub_auth=hub_auth, group_lookup=lookup, log=self.log
+            store=store,
+            prefix=prefix,
+            hub_auth=hub_auth,
+            group_lookup=lookup,
+            log=self.log,
+            blobs=BlobStore(self.artifact_dir, max_size=self.max_artifact_size),
         )
-        app.listen(self.port, self.ip, max_body_size=512 * 1024 * 1024)
+        app.listen(self.port, self.ip, max_body_size=self.max_artifact_size)
         self.log.info("experiments service on http://%s:%s%s", self.ip, self.port, prefix)
         asyncio.get_event_loop_policy().get_event_loop().run_forever()
 

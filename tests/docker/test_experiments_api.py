@@ -121,3 +121,33 @@ def test_bad_input_gets_clear_4xx_and_stores_nothing(hub):
     run = ann("GET", f"/runs/{run_id}").json()
     assert run["metrics"] == {} and run["params"] == {}
     assert ann("GET", f"/runs/{run_id}/logs/stdout").json()["items"] == []
+
+
+def test_artifacts_upload_download_list_and_isolation(hub):
+    import hashlib
+
+    ann = Client(hub.experiments, hub.user_token("ann"))
+    bob = Client(hub.experiments, hub.user_token("bob"))
+    pid = ann("POST", "/projects", json={"name": "arts", "group": "lqcd"}).json()["id"]
+    run_id = ann("POST", "/runs", json={"project": pid}).json()["id"]
+    data = bytes(range(256)) * 4096  # 1 MiB
+    digest = hashlib.sha256(data).hexdigest()
+    r = ann("PUT", f"/runs/{run_id}/artifacts/model/flow.pt", data=data,
+            headers={**ann.headers, "X-Content-SHA256": digest})  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert r.json()["sha256"] == digest and r.json()["size"] == len(data)
+    r = ann("GET", f"/runs/{run_id}/artifacts/model/flow.pt")
+    assert r.status_code == 200 and r.content == data
+    assert [a["path"] for a in ann("GET", f"/runs/{run_id}/artifacts").json()["items"]] == [
+        "model/flow.pt"
+    ]
+    # corrupt upload, traversal, other group
+    r = ann("PUT", f"/runs/{run_id}/artifacts/x.bin", data=b"abc",
+            headers={**ann.headers, "X-Content-SHA256": "0" * 64})  # fmt: skip
+    assert r.status_code == 400 and "corrupt" in r.json()["message"]
+    r = ann("PUT", f"/runs/{run_id}/artifacts/a/%2E%2E/%2E%2E/x", data=b"abc")
+    assert r.status_code in (400, 404)
+    assert bob("GET", f"/runs/{run_id}/artifacts/model/flow.pt").status_code == 404
+    assert bob("PUT", f"/runs/{run_id}/artifacts/evil", data=b"x").status_code == 404
+    names = [a["path"] for a in ann("GET", f"/runs/{run_id}/artifacts").json()["items"]]
+    assert names == ["model/flow.pt"]

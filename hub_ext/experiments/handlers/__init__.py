@@ -1,5 +1,9 @@
 """API handlers of the experiments service, one module per resource."""
 
-from . import projects, runs
+from . import artifacts, projects, runs
 
-default_handlers = [*projects.default_handlers, *runs.default_handlers]
+default_handlers = [
+    *projects.default_handlers,
+    *runs.default_handlers,
+    *artifacts.default_handlers,
+]

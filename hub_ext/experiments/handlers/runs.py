@@ -160,15 +160,19 @@ class RunHandler(RunBaseHandler):
         """Change ``status``, ``end_time``, ``name``, ``code``, ``environment``, ``failure``."""
         self.writable_run(run_id)
         body = self.json_body()
-        allowed = {"status", "end_time", "name", "code", "environment", "failure", "status_reason"}
+        allowed = {
+            "status", "end_time", "name", "code", "environment", "failure", "status_reason",
+            "heartbeat",
+        }  # fmt: skip
         unknown = set(body) - allowed
         if unknown:
             raise TrackingError(f"unknown field(s): {', '.join(sorted(unknown))}", BAD_REQUEST)
         for key in ("code", "environment", "failure"):
             if key in body and not isinstance(body[key], dict):
                 raise invalid(f"{key} must be an object")
-        if "end_time" in body:
-            _int(body["end_time"], "end_time", 0)
+        for key in ("end_time", "heartbeat"):
+            if key in body:
+                _int(body[key], key, 0)
         self.write_json(run(self.store.update_run(run_id, **body)))
 
 

@@ -1,0 +1,357 @@
+"""Tracking client for notebooks, widgets and batch jobs (standard library only).
+
+    from hub_ext.experiments.client import start_run
+
+    with start_run(project="phi4-L8", config={"L": 8, "lr": 1e-3}) as run:
+        for step in range(1000):
+            run.log_metrics({"loss": loss, "ess": ess}, step=step)
+
+The service URL and token come from ``LATTICEHUB_TRACKING_URL`` / ``LATTICEHUB_TOKEN``
+or, inside a notebook server, from JupyterHub's ``JUPYTERHUB_API_URL`` /
+``JUPYTERHUB_API_TOKEN``. Writes are batched by a background thread; when the service
+cannot be reached they are spooled to a file and replayed later (``spool.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .environment import code_version, environment
+
+HEARTBEAT_S = 30.0
+FLUSH_S = 1.0
+MAX_PENDING_METRICS = 10_000
+MAX_PENDING_LINES = 50_000
+
+
+class TrackingAPIError(Exception):
+    """The service refused a request (4xx/5xx); ``status`` and ``code`` say why."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+def default_url() -> str:
+    """``LATTICEHUB_TRACKING_URL``, or the Hub's experiments service seen from a server."""
+    url = os.environ.get("LATTICEHUB_TRACKING_URL")
+    if url:
+        return url.rstrip("/")
+    api = os.environ.get("JUPYTERHUB_API_URL")
+    if api and api.rstrip("/").endswith("/hub/api"):
+        return api.rstrip("/")[: -len("/hub/api")] + "/services/experiments"
+    raise RuntimeError(
+        "no tracking service: set LATTICEHUB_TRACKING_URL (e.g. "
+        "http://127.0.0.1:8000/services/experiments) and LATTICEHUB_TOKEN"
+    )
+
+
+def default_token() -> str:
+    """``LATTICEHUB_TOKEN`` or ``JUPYTERHUB_API_TOKEN``."""
+    token = os.environ.get("LATTICEHUB_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not token:
+        raise RuntimeError("no token: set LATTICEHUB_TOKEN (a Hub API token)")
+    return token
+
+
+class TrackingClient:
+    """Thin JSON client of the native API (``/api/v1``)."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30):
+        self.url = (url or default_url()).rstrip("/")
+        self.token = token or default_token()
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
+        """Call the API; returns the decoded JSON (``None`` for 204).
+
+        Raises:
+            TrackingAPIError: for an answer >= 400 (with the service's message).
+            OSError: when the service cannot be reached (callers may spool).
+        """
+        url = f"{self.url}/api/v1{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params, doseq=True)
+        data = None if body is None else json.dumps(body, allow_nan=False).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Authorization", f"token {self.token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                payload = resp.read()
+        except urllib.error.HTTPError as e:
+            try:
+                err = json.loads(e.read() or b"{}")
+            except ValueError:
+                err = {}
+            raise TrackingAPIError(
+                e.code, err.get("error_code", "HTTP_ERROR"), err.get("message", str(e))
+            ) from None
+        return json.loads(payload) if payload else None
+
+    # -- conveniences -----------------------------------------------------------------
+    def project(self, name: str, group: str | None = None) -> dict:
+        """The project called ``name``, created (in ``group``) if it does not exist."""
+        for item in self.request("GET", "/projects", params={"name_like": name})["items"]:
+            if item["name"] == name:
+                return item
+        try:
+            return self.request("POST", "/projects", {"name": name, "group": group})
+        except TrackingAPIError as e:
+            if e.code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            raise TrackingAPIError(
+                e.status, e.code, f"project {name!r} exists but you may not see it"
+            ) from None
+
+    def search_runs(self, project: int, filter: str = "", order_by: list[str] | None = None):
+        """All runs of a project that match ``filter`` (pages followed)."""
+        params: dict[str, Any] = {"project": project, "max_results": 1000}
+        if filter:
+            params["filter"] = filter
+        if order_by:
+            params["order_by"] = order_by
+        while True:
+            page = self.request("GET", "/runs", params=params)
+            yield from page["items"]
+            token = page["_pagination"]["next_token"]
+            if not token:
+                return
+            params["page_token"] = token
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> ``{"model.hidden": "[8, 8]", ...}`` string params.
+
+    >>> flatten({"L": 8, "model": {"hidden": [8, 8]}})
+    {'L': '8', 'model.hidden': '[8, 8]'}
+    """
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+class _Tee:
+    """A text stream that writes through and hands complete lines to the run."""
+
+    def __init__(self, original: Any, sink: Any):
+        self.original, self.sink, self._partial = original, sink, ""
+
+    def write(self, text: str) -> int:
+        self.original.write(text)
+        data = self._partial + text
+        *lines, self._partial = data.split("\n")
+        for line in lines:
+            # progress bars rewrite a line with \r: keep what is finally shown
+            self.sink(line.rsplit("\r", 1)[-1])
+        return len(text)
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def close_partial(self) -> None:
+        if self._partial:
+            self.sink(self._partial.rsplit("\r", 1)[-1])
+            self._partial = ""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+class ActiveRun:
+    """A run being recorded; use through :func:`start_run`."""
+
+    def __init__(self, client: TrackingClient, run: dict):
+        self.client = client
+        self.id: str = run["id"]
+        self.info = run
+        self._lock = threading.Lock()
+        self._metrics: list[dict] = []
+        self._lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._offsets = {"stdout": 0, "stderr": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"tracking-{self.id[:8]}")
+        self._thread.daemon = True
+        self.dropped = 0
+
+    # -- logging API -------------------------------------------------------------------
+    def log_metric(self, key: str, value: float, step: int = 0) -> None:
+        """Queue one metric point (sent within about a second)."""
+        self.log_metrics({key: value}, step=step)
+
+    def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
+        """Queue several metrics of one step."""
+        stamp = int(time.time() * 1000)
+        with self._lock:
+            for key, value in values.items():
+                if len(self._metrics) >= MAX_PENDING_METRICS:
+                    self.dropped += 1  # bounded memory: the service is far behind
+                    continue
+                self._metrics.append(
+                    {"key": key, "value": float(value), "step": int(step), "timestamp": stamp}
+                )
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Write parameters now (write-once)."""
+        self.client.request("POST", f"/runs/{self.id}/batch", {"params": flatten(params)})
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Set tags now."""
+        self.client.request("POST", f"/runs/{self.id}/batch", {"tags": tags})
+
+    def _line(self, stream: str, text: str) -> None:
+        with self._lock:
+            if len(self._lines[stream]) < MAX_PENDING_LINES:
+                self._lines[stream].append(text)
+            else:
+                self.dropped += 1
+
+    # -- background sending ---------------------------------------------------------------
+    def _loop(self) -> None:
+        last_beat = 0.0
+        while not self._stop.wait(FLUSH_S):
+            try:
+                self.flush()
+                if time.monotonic() - last_beat > HEARTBEAT_S:
+                    self.client.request("PATCH", f"/runs/{self.id}", {"heartbeat": _now()})
+                    last_beat = time.monotonic()
+            except (OSError, TrackingAPIError) as e:
+                print(f"[latticehub] tracking write failed, will retry: {e}", file=sys.__stderr__)
+
+    def flush(self) -> None:
+        """Send queued metrics and log lines (retried on the next flush on failure)."""
+        with self._lock:
+            metrics, self._metrics = self._metrics, []
+            lines = {k: v for k, v in self._lines.items() if v}
+            self._lines = {"stdout": [], "stderr": []}
+        sent = 0
+        try:
+            while sent < len(metrics):
+                chunk = metrics[sent : sent + 1000]
+                self.client.request("POST", f"/runs/{self.id}/batch", {"metrics": chunk})
+                sent += len(chunk)
+            for stream in list(lines):
+                body = {"offset": self._offsets[stream], "lines": lines[stream]}
+                nxt = self.client.request("POST", f"/runs/{self.id}/logs/{stream}", body)
+                self._offsets[stream] = nxt["next_offset"]
+                del lines[stream]
+        finally:
+            with self._lock:  # what was not sent goes back in front, in order
+                self._metrics = metrics[sent:] + self._metrics
+                for stream, chunk in lines.items():
+                    self._lines[stream] = chunk + self._lines[stream]
+
+    def finish(self, status: str, failure: dict | None = None) -> None:
+        """Stop the sender, flush everything and set the final status."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        self.flush()
+        body: dict[str, Any] = {"status": status, "end_time": _now()}
+        if failure:
+            body["failure"] = failure
+        self.client.request("PATCH", f"/runs/{self.id}", body)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+@contextmanager
+def start_run(
+    project: str,
+    config: dict | None = None,
+    *,
+    name: str = "",
+    group: str | None = None,
+    run_id: str | None = None,
+    capture_output: bool = True,
+    client: TrackingClient | None = None,
+) -> Iterator[ActiveRun]:
+    """Record a run: config as params, code version, environment, output, status.
+
+    Args:
+        project: project name (created in ``group`` if missing; default group
+            ``$LATTICEHUB_GROUP``, which the spawner sets in user containers).
+        config: hyperparameters; nested dicts become dotted keys.
+        name: run name.
+        group: group of a new project.
+        run_id: attach to an existing run (e.g. one created QUEUED by a job).
+        capture_output: tee stdout/stderr lines into the run's logs.
+        client: a :class:`TrackingClient` (default: from the environment).
+
+    On an exception the traceback is recorded and the run FAILED; SIGTERM (Slurm cancel
+    or time limit) marks it KILLED; otherwise FINISHED.
+    """
+    client = client or TrackingClient()
+    if run_id:
+        run = client.request("PATCH", f"/runs/{run_id}", {"status": "RUNNING"})
+    else:
+        proj = client.project(project, group or os.environ.get("LATTICEHUB_GROUP"))
+        run = client.request("POST", "/runs", {"project": proj["id"], "name": name})
+    active = ActiveRun(client, run)
+    if config:
+        active.log_params(config)
+    client.request(
+        "PATCH",
+        f"/runs/{active.id}",
+        {"code": code_version(), "environment": environment(), "heartbeat": _now()},
+    )
+    tees: list[_Tee] = []
+    saved = (sys.stdout, sys.stderr)
+    if capture_output:
+        tees = [
+            _Tee(sys.stdout, lambda line: active._line("stdout", line)),
+            _Tee(sys.stderr, lambda line: active._line("stderr", line)),
+        ]
+        sys.stdout, sys.stderr = tees  # type: ignore[assignment]
+    previous_term = signal.getsignal(signal.SIGTERM)
+    in_main = threading.current_thread() is threading.main_thread()
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    if in_main:
+        signal.signal(signal.SIGTERM, on_term)
+    active._thread.start()
+    status, failure = "FINISHED", None
+    try:
+        yield active
+    except KeyboardInterrupt as e:
+        status = "KILLED"
+        failure = {"type": "KeyboardInterrupt", "message": str(e) or "interrupted"}
+        raise
+    except BaseException as e:
+        status = "FAILED"
+        failure = {
+            "type": type(e).__name__,
+            "message": str(e),
+            "traceback": traceback.format_exc(),
+            "exit_code": e.code if isinstance(e, SystemExit) else 1,
+        }
+        raise
+    finally:
+        for tee in tees:
+            tee.close_partial()
+        sys.stdout, sys.stderr = saved
+        if in_main:
+            signal.signal(signal.SIGTERM, previous_term)
+        active.finish(status, failure)

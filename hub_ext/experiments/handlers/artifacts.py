@@ -1,0 +1,196 @@
+"""Artifacts: upload (streamed, hashed, atomic), download and list; native and MLflow paths.
+
+Native: ``/api/v1/runs/{id}/artifacts`` (list) and ``/api/v1/runs/{id}/artifacts/{path}``
+(PUT upload, GET download). MLflow's proxied artifact access:
+``/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/{path}`` and the listing with
+``?path=``, so that the unmodified client's ``log_artifact`` works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+
+from ..access import can_write_run, require, require_read
+from ..blobs import BlobStore, BlobWriter, clean_artifact_path
+from ..serialize import artifact as artifact_json
+from ..store.entities import Run
+from ..store.errors import TrackingError, invalid, not_found
+from .base import BaseHandler
+
+CHUNK = 1024 * 1024
+
+
+class ArtifactBase(BaseHandler):
+    """Run lookup with the read/write rules, and the blob store."""
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store, injected through settings."""
+        return self.settings["blobs"]
+
+    def readable_run(self, run_id: str) -> Run:
+        """The run if its project is visible; else 404."""
+        run = self.store.get_run(run_id)
+        require_read(self.viewer, self.store.get_project(run.project_id), f"Run with id={run_id}")
+        return run
+
+    def writable_run(self, run_id: str) -> Run:
+        """The run if the caller may write it."""
+        run = self.readable_run(run_id)
+        require(can_write_run(self.viewer, run), f"you may read but not write run {run_id}")
+        return run
+
+    async def send_blob(self, sha256: str, name: str) -> None:
+        """Stream a blob to the client."""
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.set_header("X-Content-SHA256", sha256)
+        with self.blobs.open(sha256) as f:
+            while chunk := f.read(CHUNK):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
+@web.stream_request_body
+class UploadBase(ArtifactBase):
+    """Receives the body in chunks straight into a :class:`BlobWriter`."""
+
+    _writer: BlobWriter | None = None
+    _run: Run | None = None
+    _path: str = ""
+
+    def target(self) -> tuple[str, str]:
+        """``(run_id, path)`` of the upload, from the URL."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Check access and the path before any byte is stored."""
+        if self.request.method != "PUT":
+            return
+        try:
+            run_id, path = self.target()
+            self._path = clean_artifact_path(path)
+            self._run = self.writable_run(run_id)
+        except TrackingError as e:
+            self.send_error(e.http_status, exc_info=(type(e), e, None))
+            return
+        self._writer = self.blobs.writer()
+
+    def data_received(self, chunk: bytes) -> None:
+        """Hash and write a chunk; 413 past the size limit."""
+        if self._writer is None:
+            return
+        try:
+            self._writer.write(chunk)
+        except TrackingError as e:
+            self._writer = None
+            self.send_error(413, exc_info=(type(e), e, None))
+
+    def on_connection_close(self) -> None:
+        """Drop a partial upload."""
+        if self._writer is not None:
+            self._writer.abort()
+
+    def store_upload(self) -> Any:
+        """Commit the blob (verifying ``X-Content-SHA256`` if sent) and record it."""
+        writer, run = self._writer, self._run
+        if writer is None or run is None:
+            raise invalid("no upload in progress")
+        expected = self.request.headers.get("X-Content-SHA256") or self.get_argument("sha256", None)
+        size = writer.size
+        self._writer = None
+        digest = writer.commit(expected)
+        return self.store.add_artifact(run.id, self._path, digest, size)
+
+
+class RunArtifactHandler(UploadBase):
+    """``/api/v1/runs/{id}/artifacts/{path}``."""
+
+    def target(self) -> tuple[str, str]:  # noqa: D102
+        return self.path_args[0], self.path_args[1]
+
+    def put(self, run_id: str, path: str) -> None:
+        """Upload (replaces the path's previous version; the blob is kept once)."""
+        record = self.store_upload()
+        self.write_json(artifact_json(record), 201)
+
+    async def get(self, run_id: str, path: str) -> None:
+        """Download."""
+        self.readable_run(run_id)
+        record = self.store.get_artifact(run_id, clean_artifact_path(path))
+        await self.send_blob(record.sha256, record.path.rsplit("/", 1)[-1])
+
+
+class RunArtifactListHandler(ArtifactBase):
+    """``/api/v1/runs/{id}/artifacts``."""
+
+    def get(self, run_id: str) -> None:
+        """Files of the run under ``prefix``."""
+        self.readable_run(run_id)
+        prefix = self.get_argument("prefix", "")
+        items = self.store.list_artifacts(run_id, prefix)
+        self.write_json({"items": [artifact_json(a) for a in items]})
+
+
+def _split_mlflow_path(path: str) -> tuple[str, str, str]:
+    """``<exp>/<run>/artifacts/<rel>`` -> (exp, run, rel)."""
+    parts = path.split("/", 3)
+    if len(parts) < 3 or parts[2] != "artifacts":
+        raise invalid(
+            f"artifact path {path!r} must look like '<experiment_id>/<run_id>/artifacts/<path>'"
+        )
+    return parts[0], parts[1], parts[3] if len(parts) > 3 else ""
+
+
+class MlflowArtifactHandler(UploadBase):
+    """``/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/{path}``."""
+
+    def target(self) -> tuple[str, str]:  # noqa: D102
+        exp, run_id, rel = _split_mlflow_path(self.path_args[0])
+        run = self.store.get_run(run_id)
+        if str(run.project_id) != exp:
+            raise not_found(f"Run {run_id} in experiment {exp}")
+        return run_id, rel
+
+    def put(self, path: str) -> None:
+        """Upload, as MLflow's artifact proxy does."""
+        self.store_upload()
+        self.write_json({})
+
+    async def get(self, path: str) -> None:
+        """Download."""
+        _, run_id, rel = _split_mlflow_path(path)
+        self.readable_run(run_id)
+        record = self.store.get_artifact(run_id, clean_artifact_path(rel))
+        await self.send_blob(record.sha256, record.path.rsplit("/", 1)[-1])
+
+
+class MlflowArtifactListHandler(ArtifactBase):
+    """``/api/2.0/mlflow-artifacts/artifacts?path=<exp>/<run>/artifacts/<dir>``."""
+
+    def get(self) -> None:
+        """Direct children (files and directories) of a directory, as MLflow lists them."""
+        path = self.get_argument("path", "").strip("/")
+        _, run_id, rel = _split_mlflow_path(path + ("/" if path.count("/") == 2 else ""))
+        self.readable_run(run_id)
+        prefix = f"{rel.rstrip('/')}/" if rel else ""
+        files: dict[str, dict] = {}
+        for record in self.store.list_artifacts(run_id, prefix):
+            rest = record.path[len(prefix) :]
+            head, _, tail = rest.partition("/")
+            if tail:
+                files.setdefault(head, {"path": head, "is_dir": True})
+            else:
+                files[head] = {"path": head, "is_dir": False, "file_size": record.size}
+        self.write_json({"files": sorted(files.values(), key=lambda f: f["path"])})
+
+
+default_handlers = [
+    (r"/api/v1/runs/([0-9a-zA-Z]+)/artifacts", RunArtifactListHandler),
+    (r"/api/v1/runs/([0-9a-zA-Z]+)/artifacts/(.+)", RunArtifactHandler),
+    (r"/api/2.0/mlflow-artifacts/artifacts", MlflowArtifactListHandler),
+    (r"/api/2.0/mlflow-artifacts/artifacts/(.+)", MlflowArtifactHandler),
+]

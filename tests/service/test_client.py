@@ -1,0 +1,98 @@
+"""The tracking client against the real app (in-process, stand-in Hub auth)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from hub_ext.experiments import client as client_module
+from hub_ext.experiments.client import TrackingAPIError, TrackingClient, flatten, start_run
+
+
+@pytest.fixture(autouse=True)
+def fast_flush(monkeypatch):
+    monkeypatch.setattr(client_module, "FLUSH_S", 0.05)
+
+
+def test_start_run_records_everything(service):
+    url, store = service
+    client = TrackingClient(url, "tok-ann")
+    with start_run(
+        "phi4", {"L": 8, "model": {"hidden": [8, 8]}}, group="lqcd", client=client
+    ) as run:
+        for step in range(5):
+            run.log_metrics({"loss": 1.0 / (step + 1), "ess": 0.1 * step}, step=step)
+        print("epoch done\rprogress 100%")
+        print("second line")
+        print("to stderr", file=sys.stderr)
+    got = store.get_run(run.id)
+    assert got.status.value == "FINISHED" and got.end_time
+    assert got.params == {"L": "8", "model.hidden": "[8, 8]"}
+    assert got.metrics["loss"].value == pytest.approx(0.2) and got.metrics["loss"].step == 4
+    assert [m.step for m in store.get_metric_history(run.id, "ess")] == [0, 1, 2, 3, 4]
+    assert [x.text for x in store.read_logs(run.id, "stdout")] == ["progress 100%", "second line"]
+    assert [x.text for x in store.read_logs(run.id, "stderr")] == ["to stderr"]
+    assert got.environment["python"] and any(
+        p.startswith("tornado==") for p in got.environment["packages"]
+    )
+    assert got.code.get("commit")  # the tests run inside the repository's git checkout
+    assert store.get_project(got.project_id).group == "lqcd"
+
+
+def test_exception_marks_failed_with_traceback(service):
+    url, store = service
+    client = TrackingClient(url, "tok-ann")
+    with pytest.raises(ZeroDivisionError):
+        with start_run("phi4", client=client, capture_output=False) as run:
+            run.log_metric("x", 1.0)
+            1 / 0  # noqa: B018
+    got = store.get_run(run.id)
+    assert got.status.value == "FAILED"
+    assert got.failure["type"] == "ZeroDivisionError"
+    assert "1 / 0" in got.failure["traceback"]
+    assert got.metrics["x"].value == 1.0  # flushed before the status
+
+
+def test_keyboard_interrupt_marks_killed(service):
+    url, store = service
+    client = TrackingClient(url, "tok-ann")
+    with pytest.raises(KeyboardInterrupt):
+        with start_run("phi4", client=client, capture_output=False) as run:
+            raise KeyboardInterrupt("SIGTERM")
+    assert store.get_run(run.id).status.value == "KILLED"
+
+
+def test_other_group_cannot_use_the_project(service):
+    url, _ = service
+    ann = TrackingClient(url, "tok-ann")
+    bob = TrackingClient(url, "tok-bob")
+    project = ann.project("private-phi4", group="lqcd")
+    with pytest.raises(TrackingAPIError) as err:
+        bob.request("POST", "/runs", {"project": project["id"]})
+    assert err.value.status == 404
+    with pytest.raises(TrackingAPIError) as err:
+        bob.project("private-phi4")
+    assert "may not see it" in err.value.message
+    assert [r["id"] for r in bob.search_runs(project["id"])] == []
+
+
+def test_search_runs_follows_pages(service):
+    url, store = service
+    ann = TrackingClient(url, "tok-ann")
+    project = ann.project("many", group="lqcd")
+    for i in range(5):
+        store.create_run(project["id"], user="ann", name=f"r{i}")
+    names = [r["name"] for r in ann.search_runs(project["id"], order_by=["attributes.run_name"])]
+    assert names == ["r0", "r1", "r2", "r3", "r4"]
+
+
+def test_flatten():
+    assert flatten({"a": {"b": {"c": 1}}, "s": "x"}) == {"a.b.c": "1", "s": "x"}
+
+
+def test_missing_configuration_says_what_to_set(monkeypatch):
+    for var in ("LATTICEHUB_TRACKING_URL", "JUPYTERHUB_API_URL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RuntimeError, match="LATTICEHUB_TRACKING_URL"):
+        TrackingClient()
