@@ -355,3 +355,62 @@ def start_run(
         if in_main:
             signal.signal(signal.SIGTERM, previous_term)
         active.finish(status, failure)
+
+
+def runs_dataframe(
+    project: str | int,
+    filter: str = "",
+    order_by: list[str] | None = None,
+    client: TrackingClient | None = None,
+) -> Any:
+    """The runs of a project as a pandas DataFrame, one row per run.
+
+    Columns: ``run_id``, ``name``, ``user``, ``status``, ``start_time``, ``end_time``
+    (pandas timestamps), ``params.<key>``, ``metrics.<key>`` (latest value) and
+    ``tags.<key>``.
+    """
+    import pandas as pd
+
+    client = client or TrackingClient()
+    project_id = project if isinstance(project, int) else client.project(project)["id"]
+    rows = []
+    for run in client.search_runs(project_id, filter=filter, order_by=order_by):
+        row: dict[str, Any] = {
+            "run_id": run["id"],
+            "name": run["name"],
+            "user": run["user"],
+            "status": run["status"],
+            "start_time": pd.to_datetime(run["start_time"], unit="ms"),
+            "end_time": pd.to_datetime(run["end_time"], unit="ms") if run["end_time"] else None,
+        }
+        row.update({f"params.{k}": v for k, v in run["params"].items()})
+        row.update({f"metrics.{k}": _float(m["value"]) for k, m in run["metrics"].items()})
+        row.update({f"tags.{k}": v for k, v in run["tags"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metric_history(run_id: str, key: str, client: TrackingClient | None = None) -> Any:
+    """A metric's history as a DataFrame with ``step``, ``timestamp``, ``value``."""
+    import pandas as pd
+
+    client = client or TrackingClient()
+    points: list[dict] = []
+    offset = 0
+    while True:
+        page = client.request(
+            "GET", f"/runs/{run_id}/metrics/{urllib.parse.quote(key)}",
+            params={"offset": offset, "limit": 50000},
+        )["items"]  # fmt: skip
+        points += page
+        if len(page) < 50000:
+            break
+        offset += len(page)
+    frame = pd.DataFrame(points, columns=["key", "value", "timestamp", "step"])
+    frame["value"] = frame["value"].map(_float)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms")
+    return frame[["step", "timestamp", "value"]]
+
+
+def _float(value: Any) -> float:
+    return float(value)  # "NaN"/"Infinity" strings become floats too

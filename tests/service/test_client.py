@@ -96,3 +96,45 @@ def test_missing_configuration_says_what_to_set(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(RuntimeError, match="LATTICEHUB_TRACKING_URL"):
         TrackingClient()
+
+
+def test_openapi_documents_every_native_route(service):
+    import json
+    import re
+    import urllib.request
+
+    from hub_ext.experiments.handlers import default_handlers
+
+    url, _ = service
+    with urllib.request.urlopen(f"{url}/api/v1/openapi.json") as resp:
+        doc = json.loads(resp.read())
+    assert doc["openapi"].startswith("3.")
+    documented = set(doc["paths"])
+    for pattern, _handler in default_handlers:
+        if not pattern.startswith("/api/v1/") or pattern.endswith("openapi.json"):
+            continue
+        # turn the route regex into the documented template
+        template = re.sub(r"\([^)]*\)", "{}", pattern)
+        matches = [p for p in documented if re.sub(r"\{[^}]+\}", "{}", p) == template]
+        assert matches, f"{pattern} is not in the OpenAPI document"
+
+
+def test_dataframes(service):
+    pd = pytest.importorskip("pandas")
+    from hub_ext.experiments.client import metric_history, runs_dataframe
+
+    url, _ = service
+    client = TrackingClient(url, "tok-ann")
+    for lr in ("0.1", "0.01"):
+        with start_run(
+            "frames", {"lr": lr}, group="lqcd", client=client, capture_output=False
+        ) as run:
+            for step in range(3):
+                run.log_metric("loss", float(step) * float(lr), step=step)
+    frame = runs_dataframe("frames", filter="params.lr = '0.01'", client=client)
+    assert list(frame["params.lr"]) == ["0.01"]
+    assert frame["metrics.loss"].iloc[0] == pytest.approx(0.02)
+    assert isinstance(frame["start_time"].iloc[0], pd.Timestamp)
+    history = metric_history(run.id, "loss", client=client)
+    assert list(history["step"]) == [0, 1, 2]
+    assert list(history["value"]) == pytest.approx([0.0, 0.01, 0.02])

@@ -1,9 +1,10 @@
 """API handlers of the experiments service, one module per resource."""
 
-from . import artifacts, projects, runs
+from . import artifacts, openapi, projects, runs
 
 default_handlers = [
     *projects.default_handlers,
     *runs.default_handlers,
     *artifacts.default_handlers,
+    *openapi.default_handlers,
 ]
