@@ -26,9 +26,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from .environment import code_version, environment
+from .spool import Spool
 
 HEARTBEAT_S = 30.0
 FLUSH_S = 1.0
@@ -179,7 +181,7 @@ class _Tee:
 class ActiveRun:
     """A run being recorded; use through :func:`start_run`."""
 
-    def __init__(self, client: TrackingClient, run: dict):
+    def __init__(self, client: TrackingClient, run: dict, spool_dir: Path | None = None):
         self.client = client
         self.id: str = run["id"]
         self.info = run
@@ -191,6 +193,8 @@ class ActiveRun:
         self._thread = threading.Thread(target=self._loop, name=f"tracking-{self.id[:8]}")
         self._thread.daemon = True
         self.dropped = 0
+        self.spool = Spool.for_run(self.id, spool_dir)
+        self._warned = False
 
     # -- logging API -------------------------------------------------------------------
     def log_metric(self, key: str, value: float, step: int = 0) -> None:
@@ -237,27 +241,48 @@ class ActiveRun:
                 print(f"[latticehub] tracking write failed, will retry: {e}", file=sys.__stderr__)
 
     def flush(self) -> None:
-        """Send queued metrics and log lines (retried on the next flush on failure)."""
+        """Send queued metrics and log lines; spool them if the service is unreachable."""
         with self._lock:
             metrics, self._metrics = self._metrics, []
             lines = {k: v for k, v in self._lines.items() if v}
             self._lines = {"stdout": [], "stderr": []}
-        sent = 0
-        try:
-            while sent < len(metrics):
-                chunk = metrics[sent : sent + 1000]
-                self.client.request("POST", f"/runs/{self.id}/batch", {"metrics": chunk})
-                sent += len(chunk)
-            for stream in list(lines):
-                body = {"offset": self._offsets[stream], "lines": lines[stream]}
-                nxt = self.client.request("POST", f"/runs/{self.id}/logs/{stream}", body)
-                self._offsets[stream] = nxt["next_offset"]
-                del lines[stream]
-        finally:
-            with self._lock:  # what was not sent goes back in front, in order
-                self._metrics = metrics[sent:] + self._metrics
-                for stream, chunk in lines.items():
-                    self._lines[stream] = chunk + self._lines[stream]
+        ops: list[tuple[str, str, Any]] = []
+        for start in range(0, len(metrics), 1000):
+            ops.append(
+                ("POST", f"/runs/{self.id}/batch", {"metrics": metrics[start : start + 1000]})
+            )
+        for stream, chunk in lines.items():
+            # offsets are assigned here, so a later replay appends exactly once
+            ops.append(
+                ("POST", f"/runs/{self.id}/logs/{stream}",
+                 {"offset": self._offsets[stream], "lines": chunk})
+            )  # fmt: skip
+            self._offsets[stream] += len(chunk)
+        self._send(ops)
+
+    def _send(self, ops: list[tuple[str, str, Any]]) -> None:
+        if self.spool.pending():
+            self.spool.replay(self.client.request)
+            if self.spool.pending():  # still unreachable: keep the order
+                self.spool.append(ops)
+                return
+        for i, (method, path, body) in enumerate(ops):
+            try:
+                self.client.request(method, path, body)
+            except OSError as e:
+                self.spool.append(ops[i:])
+                if not self._warned:
+                    self._warned = True
+                    print(
+                        f"[latticehub] tracking service unreachable ({e}); writes are kept in "
+                        f"{self.spool.path} and sent when it is back (or: latticehub sync "
+                        f"{self.spool.path.parent})",
+                        file=sys.__stderr__,
+                    )
+                return
+            except TrackingAPIError as e:
+                # refused for good (e.g. a bad key): retrying cannot help, say it once
+                print(f"[latticehub] tracking refused a write: {e}", file=sys.__stderr__)
 
     def finish(self, status: str, failure: dict | None = None) -> None:
         """Stop the sender, flush everything and set the final status."""
@@ -268,7 +293,7 @@ class ActiveRun:
         body: dict[str, Any] = {"status": status, "end_time": _now()}
         if failure:
             body["failure"] = failure
-        self.client.request("PATCH", f"/runs/{self.id}", body)
+        self._send([("PATCH", f"/runs/{self.id}", body)])
 
 
 def _now() -> int:
@@ -285,6 +310,7 @@ def start_run(
     run_id: str | None = None,
     capture_output: bool = True,
     client: TrackingClient | None = None,
+    spool_dir: Path | None = None,
 ) -> Iterator[ActiveRun]:
     """Record a run: config as params, code version, environment, output, status.
 
@@ -297,6 +323,8 @@ def start_run(
         run_id: attach to an existing run (e.g. one created QUEUED by a job).
         capture_output: tee stdout/stderr lines into the run's logs.
         client: a :class:`TrackingClient` (default: from the environment).
+        spool_dir: where writes wait while the service is unreachable (default
+            ``$LATTICEHUB_SPOOL_DIR`` or ``~/.latticehub/spool``).
 
     On an exception the traceback is recorded and the run FAILED; SIGTERM (Slurm cancel
     or time limit) marks it KILLED; otherwise FINISHED.
@@ -307,7 +335,7 @@ def start_run(
     else:
         proj = client.project(project, group or os.environ.get("LATTICEHUB_GROUP"))
         run = client.request("POST", "/runs", {"project": proj["id"], "name": name})
-    active = ActiveRun(client, run)
+    active = ActiveRun(client, run, spool_dir)
     if config:
         active.log_params(config)
     client.request(

@@ -138,3 +138,32 @@ def test_dataframes(service):
     history = metric_history(run.id, "loss", client=client)
     assert list(history["step"]) == [0, 1, 2]
     assert list(history["value"]) == pytest.approx([0.0, 0.01, 0.02])
+
+
+def test_writes_are_spooled_while_unreachable_and_synced_later(service, tmp_path, capfd):
+    from hub_ext.experiments import cli
+    from tests.hub import free_port
+
+    url, store = service
+    client = TrackingClient(url, "tok-ann")
+    spool_dir = tmp_path / "spool"
+    with start_run("offline", client=client, spool_dir=spool_dir) as run:
+        run.log_metric("loss", 1.0, step=0)
+        run.flush()
+        client.url = f"http://127.0.0.1:{free_port()}/services/experiments"  # service gone
+        for step in range(1, 2500):
+            run.log_metric("loss", 1.0 / step, step=step)
+        print("written while offline")
+    assert run.spool.pending()
+    assert store.get_run(run.id).status.value == "RUNNING"  # the end was not delivered yet
+    assert "unreachable" in capfd.readouterr().err
+
+    code = cli.main(["sync", str(spool_dir), "--url", url, "--token", "tok-ann"])
+    assert code == 0 and not run.spool.pending()
+    got = store.get_run(run.id)
+    assert got.status.value == "FINISHED"
+    assert len(store.get_metric_history(run.id, "loss")) == 2500
+    assert [x.text for x in store.read_logs(run.id, "stdout")] == ["written while offline"]
+    # replaying again (e.g. a copy of the spool) changes nothing
+    assert cli.main(["sync", str(spool_dir), "--url", url, "--token", "tok-ann"]) == 0
+    assert len(store.get_metric_history(run.id, "loss")) == 2500
