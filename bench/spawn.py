@@ -169,6 +169,8 @@ def main() -> None:
             hub.stop()
         for container in client.containers.list(all=True, filters={"network": net.name}):
             container.remove(force=True)
+        for volume in client.volumes.list(filters={"name": "lhtest-b"}):
+            volume.remove(force=True)
         net.remove()
 
 

@@ -89,6 +89,7 @@ c.JupyterHub.load_roles.append({{
     "services": ["test-admin"],
 }})
 c.{cls}.prefix = "jupyter-{hub_id}"
+c.{cls}.home_volume = "lhtest-{hub_id}-home-{{username}}"
 c.{cls}.start_timeout = 180
 c.{cls}.http_timeout = 120
 c.{cls}.orphan_report_delay = 5

@@ -58,6 +58,9 @@ def remove_hub_objects(client: docker.DockerClient, hub_id: str) -> None:
     with contextlib.suppress(docker.errors.APIError):
         for service in client.services.list(filters={"label": selector}):
             service.remove()
+    for volume in client.volumes.list(filters={"name": f"lhtest-{hub_id}-"}):
+        with contextlib.suppress(docker.errors.APIError):
+            volume.remove(force=True)
 
 
 def dump_containers(client: docker.DockerClient, hub_id: str) -> str:

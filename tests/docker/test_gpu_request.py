@@ -43,6 +43,7 @@ def test_assigned_gpu_ids_are_in_the_created_container(docker_client, monkeypatc
             image=IMAGE,
             hub_id=hub_id,
             prefix=f"jupyter-{hub_id}",
+            home_volume=f"lhtest-{hub_id}-home-{{username}}",
             group_limits={"lqcd": {"gpus": 2, "mem_limit": "512M"}},
             gpu_devices={"local": ["0", "1", "2"]},
         )
