@@ -12,13 +12,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from jupyterhub.objects import Hub, Server  # noqa: E402
+from jupyterhub.objects import Hub  # noqa: E402
 
 from spawner import GroupLimitDockerSpawner  # noqa: E402
 from spawner.ledger import RUNNING, Slot  # noqa: E402
+from tests.fakes import Group, hub_user  # noqa: E402
 
 
 def main() -> None:
@@ -27,17 +27,7 @@ def main() -> None:
     parser.add_argument("--held", type=int, default=200, help="slots already held")
     args = parser.parse_args()
 
-    groups = [SimpleNamespace(name="lqcd", properties={"latticehub": {"mem_limit": "6G"}})]
-    user = SimpleNamespace(
-        name="ann",
-        groups=groups,
-        url="/user/ann/",
-        base_url="/",
-        escaped_name="ann",
-        server=Server(),
-        settings={},
-        id=1,
-    )
+    user = hub_user("ann", [Group("lqcd", {"latticehub": {"mem_limit": "6G"}})])
     spawner = GroupLimitDockerSpawner(
         user=user,
         hub=Hub(),

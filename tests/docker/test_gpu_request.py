@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from types import SimpleNamespace
 
 import pytest
-from jupyterhub.objects import Hub, Server
+from jupyterhub.objects import Hub
 
 from spawner import GroupLimitDockerSpawner, labels
 from tests.docker.conftest import IMAGE, remove_hub_objects
+from tests.fakes import Group, hub_user
 
 pytestmark = [pytest.mark.docker]
-
-
-class Group:
-    def __init__(self, name):
-        self.name = name
-        self.properties = {}
 
 
 def test_assigned_gpu_ids_are_in_the_created_container(docker_client, monkeypatch):
@@ -27,16 +21,7 @@ def test_assigned_gpu_ids_are_in_the_created_container(docker_client, monkeypatc
     hub_id = f"g{secrets.token_hex(4)}"
     spawners = []
     for name in ("gpa", "gpb"):
-        user = SimpleNamespace(
-            name=name,
-            groups=[Group("lqcd")],
-            url=f"/user/{name}/",
-            base_url="/",
-            escaped_name=name,
-            server=Server(),
-            settings={},
-            id=1,
-        )
+        user = hub_user(name, [Group("lqcd")])
         spawner = GroupLimitDockerSpawner(
             user=user,
             hub=Hub(),

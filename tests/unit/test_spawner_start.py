@@ -6,26 +6,18 @@ The real engine is exercised in tests/docker; here the seam is ``spawner.docker`
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import docker
 import pytest
 import requests
-from jupyterhub.objects import Hub, Server
+from jupyterhub.objects import Hub
 from jupyterhub.spawner import SpawnException
 
 from spawner import GroupLimitDockerSpawner, labels
 from spawner.ledger import RUNNING, Slot
+from tests.fakes import Group, hub_user
 
 GIB = 1024**3
-
-
-class Group:
-    """Stand-in for an ORM group: a name and properties."""
-
-    def __init__(self, name, properties=None):
-        self.name = name
-        self.properties = properties or {}
 
 
 def not_found():
@@ -87,16 +79,7 @@ def offline_client(monkeypatch):
 
 
 def make_spawner(fake, name="ann", groups=("lqcd",), properties=None, options=None, **config):
-    user = SimpleNamespace(
-        name=name,
-        groups=[Group(g, (properties or {}).get(g)) for g in groups],
-        url=f"/user/{name}/",
-        base_url="/",
-        escaped_name=name,
-        server=Server(),
-        settings={},
-        id=1,
-    )
+    user = hub_user(name, [Group(g, (properties or {}).get(g)) for g in groups])
     config.setdefault(
         "group_limits",
         {"lqcd": {"max_servers": 2, "mem_limit": "1G", "cpu_limit": 1.5}, "other": {}},
