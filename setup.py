@@ -22,6 +22,8 @@ setup(
         "traitlets>=5.9",
         "tornado>=6.4",
         "prometheus_client>=0.20",
+        "sqlalchemy>=2",
+        "requests>=2.31",
     ],
     extras_require={
         "train": ["torch>=2.4", "numpy>=1.26"],
@@ -33,9 +35,12 @@ setup(
             "requests>=2.31",
             "ruff>=0.6",
             "psycopg[binary]>=3.2",
+            "mlflow-skinny==3.17.2",
+            "pandas>=2",
         ],
     },
     entry_points={
+        "console_scripts": ["latticehub = hub_ext.experiments.cli:main"],
         "jupyterhub.spawners": [
             "groupdocker = spawner:GroupLimitDockerSpawner",
             "groupswarm = spawner:GroupLimitSwarmSpawner",

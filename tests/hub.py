@@ -157,6 +157,21 @@ c.JupyterHub.log_level = "DEBUG"
         kwargs.setdefault("timeout", 60)
         return requests.request(method, f"{self.api}{path}", headers=headers, **kwargs)
 
+    def wait_experiments(self, timeout: float = 60) -> None:
+        """Wait until the managed experiments service (started beside the Hub) answers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.experiments}/projects", timeout=5).status_code in (
+                    401,
+                    403,
+                ):
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the experiments service did not answer in {timeout}s:\n{self.tail()}")
+
     def user_token(self, name: str, scopes: list[str] | None = None) -> str:
         """A new API token of ``name`` (default scopes: the user's own)."""
         body = {"note": "test"} if scopes is None else {"note": "test", "scopes": scopes}

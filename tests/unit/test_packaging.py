@@ -45,3 +45,24 @@ def test_config_reference_is_up_to_date():
 
 def test_repo_config_compiles():
     compile((ROOT / "jupyterhub_config.py").read_text(), "jupyterhub_config.py", "exec")
+
+
+def test_latticehub_cli_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "hub_ext.experiments.cli", "sync", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "spool directory" in result.stdout
+    assert any(e.name == "latticehub" for e in entry_points(group="console_scripts"))
+
+
+def test_experiments_service_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "hub_ext.experiments", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--db-url" in result.stdout

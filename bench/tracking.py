@@ -1,0 +1,297 @@
+"""Tracking throughput: the unmodified mlflow client against `mlflow server` and `experiments`.
+
+One run, one after the other, same machine, same client (mlflow-skinny from the test
+extras). The MLflow server (SQLite backend, as in its quickstart) runs from its own virtual
+environment (`.venv-mlflow`, made on first use with `pip install mlflow==<pinned>`); the
+experiments service runs behind a real JupyterHub and configurable-http-proxy, SQLite store.
+
+    .venv/bin/python bench/tracking.py [--single 300] [--batches 30] [--writers 32]
+
+Prints, for each workload, both figures and the ratio experiments/MLflow:
+single log_metric calls/s, metrics/s in 1000-metric batches, search_runs latency with a
+filter at 1k and 10k runs (100k for experiments), get_metric_history of 100k points (1M
+for experiments), and metrics/s of concurrent writers. Bulk population for the search and
+history workloads goes straight into each store (it is not what is measured).
+Traffic goes only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+MLFLOW_VERSION = "3.17.2"
+MLFLOW_VENV = ROOT / ".venv-mlflow"
+
+from tests.hub import HubProcess, free_port  # noqa: E402
+
+
+def ensure_mlflow_server() -> Path:
+    """The ``mlflow`` executable of the benchmark's own environment (made if missing)."""
+    exe = MLFLOW_VENV / "bin" / "mlflow"
+    if not exe.exists():
+        print(f"making {MLFLOW_VENV} with mlflow=={MLFLOW_VERSION} (once)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(MLFLOW_VENV)], check=True)
+        subprocess.run(
+            [str(MLFLOW_VENV / "bin" / "pip"), "install", "-q", f"mlflow=={MLFLOW_VERSION}"],
+            check=True,
+        )
+    return exe
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer in {timeout}s")
+
+
+class Target:
+    """One tracking server as the mlflow client sees it."""
+
+    def __init__(self, name: str, uri: str, token: str | None, populate: callable):
+        self.name, self.uri, self.token, self.populate = name, uri, token, populate
+
+    def client(self):  # noqa: D102
+        from mlflow.tracking import MlflowClient
+
+        if self.token:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = self.token
+        else:
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        return MlflowClient(tracking_uri=self.uri)
+
+
+def single_calls(target: Target, n: int) -> float:
+    client = target.client()
+    exp = client.create_experiment(f"single-{secrets.token_hex(3)}")
+    run = client.create_run(exp).info.run_id
+    start = time.perf_counter()
+    for i in range(n):
+        client.log_metric(run, "loss", 1.0 / (i + 1), step=i)
+    return n / (time.perf_counter() - start)
+
+
+def batches(target: Target, n: int) -> float:
+    from mlflow.entities import Metric
+
+    client = target.client()
+    exp = client.create_experiment(f"batch-{secrets.token_hex(3)}")
+    run = client.create_run(exp).info.run_id
+    stamp = int(time.time() * 1000)
+    start = time.perf_counter()
+    for b in range(n):
+        metrics = [Metric("loss", float(i), stamp, b * 1000 + i) for i in range(1000)]
+        client.log_batch(run, metrics=metrics)
+    return n * 1000 / (time.perf_counter() - start)
+
+
+def writers(target: Target, count: int, seconds: float) -> float:
+    from mlflow.entities import Metric
+
+    client = target.client()
+    exp = client.create_experiment(f"writers-{secrets.token_hex(3)}")
+    runs = [client.create_run(exp).info.run_id for _ in range(count)]
+    done = [0] * count
+    stop = time.monotonic() + seconds
+
+    def work(i: int) -> None:
+        c = target.client()
+        stamp = int(time.time() * 1000)
+        step = 0
+        while time.monotonic() < stop:
+            c.log_batch(runs[i], metrics=[Metric("m", 1.0, stamp, step + j) for j in range(1000)])
+            step += 1000
+            done[i] += 1000
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.perf_counter() - start)
+
+
+def search_latency(target: Target, experiment_id: str, repeats: int = 7) -> float:
+    client = target.client()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        client.search_runs(
+            [experiment_id], "metrics.loss < 0.5 and params.L = '8'", max_results=100
+        )
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def history_seconds(target: Target, run_id: str) -> tuple[float, int]:
+    client = target.client()
+    start = time.perf_counter()
+    points = client.get_metric_history(run_id, "loss")
+    return time.perf_counter() - start, len(points)
+
+
+# -- bulk population straight into the stores -----------------------------------------
+MLFLOW_POPULATE = r"""
+import sys, time, uuid
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflow.entities import Metric, Param, RunTag
+uri, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = SqlAlchemyStore(uri, "/tmp/mlflow-bench-artifacts")
+exp = store.create_experiment(f"{kind}-{uuid.uuid4().hex[:6]}")
+stamp = int(time.time() * 1000)
+if kind == "runs":
+    for i in range(n):
+        run = store.create_run(exp, "bench", stamp, [], f"r{i}")
+        store.log_batch(run.info.run_id, [Metric("loss", (i % 100) / 100, stamp, 0)],
+                        [Param("L", "8" if i % 2 else "16")], [])
+    print(exp)
+else:
+    run = store.create_run(exp, "bench", stamp, [], "history")
+    for start in range(0, n, 1000):
+        store.log_batch(run.info.run_id,
+                        [Metric("loss", float(i), stamp, i) for i in range(start, start + 1000)],
+                        [], [])
+    print(run.info.run_id)
+"""
+
+
+def populate_mlflow(db_uri: str, kind: str, n: int) -> str:
+    out = subprocess.run(
+        [str(MLFLOW_VENV / "bin" / "python"), "-c", MLFLOW_POPULATE, db_uri, kind, str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def populate_experiments(db_uri: str, kind: str, n: int, owner: str) -> str:
+    """Bulk rows through SQL (runs: one param and one metric each)."""
+    from hub_ext.experiments.store import SqlStore
+    from hub_ext.experiments.store import schema as t
+
+    store = SqlStore(db_uri)
+    project = store.create_project(f"{kind}-{secrets.token_hex(3)}", owner=owner, group=None)
+    stamp = int(time.time() * 1000)
+    with store.engine.begin() as conn:
+        if kind == "runs":
+            for start in range(0, n, 5000):
+                ids = [uuid.uuid4().hex for _ in range(start, min(n, start + 5000))]
+                conn.execute(t.runs.insert(), [
+                    {"run_id": r, "project_id": project.id, "name": f"r{start + i}",
+                     "user_id": owner, "status": "FINISHED", "start_time": stamp + start + i,
+                     "lifecycle_stage": "active", "artifact_uri": ""}
+                    for i, r in enumerate(ids)])  # fmt: skip
+                conn.execute(t.params.insert(), [
+                    {"run_id": r, "key": "L", "value": "8" if (start + i) % 2 else "16"}
+                    for i, r in enumerate(ids)])  # fmt: skip
+                rows = [{"run_id": r, "key": "loss", "step": 0, "timestamp": stamp,
+                         "value": ((start + i) % 100) / 100, "is_nan": False}
+                        for i, r in enumerate(ids)]  # fmt: skip
+                conn.execute(t.metrics.insert(), rows)
+                conn.execute(t.latest_metrics.insert(), rows)
+            result = str(project.id)
+        else:
+            run = uuid.uuid4().hex
+            conn.execute(t.runs.insert().values(
+                run_id=run, project_id=project.id, name="history", user_id=owner,
+                status="FINISHED", start_time=stamp, lifecycle_stage="active",
+                artifact_uri=""))  # fmt: skip
+            for start in range(0, n, 20000):
+                conn.execute(t.metrics.insert(), [
+                    {"run_id": run, "key": "loss", "step": i, "timestamp": stamp,
+                     "value": float(i), "is_nan": False}
+                    for i in range(start, min(n, start + 20000))])  # fmt: skip
+            result = run
+    store.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--single", type=int, default=300, help="single log_metric calls")
+    parser.add_argument("--batches", type=int, default=30, help="1000-metric batches")
+    parser.add_argument("--writers", type=int, default=32, help="concurrent writers")
+    parser.add_argument("--writer-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="lhbench-tracking-"))
+
+    mlflow_exe = ensure_mlflow_server()
+    mlflow_db = f"sqlite:///{work / 'mlflow.db'}"
+    mlflow_port = free_port()
+    mlflow_proc = subprocess.Popen(
+        [str(mlflow_exe), "server", "--backend-store-uri", mlflow_db, "--host", "127.0.0.1",
+         "--port", str(mlflow_port), "--workers", "1",
+         "--artifacts-destination", str(work / "mlflow-artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    hub = HubProcess(
+        work / "hub", hub_ip="127.0.0.1", network="none", hub_id=f"bt{secrets.token_hex(3)}"
+    )
+    exp_db = f"sqlite:///{work / 'hub' / 'tracking.sqlite'}"
+    try:
+        wait_http(f"http://127.0.0.1:{mlflow_port}/health")
+        hub.start()
+        hub.create_users(["bench"])
+        wait_http(f"{hub.url}/services/experiments/api/v1/openapi.json")
+        targets = [
+            Target("mlflow", f"http://127.0.0.1:{mlflow_port}", None,
+                   lambda kind, n: populate_mlflow(mlflow_db, kind, n)),
+            Target("experiments", f"{hub.url}/services/experiments", hub.user_token("bench"),
+                   lambda kind, n: populate_experiments(exp_db, kind, n, "bench")),
+        ]  # fmt: skip
+        results: dict[str, dict[str, float]] = {t.name: {} for t in targets}
+        for target in targets:
+            r = results[target.name]
+            print(f"\n== {target.name}", flush=True)
+            r["single calls/s"] = single_calls(target, args.single)
+            print(f"  single log_metric: {r['single calls/s']:.0f} calls/s", flush=True)
+            r["batch metrics/s"] = batches(target, args.batches)
+            print(f"  1000-metric batches: {r['batch metrics/s']:.0f} metrics/s", flush=True)
+            for n in (1_000, 10_000) + ((100_000,) if target.name == "experiments" else ()):
+                exp = target.populate("runs", n)
+                key = f"search {n // 1000}k runs ms"
+                r[key] = search_latency(target, exp) * 1000
+                print(f"  search_runs with filter, {n} runs: {r[key]:.1f} ms", flush=True)
+            for n in (100_000,) + ((1_000_000,) if target.name == "experiments" else ()):
+                run = target.populate("history", n)
+                seconds, count = history_seconds(target, run)
+                key = f"history {n // 1000}k points s"
+                r[key] = seconds
+                print(f"  metric history {count} points: {seconds:.2f} s", flush=True)
+            key = f"{args.writers} writers metrics/s"
+            r[key] = writers(target, args.writers, args.writer_seconds)
+            print(f"  {args.writers} concurrent writers: {r[key]:.0f} metrics/s", flush=True)
+
+        print("\n== ratios experiments / mlflow (higher is better for rates, lower for times)")
+        for key, value in results["mlflow"].items():
+            if key in results["experiments"]:
+                print(f"  {key:28s} {results['experiments'][key] / value:8.2f}")
+    finally:
+        hub.stop()
+        mlflow_proc.terminate()
+        mlflow_proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
