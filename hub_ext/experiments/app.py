@@ -39,6 +39,14 @@ def hub_group_lookup(api_url: str, token: str) -> Any:
     return lookup
 
 
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    """Completes Hub OAuth with the app's own ``HubOAuth`` (it holds the login state)."""
+
+    @property
+    def hub_auth(self) -> Any:  # noqa: D102
+        return self.settings["hub_auth"]
+
+
 def make_app(
     *,
     store: AbstractStore,
@@ -59,7 +67,7 @@ def make_app(
         blobs: the artifact blob store.
     """
     handlers = [(url_path_join(prefix, path), handler) for path, handler in default_handlers]
-    handlers.append((url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler))
+    handlers.append((url_path_join(prefix, "oauth_callback"), OAuthCallbackHandler))
     return web.Application(
         handlers,
         store=store,

@@ -140,3 +140,33 @@ def test_artifacts_upload_download_list_and_isolation(hub):
     assert bob("PUT", f"/runs/{run_id}/artifacts/evil", data=b"x").status_code == 404
     names = [a["path"] for a in ann("GET", f"/runs/{run_id}/artifacts").json()["items"]]
     assert names == ["model/flow.pt"]
+
+
+def test_browser_logs_in_through_hub_oauth_and_admin_sees_all(make_hub):
+    import re
+
+    hub = make_hub('c.Authenticator.admin_users = {"boss"}').start()
+    hub.create_users(["ann", "bob", "boss"])
+    hub.wait_experiments()
+    ann = Client(hub.experiments, hub.user_token("ann"))
+    ann("POST", "/projects", json={"name": "ann-private", "group": None})
+    # a browser session: Hub login, then the service sends it through OAuth and back
+    session = requests.Session()
+    page = session.get(f"{hub.url}/hub/login", timeout=30)
+    xsrf = session.cookies.get("_xsrf") or re.search(r'name="_xsrf" value="([^"]+)"', page.text)[1]
+    login = session.post(
+        f"{hub.url}/hub/login?next=",
+        data={"username": "bob", "password": "x", "_xsrf": xsrf},
+        timeout=30,
+        allow_redirects=False,
+    )
+    assert login.status_code == 302, login.text
+    r = session.get(f"{hub.experiments}/projects", headers={"Accept": "text/html"}, timeout=30)
+    assert r.status_code == 200, (r.status_code, r.url, r.text[:300])
+    assert "/oauth_callback" in " ".join(h.url for h in r.history)
+    assert r.json()["items"] == []  # bob sees nothing of ann's
+
+    # an admin sees every project
+    boss = Client(hub.experiments, hub.user_token("boss"))
+    names = [p["name"] for p in boss("GET", "/projects").json()["items"]]
+    assert "ann-private" in names

@@ -61,6 +61,15 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         cache[name] = (time.monotonic() + 60, groups)
         return groups
 
+    def prepare(self) -> None:
+        """Send a browser without a session through Hub OAuth login (GET only)."""
+        if (
+            self.request.method in ("GET", "HEAD")
+            and "text/html" in self.request.headers.get("Accept", "")
+            and not self.current_user
+        ):
+            self.redirect(self.get_login_url())
+
     def json_body(self) -> dict[str, Any]:
         """The request's JSON object; 400 with the reason when it is not one."""
         if len(self.request.body) > MAX_JSON_BODY:
