@@ -167,3 +167,26 @@ def test_writes_are_spooled_while_unreachable_and_synced_later(service, tmp_path
     # replaying again (e.g. a copy of the spool) changes nothing
     assert cli.main(["sync", str(spool_dir), "--url", url, "--token", "tok-ann"]) == 0
     assert len(store.get_metric_history(run.id, "loss")) == 2500
+
+
+def test_oversize_artifact_gets_413_and_leaves_nothing(service, tmp_path):
+    import urllib.request
+
+    url, store = service
+    client = TrackingClient(url, "tok-ann")
+    project = client.project("big", group="lqcd")
+    run = client.request("POST", "/runs", {"project": project["id"]})
+    req = urllib.request.Request(
+        f"{url}/api/v1/runs/{run['id']}/artifacts/too-big.bin",
+        data=b"x" * (1024 * 1024 + 10),  # the test service allows 1 MiB
+        method="PUT",
+        headers={"Authorization": "token tok-ann"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    body = err.value.read().decode()
+    assert err.value.code == 413, body
+    assert "exceeds the limit" in body
+    assert store.list_artifacts(run["id"]) == []
+    blobs = tmp_path / "blobs"
+    assert not any(p.is_file() for p in blobs.rglob("*")), "partial upload left behind"

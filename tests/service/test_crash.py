@@ -16,6 +16,7 @@ import pytest
 from hub_ext.experiments.client import TrackingAPIError, TrackingClient
 from hub_ext.experiments.store import SqlStore
 from tests.hub import free_port
+from tests.store.conftest import _drop, _postgres_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,10 +32,18 @@ def start(db_url: str, port: int, blobs: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tracking.sqlite'}"
+        return
+    url, (admin_url, db) = _postgres_url()
+    yield url
+    _drop(admin_url, db)
+
+
 @pytest.mark.slow
-def test_kill_9_during_write_storm_keeps_every_acknowledged_write(tmp_path):
-    db = tmp_path / "tracking.sqlite"
-    db_url = f"sqlite:///{db}"
+def test_kill_9_during_write_storm_keeps_every_acknowledged_write(tmp_path, db_url):
     port = free_port()
     url = f"http://127.0.0.1:{port}/services/experiments"
     proc = start(db_url, port, tmp_path / "blobs")
@@ -69,8 +78,9 @@ def test_kill_9_during_write_storm_keeps_every_acknowledged_write(tmp_path):
     assert total > 1000, "the storm wrote too little to mean anything"
 
     # the database is intact and has every acknowledged point
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if db_url.startswith("sqlite"):
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     proc = start(db_url, port, tmp_path / "blobs")
     try:
         store = SqlStore(db_url)

@@ -87,7 +87,8 @@ class UploadBase(ArtifactBase):
             self._writer.write(chunk)
         except TrackingError as e:
             self._writer = None
-            self.send_error(413, exc_info=(type(e), e, None))
+            too_large = web.HTTPError(413, "%s", e.message)
+            self.send_error(413, exc_info=(web.HTTPError, too_large, None))
 
     def on_connection_close(self) -> None:
         """Drop a partial upload."""

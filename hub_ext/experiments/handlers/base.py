@@ -95,8 +95,17 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             body = {"error_code": exc.code, "message": exc.message}
         elif isinstance(exc, web.HTTPError):
             message = exc.log_message % exc.args if exc.log_message else self._reason
-            body = {"error_code": "BAD_REQUEST" if status_code < 500 else "INTERNAL_ERROR",
-                    "message": message}  # fmt: skip
+            code = {
+                413: "RESOURCE_LIMIT_EXCEEDED",
+                401: "UNAUTHENTICATED",
+                403: "PERMISSION_DENIED",
+            }
+            body = {
+                "error_code": code.get(
+                    status_code, "BAD_REQUEST" if status_code < 500 else "INTERNAL_ERROR"
+                ),
+                "message": message,
+            }
         else:
             body = {"error_code": "INTERNAL_ERROR", "message": "Internal error"}
         body["status"] = status_code

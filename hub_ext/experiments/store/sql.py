@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -559,7 +560,12 @@ class SqlStore(AbstractStore):
         )
         with self.engine.connect() as conn:
             self._run_row(conn, run_id)
-            return [metric_entity(r) for r in conn.execute(query)]
+            nan = math.nan
+            # plain tuples: this path returns up to millions of points
+            return [
+                Metric(k, nan if is_nan else value, stamp, step)
+                for k, value, stamp, step, is_nan in conn.execute(query).tuples()
+            ]
 
     # -- logs ------------------------------------------------------------------------
     def append_logs(
