@@ -564,7 +564,7 @@ class SqlStore(AbstractStore):
             # plain tuples: this path returns up to millions of points
             return [
                 Metric(k, nan if is_nan else value, stamp, step)
-                for k, value, stamp, step, is_nan in conn.execute(query).tuples()
+                for k, value, stamp, step, is_nan in conn.execute(query)
             ]
 
     # -- logs ------------------------------------------------------------------------
