@@ -16,7 +16,16 @@ ROOT="$(dirname "$HERE")"
 IMAGE="${LATTICEHUB_IMAGE:-latticehub/singleuser:latest}"
 BASE="${LATTICEHUB_BASE_IMAGE:-latticehub/base:bookworm}"
 CACHE="${LATTICEHUB_CACHE:-/var/cache/latticehub}"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# the Debian mirror this host's apt uses (debootstrap needs one)
+apt_mirror() {
+    local found
+    found="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+    if [[ -z "$found" ]]; then
+        found="$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+    fi
+    echo "$found"
+}
+MIRROR="${DEBIAN_MIRROR:-$(apt_mirror)}"
 PYTHON="${PYTHON:-python3}"
 FORCE=0
 [[ "${1:-}" == "--force" ]] && FORCE=1
@@ -40,6 +49,7 @@ make_base() {
         return
     fi
     command -v debootstrap >/dev/null || { log "debootstrap missing: apt-get install -y debootstrap"; exit 1; }
+    [[ -n "$MIRROR" ]] || { log "no Debian mirror found in apt's sources: set DEBIAN_MIRROR"; exit 1; }
     local dir="$CACHE/rootfs-bookworm"
     rm -rf "$dir"; mkdir -p "$dir"
     log "debootstrap bookworm into $dir (about a minute)"
