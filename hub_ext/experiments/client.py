@@ -412,7 +412,7 @@ def runs_dataframe(
             "end_time": pd.to_datetime(run["end_time"], unit="ms") if run["end_time"] else None,
         }
         row.update({f"params.{k}": v for k, v in run["params"].items()})
-        row.update({f"metrics.{k}": _float(m["value"]) for k, m in run["metrics"].items()})
+        row.update({f"metrics.{k}": float(m["value"]) for k, m in run["metrics"].items()})
         row.update({f"tags.{k}": v for k, v in run["tags"].items()})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -435,10 +435,6 @@ def metric_history(run_id: str, key: str, client: TrackingClient | None = None) 
             break
         offset += len(page)
     frame = pd.DataFrame(points, columns=["key", "value", "timestamp", "step"])
-    frame["value"] = frame["value"].map(_float)
+    frame["value"] = frame["value"].map(float)  # "NaN"/"Infinity" strings too
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms")
     return frame[["step", "timestamp", "value"]]
-
-
-def _float(value: Any) -> float:
-    return float(value)  # "NaN"/"Infinity" strings become floats too

@@ -8,8 +8,8 @@ from typing import Any
 from .store.entities import Artifact, LogLine, Metric, Project, Run
 
 
-def _number(value: float) -> float | str:
-    # JSON has no NaN/Infinity: send them as strings, as MLflow's JSON does
+def number_json(value: float) -> float | str:
+    """A double for JSON, which has no NaN/Infinity: those become strings, as in MLflow."""
     if math.isfinite(value):
         return value
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
@@ -17,7 +17,7 @@ def _number(value: float) -> float | str:
 
 def metric(m: Metric) -> dict[str, Any]:
     """A metric point."""
-    return {"key": m.key, "value": _number(m.value), "timestamp": m.timestamp, "step": m.step}
+    return {"key": m.key, "value": number_json(m.value), "timestamp": m.timestamp, "step": m.step}
 
 
 def project(p: Project) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
 from hub_ext.experiments.store import schema
-from tests.store.conftest import _drop, _postgres_url
+from tests.conftest import _drop, _postgres_url
 
 pytestmark = [pytest.mark.docker]
 

@@ -16,7 +16,6 @@ import pytest
 from hub_ext.experiments.client import TrackingAPIError, TrackingClient
 from hub_ext.experiments.store import SqlStore
 from tests.hub import free_port
-from tests.store.conftest import _drop, _postgres_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,18 +31,9 @@ def start(db_url: str, port: int, blobs: Path) -> subprocess.Popen:
     return proc
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tracking.sqlite'}"
-        return
-    url, (admin_url, db) = _postgres_url()
-    yield url
-    _drop(admin_url, db)
-
-
 @pytest.mark.slow
-def test_kill_9_during_write_storm_keeps_every_acknowledged_write(tmp_path, db_url):
+def test_kill_9_during_write_storm_keeps_every_acknowledged_write(tmp_path, store_uri):
+    db_url = store_uri
     port = free_port()
     url = f"http://127.0.0.1:{port}/services/experiments"
     proc = start(db_url, port, tmp_path / "blobs")

@@ -12,7 +12,6 @@ from typing import Any
 
 from tornado import web
 
-from ..access import can_write_run, require, require_read
 from ..blobs import BlobStore, BlobWriter, clean_artifact_path
 from ..serialize import artifact as artifact_json
 from ..store.entities import Run
@@ -29,18 +28,6 @@ class ArtifactBase(BaseHandler):
     def blobs(self) -> BlobStore:
         """The blob store, injected through settings."""
         return self.settings["blobs"]
-
-    def readable_run(self, run_id: str) -> Run:
-        """The run if its project is visible; else 404."""
-        run = self.store.get_run(run_id)
-        require_read(self.viewer, self.store.get_project(run.project_id), f"Run with id={run_id}")
-        return run
-
-    def writable_run(self, run_id: str) -> Run:
-        """The run if the caller may write it."""
-        run = self.readable_run(run_id)
-        require(can_write_run(self.viewer, run), f"you may read but not write run {run_id}")
-        return run
 
     async def send_blob(self, sha256: str, name: str) -> None:
         """Stream a blob to the client."""
@@ -120,7 +107,7 @@ class RunArtifactHandler(UploadBase):
 
     async def get(self, run_id: str, path: str) -> None:
         """Download."""
-        self.readable_run(run_id)
+        self.find_run(run_id)
         record = self.store.get_artifact(run_id, clean_artifact_path(path))
         await self.send_blob(record.sha256, record.path.rsplit("/", 1)[-1])
 
@@ -130,7 +117,7 @@ class RunArtifactListHandler(ArtifactBase):
 
     def get(self, run_id: str) -> None:
         """Files of the run under ``prefix``."""
-        self.readable_run(run_id)
+        self.find_run(run_id)
         prefix = self.get_argument("prefix", "")
         items = self.store.list_artifacts(run_id, prefix)
         self.write_json({"items": [artifact_json(a) for a in items]})
@@ -164,7 +151,7 @@ class MlflowArtifactHandler(UploadBase):
     async def get(self, path: str) -> None:
         """Download."""
         _, run_id, rel = _split_mlflow_path(path)
-        self.readable_run(run_id)
+        self.find_run(run_id)
         record = self.store.get_artifact(run_id, clean_artifact_path(rel))
         await self.send_blob(record.sha256, record.path.rsplit("/", 1)[-1])
 
@@ -176,7 +163,7 @@ class MlflowArtifactListHandler(ArtifactBase):
         """Direct children (files and directories) of a directory, as MLflow lists them."""
         path = self.get_argument("path", "").strip("/")
         _, run_id, rel = _split_mlflow_path(path + ("/" if path.count("/") == 2 else ""))
-        self.readable_run(run_id)
+        self.find_run(run_id)
         prefix = f"{rel.rstrip('/')}/" if rel else ""
         files: dict[str, dict] = {}
         for record in self.store.list_artifacts(run_id, prefix):

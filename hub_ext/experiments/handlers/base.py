@@ -9,8 +9,9 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
+from ..access import can_write_run, require, require_read
 from ..store.abstract import AbstractStore
-from ..store.entities import Viewer
+from ..store.entities import Run, Viewer
 from ..store.errors import BAD_REQUEST, UNAUTHENTICATED, TrackingError
 
 MAX_JSON_BODY = 16 * 1024 * 1024
@@ -69,6 +70,19 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             and not self.current_user
         ):
             self.redirect(self.get_login_url())
+
+    def find_run(self, run_id: str) -> Run:
+        """The run, if the caller may read its project; else 404 (existence not shown)."""
+        found = self.store.get_run(run_id)
+        project = self.store.get_project(found.project_id)
+        require_read(self.viewer, project, f"Run with id={run_id}")
+        return found
+
+    def writable_run(self, run_id: str) -> Run:
+        """The run, if the caller may write it; 404 if unseen, 403 if read-only."""
+        found = self.find_run(run_id)
+        require(can_write_run(self.viewer, found), f"you may read but not write run {run_id}")
+        return found
 
     def json_body(self) -> dict[str, Any]:
         """The request's JSON object; 400 with the reason when it is not one."""

@@ -12,12 +12,12 @@ may see (a short list); run searches go to the store through :mod:`..search`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..search import Comparison
+from ..serialize import number_json
 from ..store.entities import DELETED, Metric, Project, Run, RunStatus
 from ..store.errors import invalid
 
@@ -201,13 +201,6 @@ def to_float(value: Any, name: str) -> float:
 
 
 # -- responses ------------------------------------------------------------------------
-def number_json(value: float) -> float | str:
-    """A double as protobuf-JSON writes it (NaN and infinities as strings)."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
 def pairs_json(mapping: dict[str, str]) -> list[dict[str, str]]:
     """A ``{key: value}`` map as MLflow's list of ``{key, value}``."""
     return [{"key": k, "value": v} for k, v in sorted(mapping.items())]

@@ -5,30 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..access import can_write_project, can_write_run, require, require_read
+from ..access import can_write_project, require, require_read
 from ..search import SearchError, parse_filter, parse_order_by
 from ..serialize import log_line, metric, run
 from ..store.abstract import now_ms
-from ..store.entities import Metric, Param, Run, RunStatus, Tag
+from ..store.entities import Metric, Param, RunStatus, Tag
 from ..store.errors import BAD_REQUEST, TrackingError, invalid
 from .base import BaseHandler
-
-
-class RunBaseHandler(BaseHandler):
-    """Finds runs, with 404 for runs of projects the caller may not see."""
-
-    def find_run(self, run_id: str) -> Run:
-        """The run, if the caller may read its project; else 404."""
-        found = self.store.get_run(run_id)
-        project = self.store.get_project(found.project_id)
-        require_read(self.viewer, project, f"Run with id={run_id}")
-        return found
-
-    def writable_run(self, run_id: str) -> Run:
-        """The run, if the caller may write it; 404 if unseen, 403 if read-only."""
-        found = self.find_run(run_id)
-        require(can_write_run(self.viewer, found), f"you may read but not write run {run_id}")
-        return found
 
 
 def _number(value: Any, what: str) -> float:
@@ -83,7 +66,7 @@ def _param_text(key: str, value: Any) -> str:
     raise invalid(f"param {key!r} must be a string or a number, got {value!r}")
 
 
-class RunListHandler(RunBaseHandler):
+class RunListHandler(BaseHandler):
     """``/api/v1/runs``."""
 
     def get(self) -> None:
@@ -149,7 +132,7 @@ class RunListHandler(RunBaseHandler):
         self.write_json(run(created), 201)
 
 
-class RunHandler(RunBaseHandler):
+class RunHandler(BaseHandler):
     """``/api/v1/runs/{id}``."""
 
     def get(self, run_id: str) -> None:
@@ -176,7 +159,7 @@ class RunHandler(RunBaseHandler):
         self.write_json(run(self.store.update_run(run_id, **body)))
 
 
-class BatchHandler(RunBaseHandler):
+class BatchHandler(BaseHandler):
     """``/api/v1/runs/{id}/batch``: metrics, params and tags in one write."""
 
     def post(self, run_id: str) -> None:
@@ -187,7 +170,7 @@ class BatchHandler(RunBaseHandler):
         self.write_json({})
 
 
-class MetricHistoryHandler(RunBaseHandler):
+class MetricHistoryHandler(BaseHandler):
     """``/api/v1/runs/{id}/metrics/{key}``."""
 
     def get(self, run_id: str, key: str) -> None:
@@ -199,7 +182,7 @@ class MetricHistoryHandler(RunBaseHandler):
         self.write_json({"items": [metric(m) for m in points]})
 
 
-class LogHandler(RunBaseHandler):
+class LogHandler(BaseHandler):
     """``/api/v1/runs/{id}/logs/{stdout|stderr}``."""
 
     def get(self, run_id: str, stream: str) -> None:
