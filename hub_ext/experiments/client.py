@@ -14,6 +14,7 @@ cannot be reached they are spooled to a file and replayed later (``spool.py``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -68,6 +69,14 @@ def default_token() -> str:
     return token
 
 
+def _api_error(e: urllib.error.HTTPError) -> TrackingAPIError:
+    try:
+        err = json.loads(e.read() or b"{}")
+    except ValueError:
+        err = {}
+    return TrackingAPIError(e.code, err.get("error_code", "HTTP_ERROR"), err.get("message", str(e)))
+
+
 class TrackingClient:
     """Thin JSON client of the native API (``/api/v1``)."""
 
@@ -95,14 +104,27 @@ class TrackingClient:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 payload = resp.read()
         except urllib.error.HTTPError as e:
-            try:
-                err = json.loads(e.read() or b"{}")
-            except ValueError:
-                err = {}
-            raise TrackingAPIError(
-                e.code, err.get("error_code", "HTTP_ERROR"), err.get("message", str(e))
-            ) from None
+            raise _api_error(e) from None
         return json.loads(payload) if payload else None
+
+    def upload_artifact(self, run_id: str, name: str, path: Path) -> dict:
+        """Upload a file as the run's artifact ``name`` (streamed, checked by sha256)."""
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        url = f"{self.url}/api/v1/runs/{run_id}/artifacts/{urllib.parse.quote(name)}"
+        with open(path, "rb") as f:
+            req = urllib.request.Request(url, data=f, method="PUT")
+            req.add_header("Authorization", f"token {self.token}")
+            req.add_header("Content-Type", "application/octet-stream")
+            req.add_header("Content-Length", str(os.path.getsize(path)))
+            req.add_header("X-Content-SHA256", digest.hexdigest())
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                raise _api_error(e) from None
 
     # -- conveniences -----------------------------------------------------------------
     def project(self, name: str, group: str | None = None) -> dict:
@@ -220,6 +242,11 @@ class ActiveRun:
     def set_tags(self, tags: dict[str, str]) -> None:
         """Set tags now."""
         self.client.request("POST", f"/runs/{self.id}/batch", {"tags": tags})
+
+    def log_artifact(self, path: Path | str, name: str | None = None) -> None:
+        """Upload a local file as an artifact of this run (default name: the file's name)."""
+        path = Path(path)
+        self.client.upload_artifact(self.id, name or path.name, path)
 
     def _line(self, stream: str, text: str) -> None:
         with self._lock:
