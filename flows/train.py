@@ -30,6 +30,7 @@ from flows.actions import make_action
 from flows.config import ConfigError, TrainConfig, from_args, make_config
 from flows.evaluate import evaluate
 from flows.models import Flow, build_flow
+from flows.plots import training_plot
 from flows.tracking import open_tracker
 
 CHECKPOINT = "checkpoint.pt"
@@ -41,6 +42,16 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class Diverged(RuntimeError):
+    """The loss or the importance weights became NaN/inf (recorded as the run's failure)."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(
+            f"training diverged at step {step} (loss {loss}): lower --lr, set a smaller "
+            "--grad_clip, or use --dtype float64"
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,19 +92,26 @@ class Trainer:
             self.device, self.dtype
         )
         self.model = distributed.wrap(self.flow, self.device) if world_size > 1 else self.flow
-        self.optimizer = torch.optim.Adam(
-            self.flow.parameters(), lr=config.lr, **_fused(self.device)
+        on_gpu = self.device.type == "cuda"
+        self.use_graph = on_gpu and config.cuda_graph and world_size == 1
+        # A tensor learning rate lets a captured CUDA graph see schedule changes.
+        lr: float | torch.Tensor = (
+            torch.tensor(config.lr, device=self.device) if on_gpu else config.lr
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        extra = {"fused": True, "capturable": True} if on_gpu else {}
+        self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=lr, **extra)
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(config.seed + 1_000_003 * rank)
         self.step = 0
         self._loss_fn = self._loss
         if config.compile:
-            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
-            self._loss_fn = torch.compile(self._loss, mode=mode, dynamic=False)
+            self._loss_fn = torch.compile(self._loss, dynamic=False)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._z: torch.Tensor | None = None
+        self._outputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _lr_factor(self, step: int) -> float:
+    def lr_factor(self, step: int) -> float:
+        """Learning-rate multiplier at ``step``: linear warm-up, then cosine decay or constant."""
         cfg = self.config
         if cfg.warmup_steps and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -102,26 +120,75 @@ class Trainer:
         progress = (step - cfg.warmup_steps) / (cfg.steps - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
+    def _set_lr(self) -> float:
+        lr = self.config.lr * self.lr_factor(self.step)
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        return lr
+
     def _loss(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, log_det = self.model(z) if self.world_size > 1 else self.flow.transform(z)
         log_q = self.flow.prior.log_prob(z) - log_det
         log_w = -self.action(x) - log_q
         return -log_w.mean(), log_w.detach()
 
-    def train_step(self) -> tuple[float, torch.Tensor]:
-        """One optimizer step; returns the loss and the batch's log importance weights."""
+    def _update(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, log_w = self._loss_fn(z)
+        self.optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(
+                self.flow.parameters(), self.config.grad_clip, foreach=True
+            )
+        self.optimizer.step()
+        return loss.detach(), log_w
+
+    def _capture(self, z: torch.Tensor) -> None:
+        # Warm up on a side stream (allocations, autotuning), then record one whole step:
+        # forward, backward, clipping and Adam replay as a single graph launch per step.
+        self._z = z.clone()
+        params = {k: v.clone() for k, v in self.flow.state_dict().items()}
+        moments = {
+            p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)}
+            for p, st in self.optimizer.state.items()
+        }
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self._update(self._z)
+        torch.cuda.current_stream().wait_stream(stream)
+        # Undo the warm-up in place (the graph keeps these very tensors): the graph path must
+        # train exactly like the eager one, from fresh or from resumed optimizer state.
+        self.flow.load_state_dict(params)
+        for p, st in self.optimizer.state.items():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    v.copy_(moments[p][k]) if p in moments else v.zero_()
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._outputs = self._update(self._z)
+
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns the loss (a tensor: no device sync) and the log weights."""
+        self.current_lr = self._set_lr()
         z = self.flow.prior.sample(
             self.config.batch_size, device=self.device, dtype=self.dtype, generator=self.generator
         )
-        loss, log_w = self._loss_fn(z)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.flow.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        if self.use_graph:
+            if self._graph is None:
+                self._capture(z)
+            assert self._z is not None and self._graph is not None and self._outputs is not None
+            self._z.copy_(z)
+            self._graph.replay()
+            loss, log_w = self._outputs
+        else:
+            loss, log_w = self._update(z)
         self.step += 1
-        return loss.item(), log_w
+        return loss, log_w
 
     # -- checkpoints -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -131,7 +198,6 @@ class Trainer:
             "step": self.step,
             "model": self.flow.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "world_size": self.world_size,
@@ -141,7 +207,6 @@ class Trainer:
         """Restore from :meth:`state` (a checkpoint of the same config)."""
         self.flow.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         if self.rank == 0 or state.get("world_size", 1) == self.world_size:
             self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -164,10 +229,6 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         return torch.load(path, map_location=device, weights_only=False)
     except FileNotFoundError:
         raise ConfigError(f"no checkpoint at {path}: train first or check --out") from None
-
-
-def _fused(device: torch.device) -> dict[str, Any]:
-    return {"fused": True} if device.type == "cuda" else {}
 
 
 class _SignalFlag:
@@ -202,10 +263,69 @@ def _progress(step: int, total: int, rate: float, loss: float, ess: float, acc: 
     )
 
 
+class _Progress:
+    """Rank 0's view of training: progress lines, metrics to the tracker, history for plots."""
+
+    def __init__(self, trainer: Trainer, tracker: Any):
+        self.trainer = trainer
+        self.tracker = tracker
+        self.mark, self.mark_step = time.perf_counter(), trainer.step
+        self.history: list[dict[str, float]] = []
+        self.loss = float("nan")
+
+    def log(self, loss_t: torch.Tensor, log_w: torch.Tensor) -> None:
+        from flows import mcmc, stats
+
+        step, total = self.trainer.step, self.trainer.config.steps
+        self.loss = loss_t.item()
+        now = time.perf_counter()
+        rate = (step - self.mark_step) / max(now - self.mark, 1e-9)
+        self.mark, self.mark_step = now, step
+        log_w = log_w.double().cpu()
+        if not torch.isfinite(log_w).all():
+            raise Diverged(step, self.loss)
+        ess = stats.ess(log_w)
+        acc = mcmc.independence_metropolis(log_w, torch.zeros_like(log_w)).acceptance
+        _progress(step, total, rate, self.loss, ess, acc)
+        values = {"loss": self.loss, "ess": ess, "acceptance": acc}
+        values.update(lr=self.trainer.current_lr, steps_per_s=rate)
+        self.history.append({"step": step, **values})
+        if self.tracker is not None:
+            self.tracker.log_metrics(values, step)
+
+
+def _finish(
+    trainer: Trainer, progress: _Progress, tracker: Any, out: Path, wall: float, start_step: int
+) -> dict[str, Any]:
+    """Evaluate on fresh samples, build the summary, store plot and artifacts."""
+    config = trainer.config
+    summary: dict[str, Any] = {
+        "steps": trainer.step,
+        "wall_s": round(wall, 3),
+        "steps_per_s": round((trainer.step - start_step) / max(wall, 1e-9), 3),
+        "loss": progress.loss,
+        **evaluate(trainer.flow, trainer.action, config.eval_samples, seed=config.seed + 7),
+        "checkpoint": str(out / CHECKPOINT),
+        "world_size": trainer.world_size,
+        "device": str(trainer.device),
+    }
+    if trainer.device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(trainer.device) / 2**30
+        summary["peak_gpu_mem_gb"] = round(peak, 3)
+    if tracker is None:
+        return summary
+    final = {k: v for k, v in summary.items() if isinstance(v, int | float)}
+    tracker.log_metrics({f"final_{k}": v for k, v in final.items()}, trainer.step)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    tracker.log_artifact(out / CHECKPOINT, "model/checkpoint.pt")
+    tracker.log_artifact(out / "summary.json", "summary.json")
+    if training_plot(progress.history, out / "training.png"):
+        tracker.log_artifact(out / "training.png", "plots/training.png")
+    return summary
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run training (and the final evaluation) for ``config``; return the summary."""
-    from flows import mcmc, stats
-
     rank, world_size, local_rank = distributed.init()
     device = resolve_device(config.device)
     if device.type == "cuda" and world_size > 1:
@@ -222,33 +342,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     with open_tracker(out, enabled=lead) as tracker, _SignalFlag() as flag:
         if tracker is not None and trainer.step == 0:
             tracker.log_params(config.to_dict())
-        start, start_step, mark, mark_step = (
-            time.perf_counter(),
-            trainer.step,
-            time.perf_counter(),
-            trainer.step,
-        )
-        loss = float("nan")
+        progress = _Progress(trainer, tracker)
+        start, start_step = time.perf_counter(), trainer.step
         while trainer.step < config.steps:
-            loss, log_w = trainer.train_step()
+            loss_t, log_w = trainer.train_step()
             step = trainer.step
             if lead and (step % config.log_every == 0 or step == config.steps):
-                now = time.perf_counter()
-                rate = (step - mark_step) / max(now - mark, 1e-9)
-                mark, mark_step = now, step
-                ess = stats.ess(log_w)
-                acc = mcmc.independence_metropolis(log_w, torch.zeros_like(log_w)).acceptance
-                _progress(step, config.steps, rate, loss, ess, acc)
-                if tracker is not None:
-                    lr = trainer.scheduler.get_last_lr()[0]
-                    values = {
-                        "loss": loss,
-                        "ess": ess,
-                        "acceptance": acc,
-                        "lr": lr,
-                        "steps_per_s": rate,
-                    }
-                    tracker.log_metrics(values, step)
+                progress.log(loss_t, log_w)
             periodic = config.checkpoint_every and step % config.checkpoint_every == 0
             if lead and (periodic or step == config.steps):
                 save_checkpoint(trainer.state(), ckpt)
@@ -256,28 +356,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 if lead:
                     save_checkpoint(trainer.state(), ckpt)
                 raise Interrupted(flag.signum)
-        wall = time.perf_counter() - start
         if lead:
-            summary = {
-                "steps": trainer.step,
-                "wall_s": round(wall, 3),
-                "steps_per_s": round((trainer.step - start_step) / max(wall, 1e-9), 3),
-                "loss": loss,
-                **evaluate(trainer.flow, trainer.action, config.eval_samples, seed=config.seed + 7),
-                "checkpoint": str(ckpt),
-                "world_size": world_size,
-                "device": str(device),
-            }
-            if torch.cuda.is_available() and device.type == "cuda":
-                summary["peak_gpu_mem_gb"] = round(
-                    torch.cuda.max_memory_allocated(device) / 2**30, 3
-                )
-            if tracker is not None:
-                final = {k: v for k, v in summary.items() if isinstance(v, int | float)}
-                tracker.log_metrics({f"final_{k}": v for k, v in final.items()}, trainer.step)
-                (out / "summary.json").write_text(json.dumps(summary, indent=1))
-                tracker.log_artifact(ckpt, "model/checkpoint.pt")
-                tracker.log_artifact(out / "summary.json", "summary.json")
+            wall = time.perf_counter() - start
+            summary = _finish(trainer, progress, tracker, out, wall, start_step)
     distributed.barrier()
     return summary
 
@@ -297,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"flows.train: error: {e}", file=sys.stderr)
         return 2
+    except Diverged as e:
+        print(f"flows.train: error: {e}", file=sys.stderr)
+        return 1
     finally:
         distributed.shutdown()
     if summary:

@@ -10,6 +10,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${LATTICEHUB_VENV:-$ROOT/.venv}"
+TORCH_VERSION="${LATTICEHUB_TORCH_VERSION:-2.13.0}"
 STATE="${LATTICEHUB_STATE:-/var/lib/latticehub}"
 LOGS="${LATTICEHUB_LOGS:-/var/log/latticehub}"
 NETWORK="${LATTICEHUB_NETWORK:-latticehub}"
@@ -49,11 +50,13 @@ python_env() {
     fi
     local stamp="$VENV/.latticehub-installed"
     if [[ ! -f "$stamp" || "$ROOT/setup.py" -nt "$stamp" ]]; then
-        log "pip install -e .[test]"
+        log "pip install torch==2.13.0 (the CPU build on this machine's disk), then -e .[test,train]"
         "$VENV/bin/pip" install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/pip" install --quiet -e "$ROOT[test]" 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/python" -c "import spawner, hub_ext, widgets, flows" \
-            || die "pip install -e .[test] failed"
+        # Pin torch first: an unpinned torch would resolve to a multi-GB CUDA build.
+        "$VENV/bin/pip" install --quiet "torch==$TORCH_VERSION" 2>&1 | grep -v '^WARNING: Location' || true
+        "$VENV/bin/pip" install --quiet -e "$ROOT[test,train]" 2>&1 | grep -v '^WARNING: Location' || true
+        "$VENV/bin/python" -c "import spawner, hub_ext, widgets, flows, torch" \
+            || die "pip install -e .[test,train] failed"
         touch "$stamp"
     fi
 }
