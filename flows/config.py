@@ -45,6 +45,8 @@ class TrainConfig:
     amp: str = "none"
     compile: bool = False
     cuda_graph: bool = True
+    forward_kl_data: str = ""
+    forward_kl_weight: float = 1.0
     checkpoint_every: int = 500
     log_every: int = 50
     eval_samples: int = 8192
@@ -78,6 +80,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "lr": (0, 1),
     "warmup_steps": (0, 10**8),
     "grad_clip": (0, None),
+    "forward_kl_weight": (0, 1),
     "checkpoint_every": (0, 10**8),
     "log_every": (1, 10**8),
     "eval_samples": (0, 10**8),
@@ -174,6 +177,11 @@ def _check(config: TrainConfig) -> None:
         raise ConfigError(f"U(1) flows need L divisible by 4 (e.g. 8), got L={config.L}")
     if config.action == "phi4" and config.L % 2:
         raise ConfigError(f"phi^4 checkerboard couplings need an even L, got L={config.L}")
+    if config.forward_kl_data and config.action == "u1":
+        raise ConfigError(
+            "forward KL needs the model's exact inverse with gradients; the U(1) circle maps are "
+            "inverted by bisection: train U(1) by reverse KL (leave forward_kl_data empty)"
+        )
     if config.model == "linear" and config.action != "phi4":
         raise ConfigError("model 'linear' is the free-field flow: use it with action 'phi4'")
 

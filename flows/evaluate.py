@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,8 +51,14 @@ def measure_chain(field: str, cfgs: torch.Tensor, index: torch.Tensor) -> dict[s
     return {"observables": results, "tau_int": taus}
 
 
-def evaluate(flow: Flow, action: Action, n: int, seed: int = 0) -> dict[str, Any]:
-    """Draw ``n`` fresh samples; return ESS, IMH acceptance, tau_int, observables and ln Z."""
+def evaluate(
+    flow: Flow, action: Action, n: int, seed: int = 0, save_to: Path | None = None
+) -> dict[str, Any]:
+    """Draw ``n`` fresh samples; return ESS, IMH acceptance, tau_int, observables and ln Z.
+
+    With ``save_to`` the first 1024 states of the exact chain are saved there (the same format
+    as ``flows.sample --save``: usable as ``forward_kl_data``).
+    """
     from flows import mcmc, stats
 
     if n < 100:
@@ -67,6 +74,9 @@ def evaluate(flow: Flow, action: Action, n: int, seed: int = 0) -> dict[str, Any
         return {"ess": 0.0, "acceptance": 0.0, "error": "non-finite weights: training diverged"}
     chain = mcmc.independence_metropolis(log_p.double().cpu(), log_q.double().cpu())
     measured = measure_chain(action.field, x, chain.index)
+    if save_to is not None:
+        keep = chain.index[:1024].to(x.device)
+        torch.save({"configs": x[keep].cpu(), "action": action.to_dict()}, save_to)
     lz, lz_err = stats.log_z(log_w.numpy())
     return {
         "ess": round(stats.ess(log_w.numpy()), 6),

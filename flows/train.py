@@ -93,7 +93,9 @@ class Trainer:
         )
         self.model = distributed.wrap(self.flow, self.device) if world_size > 1 else self.flow
         on_gpu = self.device.type == "cuda"
-        self.use_graph = on_gpu and config.cuda_graph and world_size == 1
+        self.data = load_samples(config.forward_kl_data) if config.forward_kl_data else None
+        self.data_generator = torch.Generator().manual_seed(config.seed + 17 + 1_000_003 * rank)
+        self.use_graph = on_gpu and config.cuda_graph and world_size == 1 and self.data is None
         # A tensor learning rate lets a captured CUDA graph see schedule changes.
         lr: float | torch.Tensor = (
             torch.tensor(config.lr, device=self.device) if on_gpu else config.lr
@@ -135,8 +137,14 @@ class Trainer:
         log_w = -self.action(x) - log_q
         return -log_w.mean(), log_w.detach()
 
-    def _update(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _update(
+        self, z: torch.Tensor, data: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         loss, log_w = self._loss_fn(z)
+        if data is not None:
+            # Forward KL on exact samples (mode covering) mixed with reverse KL (mode seeking).
+            weight = self.config.forward_kl_weight
+            loss = (1 - weight) * loss - weight * self.flow.log_prob(data).mean()
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
         if self.config.grad_clip > 0:
@@ -178,7 +186,15 @@ class Trainer:
         z = self.flow.prior.sample(
             self.config.batch_size, device=self.device, dtype=self.dtype, generator=self.generator
         )
-        if self.use_graph:
+        if self.data is not None:
+            pick = torch.randint(
+                len(self.data),
+                (self.config.batch_size,),
+                device="cpu",
+                generator=self.data_generator,
+            )
+            loss, log_w = self._update(z, self.data[pick].to(self.device, self.dtype))
+        elif self.use_graph:
             if self._graph is None:
                 self._capture(z)
             assert self._z is not None and self._graph is not None and self._outputs is not None
@@ -200,6 +216,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "data_generator": self.data_generator.get_state(),
             "world_size": self.world_size,
         }
 
@@ -210,7 +227,26 @@ class Trainer:
         if self.rank == 0 or state.get("world_size", 1) == self.world_size:
             self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if "data_generator" in state:
+            self.data_generator.set_state(state["data_generator"])
         self.step = state["step"]
+
+
+def load_samples(path: str) -> torch.Tensor:
+    """Exact samples for forward KL: a tensor, or ``flows.sample --save`` output (chain states)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except OSError as e:
+        raise ConfigError(f"cannot read forward_kl_data {path}: {e}") from None
+    if isinstance(saved, dict) and "configs" in saved:
+        configs = saved["configs"]
+        return configs[saved["index"]] if "index" in saved else configs
+    if isinstance(saved, torch.Tensor):
+        return saved
+    raise ConfigError(
+        f"forward_kl_data {path} must hold a tensor of configurations or a dict with 'configs' "
+        "(as written by python -m flows.sample --save)"
+    )
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -304,7 +340,9 @@ def _finish(
         "wall_s": round(wall, 3),
         "steps_per_s": round((trainer.step - start_step) / max(wall, 1e-9), 3),
         "loss": progress.loss,
-        **evaluate(trainer.flow, trainer.action, config.eval_samples, seed=config.seed + 7),
+        **evaluate(
+            trainer.flow, trainer.action, config.eval_samples, config.seed + 7, out / "samples.pt"
+        ),
         "checkpoint": str(out / CHECKPOINT),
         "world_size": trainer.world_size,
         "device": str(trainer.device),
@@ -319,13 +357,19 @@ def _finish(
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     tracker.log_artifact(out / CHECKPOINT, "model/checkpoint.pt")
     tracker.log_artifact(out / "summary.json", "summary.json")
+    if (out / "samples.pt").exists():
+        tracker.log_artifact(out / "samples.pt", "samples/chain.pt")
     if training_plot(progress.history, out / "training.png"):
         tracker.log_artifact(out / "training.png", "plots/training.png")
     return summary
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Run training (and the final evaluation) for ``config``; return the summary."""
+def train(config: TrainConfig, print_summary: bool = False) -> dict[str, Any]:
+    """Run training (and the final evaluation) for ``config``; return the summary.
+
+    With ``print_summary`` rank 0 prints the summary as one JSON line on stdout while the run
+    is still recording, so the line is in the run's captured output too.
+    """
     rank, world_size, local_rank = distributed.init()
     device = resolve_device(config.device)
     if device.type == "cuda" and world_size > 1:
@@ -359,6 +403,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if lead:
             wall = time.perf_counter() - start
             summary = _finish(trainer, progress, tracker, out, wall, start_step)
+            if print_summary:
+                print(json.dumps(summary), flush=True)
     distributed.barrier()
     return summary
 
@@ -371,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flows.train: error: {e}", file=sys.stderr)
         return 2
     try:
-        summary = train(config)
+        train(config, print_summary=True)
     except Interrupted as e:
         print(json.dumps({"interrupted": str(e), "checkpoint": str(Path(config.out) / CHECKPOINT)}))
         return 128 + e.signum
@@ -383,8 +429,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         distributed.shutdown()
-    if summary:
-        print(json.dumps(summary), flush=True)
     return 0
 
 

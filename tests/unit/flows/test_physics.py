@@ -124,3 +124,25 @@ def test_phi4_at_tutorial_couplings_agrees_with_local_metropolis():
         mc_mean,
         mc_err,
     )
+
+
+def test_forward_kl_from_exact_samples_learns_the_free_field(tmp_path):
+    exact_flow = free_field_flow(4, m2=0.8).double()
+    data, _ = exact_flow.sample(4096, generator=torch.Generator().manual_seed(9))
+    torch.save(data, tmp_path / "samples.pt")
+    trainer = trained(
+        300,
+        action="phi4",
+        model="linear",
+        L=4,
+        m2=0.8,
+        lam=0.0,
+        batch_size=256,
+        lr=0.05,
+        dtype="float64",
+        warmup_steps=0,
+        forward_kl_data=str(tmp_path / "samples.pt"),
+    )
+    assert trainer.data is not None and not trainer.use_graph
+    _, log_q, log_p = draw(trainer.flow, trainer.action, 8000, seed=10)
+    assert stats.ess((log_p - log_q).numpy()) > 0.95

@@ -178,3 +178,52 @@ def test_sigterm_writes_checkpoint_and_resume_finishes(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert load_checkpoint(out / "checkpoint.pt")["step"] == stopped_at + 5
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, (0, 1, 0)),
+        ({"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "0"}, (2, 4, 0)),
+        ({"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1"}, (5, 8, 1)),
+        ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}, (0, 1, 0)),  # a plain sbatch step
+        # torchrun inside an sbatch script: torchrun's variables win
+        ({"SLURM_NTASKS": "2", "SLURM_PROCID": "1", "WORLD_SIZE": "4", "RANK": "3"}, (3, 4, 0)),
+    ],
+)
+def test_ranks_come_from_torchrun_or_slurm(env, expected):
+    from flows.distributed import ranks_from_env
+
+    assert ranks_from_env(env) == expected
+
+
+def test_data_parallel_training_with_torchrun(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    args = ["--L", "4", "--n_layers", "2", "--hidden", "4", "--steps", "12", "--batch_size", "8"]
+    result = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29613",
+            "-m",
+            "flows.train",
+            *args,
+            "--eval_samples",
+            "500",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])  # rank 0 alone prints
+    assert summary["world_size"] == 2 and summary["steps"] == 12
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["world_size"] == 2
