@@ -17,6 +17,7 @@
 #
 # Each jupyterhub_config.d/*.py is loaded last, in name order (site overrides).
 import glob
+import json
 import os
 import secrets
 import sys
@@ -98,6 +99,21 @@ s.group_limits = {
 # users in no listed group are refused with a message that says whom to ask
 s.no_group_limits = None
 
+# -- Jobs (the experiments service's /api/v1/jobs) -----------------------------------------
+# What each group may launch to the batch nodes; "*" is every other group. Mirrors the
+# spawner's group limits: admins set ceilings here, per group.
+JOB_LIMITS = {
+    "*": {"executors": ["local"], "max_jobs": 2, "max_cpus": 2, "max_time": "1:00:00"},
+    "lqcd": {
+        "executors": ["local", "slurm"],
+        "partitions": ["debug", "long"],
+        "max_jobs": 4,
+        "max_cpus": 2,
+        "max_mem": "4G",
+        "max_time": "2:00:00",
+    },
+}
+
 # -- Services -----------------------------------------------------------------------
 # experiments: tracking API (Hub OAuth for browsers, Hub tokens for programs). Its own
 # token may only read user names and groups (to check group membership).
@@ -114,6 +130,15 @@ c.JupyterHub.services = [
             "LATTICEHUB_ARTIFACT_DIR": os.environ.get(
                 "LATTICEHUB_ARTIFACT_DIR", os.path.join(STATE, "artifacts")
             ),
+            # jobs: executors, per-group job limits (JSON), job directories
+            "LATTICEHUB_EXECUTORS": os.environ.get("LATTICEHUB_EXECUTORS", "local"),
+            "LATTICEHUB_JOB_LIMITS": os.environ.get(
+                "LATTICEHUB_JOB_LIMITS", json.dumps(JOB_LIMITS)
+            ),
+            "LATTICEHUB_JOBS_DIR": os.environ.get(
+                "LATTICEHUB_JOBS_DIR", os.path.join(STATE, "jobs")
+            ),
+            "LATTICEHUB_SLURM_PREFIX": os.environ.get("LATTICEHUB_SLURM_PREFIX", ""),
         },
         "oauth_no_confirm": True,
     }
@@ -121,8 +146,10 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {
         "name": "experiments-service",
-        "description": "Read user names and group membership",
-        "scopes": ["read:users:name", "read:users:groups"],
+        "description": "Read user names and groups; mint and revoke per-job tokens",
+        # tokens: each job gets a fresh token of its user, limited to this service, that the
+        # service binds to the job's run and revokes when the job ends
+        "scopes": ["read:users:name", "read:users:groups", "tokens"],
         "services": ["experiments"],
     },
     {

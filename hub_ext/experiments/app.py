@@ -20,6 +20,7 @@ from traitlets.config import Application
 
 from .blobs import BlobStore
 from .handlers import default_handlers
+from .jobs.settings import JobsConfig
 from .store import AbstractStore, open_store
 
 
@@ -55,6 +56,7 @@ def make_app(
     group_lookup: Any,
     log: Any,
     blobs: BlobStore,
+    jobs: Any = None,
 ) -> web.Application:
     """The tornado application with every handler under ``prefix``.
 
@@ -65,6 +67,7 @@ def make_app(
         group_lookup: ``name -> list of groups`` for tokens that do not show groups.
         log: the logger.
         blobs: the artifact blob store.
+        jobs: the :class:`~hub_ext.experiments.jobs.manager.JobManager` (None: no jobs API).
     """
     handlers = [(url_path_join(prefix, path), handler) for path, handler in default_handlers]
     handlers.append((url_path_join(prefix, "oauth_callback"), OAuthCallbackHandler))
@@ -75,6 +78,7 @@ def make_app(
         group_lookup=group_lookup,
         log=log,
         blobs=blobs,
+        jobs=jobs,
         cookie_secret=os.urandom(32),
         xsrf_cookies=False,
     )
@@ -122,6 +126,8 @@ class ExperimentsApp(Application):
         url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
         return int(url.rsplit(":", 1)[1].split("/")[0])
 
+    classes = [JobsConfig]
+
     aliases = {
         "db-url": "ExperimentsApp.db_url",
         "artifact-dir": "ExperimentsApp.artifact_dir",
@@ -137,6 +143,13 @@ class ExperimentsApp(Application):
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/experiments/")
         hub_auth = HubOAuth(cache_max_age=60)
         lookup = hub_group_lookup(hub_auth.api_url, hub_auth.api_token)
+        settings = JobsConfig(parent=self)
+        jobs = settings.build(
+            store=store,
+            hub_auth=hub_auth,
+            service_url=f"http://{self.ip}:{self.port}{prefix}".rstrip("/"),
+            log=self.log,
+        )
         app = make_app(
             store=store,
             prefix=prefix,
@@ -144,10 +157,13 @@ class ExperimentsApp(Application):
             group_lookup=lookup,
             log=self.log,
             blobs=BlobStore(self.artifact_dir, max_size=self.max_artifact_size),
+            jobs=jobs,
         )
         app.listen(self.port, self.ip, max_body_size=self.max_artifact_size)
         self.log.info("experiments service on http://%s:%s%s", self.ip, self.port, prefix)
-        asyncio.get_event_loop_policy().get_event_loop().run_forever()
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        poller = loop.create_task(jobs.run_forever(settings.poll_interval))  # noqa: F841
+        loop.run_forever()
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from ..access import can_write_run, require, require_read
-from ..store.abstract import AbstractStore
+from ..jobs.tokens import token_hash
+from ..store.abstract import AbstractStore, now_ms
 from ..store.entities import Run, Viewer
 from ..store.errors import BAD_REQUEST, UNAUTHENTICATED, TrackingError
 
@@ -35,7 +36,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     @property
     def viewer(self) -> Viewer:
-        """The authenticated caller; 401 if there is none."""
+        """The authenticated caller (computed once per request); 401 if there is none."""
+        cached: Viewer | None = getattr(self, "_viewer", None)
+        if cached is not None:
+            return cached
         model = self.current_user
         if not model:
             raise TrackingError(
@@ -43,11 +47,29 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
                 "in through the Hub",
                 UNAUTHENTICATED,
             )
-        return Viewer(
+        binding = self._job_token_binding()
+        self._viewer = Viewer(
             name=model["name"],
             groups=frozenset(self._groups_of(model)),
-            admin=bool(model.get("admin")),
+            admin=bool(model.get("admin")) and binding is None,
+            run_id=binding,
         )
+        return self._viewer
+
+    def _job_token_binding(self) -> str | None:
+        """The run a job token may write, or None for other tokens and browser sessions."""
+        manager = self.settings.get("jobs")
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if manager is None or scheme.lower() not in ("token", "bearer") or not token:
+            return None
+        found = manager.jobs.find_token(token_hash(token.strip()))
+        if found is None:
+            return None
+        if found.revoked or found.expires < now_ms():
+            raise TrackingError(
+                "this job token has been revoked (its job ended) or has expired", UNAUTHENTICATED
+            )
+        return found.run_id
 
     def _groups_of(self, model: dict) -> list[str]:
         if "groups" in model:

@@ -157,6 +157,54 @@ PATHS: dict[str, dict[str, Any]] = {
             body={"type": "string", "format": "binary"},
         ),
     },
+    "/api/v1/runs/{run_id}/events": {"get": _op("The run's job timeline, oldest first")},
+    **{
+        "/api/v1/jobs": {
+            "get": _op(
+                "Jobs you may see (yours and your groups'), newest first",
+                query=(
+                    ("state", "string", "QUEUED, RUNNING, FINISHED, FAILED, KILLED or LOST"),
+                    ("limit", "integer", "page size, at most 1000"),
+                    ("offset", "integer", "first job"),
+                ),
+            ),
+            "post": _op(
+                "Launch a training job; creates its run QUEUED (429 at the group's job limit)",
+                ok=201,
+                body={
+                    "type": "object",
+                    "required": ["project"],
+                    "properties": {
+                        "project": {"type": "string"},
+                        "group": {"type": "string", "description": "group to charge"},
+                        "name": {"type": "string"},
+                        "config": {"type": "object", "description": "flows.train config"},
+                        "resources": {
+                            "type": "object",
+                            "properties": {
+                                "executor": {"enum": ["local", "slurm"]},
+                                "partition": {"type": "string"},
+                                "account": {"type": "string"},
+                                "nodes": {"type": "integer"},
+                                "gpus": {"type": "integer"},
+                                "cpus": {"type": "integer"},
+                                "mem": {"type": "string", "description": "e.g. 4G"},
+                                "time": {"type": "string", "description": "e.g. 1:00:00"},
+                            },
+                        },
+                    },
+                },
+            ),
+        },
+        "/api/v1/jobs/options": {"get": _op("Executors, partitions and maxima per group")},
+        "/api/v1/jobs/{job_id}": {
+            "get": _op("One job"),
+            "delete": _op("Cancel (owner or admin); 409 if it has ended"),
+        },
+        "/api/v1/jobs/{job_id}/resubmit": {
+            "post": _op("A new job with the same project, config and resources", ok=201)
+        },
+    },
 }
 
 

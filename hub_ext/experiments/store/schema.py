@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 #: Bump with a new entry in MIGRATIONS whenever a table changes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -151,12 +151,64 @@ artifacts = Table(
 Index("ix_lh_artifacts_sha", artifacts.c.sha256)
 
 
+# -- jobs (version 2) ---------------------------------------------------------------------
+jobs = Table(
+    "lh_jobs",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), nullable=False),
+    Column("project_id", Integer, ForeignKey("lh_projects.id"), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("group_name", String(255), nullable=False),
+    Column("executor", String(16), nullable=False),
+    Column("external_id", String(64), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("resources", Text, nullable=False, default="{}"),
+    Column("config", Text, nullable=False, default="{}"),
+    Column("workdir", Text, nullable=False, default=""),
+    Column("node", String(255), nullable=False, default=""),
+    Column("exit_code", Integer, nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("started", BigInteger, nullable=True),
+    Column("ended", BigInteger, nullable=True),
+    Column("resubmit_of", String(32), nullable=True),
+)
+Index("ix_lh_jobs_group_state", jobs.c.group_name, jobs.c.state)
+Index("ix_lh_jobs_user_created", jobs.c.user_id, jobs.c.created)
+Index("ix_lh_jobs_state", jobs.c.state)
+
+run_events = Table(
+    "lh_run_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+)
+Index("ix_lh_run_events_run", run_events.c.run_id, run_events.c.event_id)
+
+job_tokens = Table(
+    "lh_job_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("job_id", String(32), ForeignKey("lh_jobs.job_id"), nullable=False),
+    Column("run_id", String(32), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("hub_token_id", String(64), nullable=False, default=""),
+    Column("expires", BigInteger, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+Index("ix_lh_job_tokens_job", job_tokens.c.job_id)
+
+
 def _initial(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
 #: version -> function that brings a database from version-1 to version.
-MIGRATIONS = {1: _initial}
+MIGRATIONS = {1: _initial, 2: _initial}  # 2 adds the jobs tables (create_all adds missing ones)
 
 
 def migrate(conn: Connection) -> int:

@@ -1,0 +1,329 @@
+"""Where jobs run: the ``local`` executor (subprocesses) and Slurm, behind one interface.
+
+Both run the same rendered batch script (for ``local`` the ``#SBATCH`` lines are comments). All
+process execution goes through a ``run_command`` seam so Slurm's tools can be scripted in tests.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .states import (
+    JobState,
+    SlurmStatus,
+    exit_code_of,
+    map_state,
+    parse_sbatch_parsable,
+    parse_squeue,
+)
+from .store import Job
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+RunCommand = Callable[[Sequence[str]], Awaitable[CommandResult]]
+
+
+async def run_command(argv: Sequence[str], timeout: float = 30) -> CommandResult:
+    """Run ``argv`` without a shell; a command that hangs is killed after ``timeout`` s."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return CommandResult(124, "", f"{argv[0]} did not answer within {timeout} s")
+    return CommandResult(
+        proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+    )
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An executor's view of one job at a poll."""
+
+    state: JobState
+    reason: str
+    node: str = ""
+    exit_code: int | None = None
+
+
+class ExecutorError(RuntimeError):
+    """Submitting or cancelling failed; the message is shown to the user."""
+
+
+class Executor(abc.ABC):
+    """Runs batch scripts and reports their state."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    async def submit(self, job: Job, script: Path) -> str:
+        """Start or queue the script for ``job``; return the executor's id for it."""
+
+    @abc.abstractmethod
+    async def poll(self, jobs: Sequence[Job]) -> dict[str, Observed]:
+        """States of the given active jobs (one query for all), keyed by job id."""
+
+    @abc.abstractmethod
+    async def cancel(self, job: Job) -> None:
+        """Stop the job (a no-op for one that has ended)."""
+
+
+# -- local -----------------------------------------------------------------------------------
+#: Runs the job script, forwards SIGTERM to it, and records its exit status atomically.
+WRAPPER = """
+bash "$1" >>"$2" 2>>"$3" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+wait "$child"; rc=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
+echo "$rc" >"$4.tmp" && mv "$4.tmp" "$4"
+"""
+
+
+def _marker_state(text: str) -> JobState:
+    return JobState.FAILED if text.startswith("TIMEOUT") else JobState.KILLED
+
+
+class LocalExecutor(Executor):
+    """Jobs as process groups on this host, at most ``max_concurrent`` at a time.
+
+    Each job's directory gets ``pid`` when it starts and ``exitcode`` when it ends (written by
+    a small shell wrapper in the job's own session), so a restarted service re-attaches to
+    running jobs and reads the outcome of jobs that ended while it was down; a job whose
+    process vanished without an exit code is LOST, never forgotten. Time limits are enforced
+    here (SIGTERM, then SIGKILL after ``kill_grace_s``); memory is not capped on the local host.
+    """
+
+    name = "local"
+
+    def __init__(self, max_concurrent: int = 2, kill_grace_s: float = 10.0):
+        self.max_concurrent = max_concurrent
+        self.kill_grace_s = kill_grace_s
+        self._waiting: dict[str, tuple[Job, Path]] = {}
+
+    @staticmethod
+    def _files(job: Job) -> tuple[Path, Path, Path]:
+        work = Path(job.workdir)
+        return work / "pid", work / "exitcode", work / "cancelled"
+
+    def _running(self, jobs: Sequence[Job]) -> int:
+        return sum(1 for j in jobs if self._alive(j))
+
+    def _alive(self, job: Job) -> bool:
+        pid_file, exit_file, _ = self._files(job)
+        if not pid_file.exists() or exit_file.exists():
+            return False
+        pid = int(pid_file.read_text().strip() or 0)
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        # A reused pid belongs to some other program: it does not name this job's script.
+        return job.workdir.encode() in cmdline
+
+    async def submit(self, job: Job, script: Path) -> str:  # noqa: D102
+        self._waiting[job.id] = (job, script)
+        return f"local-{job.id}"
+
+    def _start(self, job: Job, script: Path) -> None:
+        pid_file, exit_file, _ = self._files(job)
+        work = Path(job.workdir)
+        wrapper = WRAPPER
+        pid = _spawn_detached(
+            [
+                "bash",
+                "-c",
+                wrapper,
+                "lh-job",
+                str(script),
+                str(work / "stdout.log"),
+                str(work / "stderr.log"),
+                str(exit_file),
+            ],  # fmt: skip
+            cwd=work,
+        )
+        pid_file.write_text(str(pid))
+
+    async def poll(self, jobs: Sequence[Job]) -> dict[str, Observed]:  # noqa: D102
+        running = self._running(jobs)
+        for job_id, (job, script) in list(self._waiting.items()):
+            if running >= self.max_concurrent:
+                break
+            self._start(job, script)
+            del self._waiting[job_id]
+            running += 1
+        now = time.time()
+        observed: dict[str, Observed] = {}
+        for job in jobs:
+            observed[job.id] = self._observe(job, now)
+        return observed
+
+    def _observe(self, job: Job, now: float) -> Observed:
+        pid_file, exit_file, cancelled = self._files(job)
+        if job.id in self._waiting:
+            return Observed(
+                JobState.QUEUED, f"waiting for a free local slot ({self.max_concurrent} max)"
+            )
+        if exit_file.exists():
+            code = int(exit_file.read_text().strip() or 1)
+            if cancelled.exists():
+                text = cancelled.read_text().strip()
+                return Observed(_marker_state(text), text, exit_code=code)
+            if code == 0:
+                return Observed(JobState.FINISHED, "completed", exit_code=0)
+            return Observed(JobState.FAILED, f"exit code {code}", exit_code=code)
+        if not pid_file.exists() and cancelled.exists():
+            return Observed(JobState.KILLED, f"{cancelled.read_text().strip()} before it started")
+        if not pid_file.exists():
+            return Observed(
+                JobState.LOST,
+                "the job was queued on the local executor but never started (service restarted)",
+            )
+        if not self._alive(job) and cancelled.exists():
+            text = cancelled.read_text().strip()
+            return Observed(_marker_state(text), f"{text} (killed)")
+        if not self._alive(job):
+            return Observed(
+                JobState.LOST, "the job's process ended without an exit status (host restarted?)"
+            )
+        limit = float(job.resources.get("time_s") or 0)
+        started = (job.started or 0) / 1000 or pid_file.stat().st_mtime
+        if limit and now - started > limit:
+            self._signal(job, signal.SIGTERM)
+            asyncio.get_event_loop().call_later(
+                self.kill_grace_s, self._signal, job, signal.SIGKILL
+            )
+            cancelled.write_text("TIMEOUT: the job reached its time limit")
+            return Observed(JobState.RUNNING, "time limit reached: stopping", node="localhost")
+        return Observed(JobState.RUNNING, "running on localhost", node="localhost")
+
+    def _signal(self, job: Job, sig: int) -> None:
+        # SIGTERM to the wrapper, which passes it on and records the exit status; SIGKILL
+        # to the whole process group when the job ignores SIGTERM past the grace period.
+        pid_file = self._files(job)[0]
+        if not self._alive(job):
+            return
+        pid = int(pid_file.read_text())
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(pid, sig) if sig == signal.SIGKILL else os.kill(pid, sig)
+
+    async def cancel(self, job: Job, reason: str = "CANCELLED") -> None:  # noqa: D102
+        cancelled = self._files(job)[2]
+        cancelled.write_text(reason)
+        if self._waiting.pop(job.id, None) is not None:
+            return
+        self._signal(job, signal.SIGTERM)
+        asyncio.get_event_loop().call_later(self.kill_grace_s, self._signal, job, signal.SIGKILL)
+
+
+def _spawn_detached(argv: list[str], cwd: Path) -> int:
+    """Start ``argv`` in its own session (it outlives the service); return its pid."""
+    import subprocess
+
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    # Reap it when it ends while we run; after a restart the exit code file tells the outcome.
+    asyncio.get_event_loop().run_in_executor(None, proc.wait)
+    return proc.pid
+
+
+# -- Slurm -----------------------------------------------------------------------------------
+class SlurmExecutor(Executor):
+    """``sbatch --parsable`` to submit, one ``squeue`` per poll for every job, ``scancel``.
+
+    Args:
+        command_prefix: argv prefix to act as the user, with ``{username}`` replaced (the
+            batchspawner convention), e.g. ``["sudo", "-E", "-u", "{username}"]``; empty
+            submits as the service account.
+        run: the ``run_command`` seam.
+        missing_polls: polls a job may be absent from ``squeue`` before it is LOST.
+    """
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        command_prefix: Sequence[str] = (),
+        run: RunCommand = run_command,
+        missing_polls: int = 3,
+    ):
+        self.command_prefix = list(command_prefix)
+        self.run = run
+        self.missing_polls = missing_polls
+        self._missing: dict[str, int] = {}
+        self.last_statuses: dict[str, SlurmStatus] = {}
+
+    def _as_user(self, user: str, argv: list[str]) -> list[str]:
+        return [part.replace("{username}", user) for part in self.command_prefix] + argv
+
+    async def submit(self, job: Job, script: Path) -> str:  # noqa: D102
+        result = await self.run(self._as_user(job.user, ["sbatch", "--parsable", str(script)]))
+        if result.returncode != 0:
+            raise ExecutorError(
+                f"sbatch refused the job: {result.stderr.strip() or result.stdout.strip()}"
+            )
+        return parse_sbatch_parsable(result.stdout)
+
+    async def poll(self, jobs: Sequence[Job]) -> dict[str, Observed]:  # noqa: D102
+        if not jobs:
+            return {}
+        result = await self.run(squeue_command())
+        if result.returncode != 0:
+            raise ExecutorError(f"squeue failed: {result.stderr.strip()}")
+        statuses = parse_squeue(result.stdout)
+        self.last_statuses = statuses
+        observed: dict[str, Observed] = {}
+        for job in jobs:
+            status = statuses.get(job.external_id or "")
+            if status is None:
+                misses = self._missing.get(job.id, 0) + 1
+                self._missing[job.id] = misses
+                if misses >= self.missing_polls:
+                    observed[job.id] = Observed(
+                        JobState.LOST, f"Slurm no longer knows job {job.external_id}"
+                    )
+                continue
+            self._missing.pop(job.id, None)
+            state, reason = map_state(status)
+            code = exit_code_of(status)
+            observed[job.id] = Observed(state, reason, status.node, code)
+        return observed
+
+    async def cancel(self, job: Job) -> None:  # noqa: D102
+        if not job.external_id:
+            return
+        result = await self.run(self._as_user(job.user, ["scancel", job.external_id]))
+        if result.returncode != 0:
+            raise ExecutorError(f"scancel failed: {result.stderr.strip()}")
+
+
+def squeue_command() -> list[str]:
+    """The one ``squeue`` call per poll (all states, so just-ended jobs show their outcome)."""
+    from .states import SQUEUE_ARGS
+
+    return ["squeue", *SQUEUE_ARGS]

@@ -1,0 +1,445 @@
+"""The job lifecycle: validate, create the QUEUED run, mint the token, submit, poll, cancel.
+
+One :class:`JobManager` per service. Policy (what a group may ask for) lives in
+:mod:`.spec`, script text in :mod:`.sbatch`, Slurm states in :mod:`.states`; this module holds
+the order of operations and keeps the job, its run and the run's timeline consistent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pwd
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..access import can_write_project, require
+from ..store.abstract import AbstractStore, now_ms
+from ..store.entities import Param, Project, RunStatus, Tag, Viewer
+from ..store.errors import (
+    BAD_REQUEST,
+    CONFLICT,
+    EXECUTOR_UNAVAILABLE,
+    JOB_LIMIT_EXCEEDED,
+    TrackingError,
+    invalid,
+    not_found,
+)
+from .executors import Executor, ExecutorError, Observed
+from .sbatch import BatchJob, render_batch_script
+from .spec import (
+    JobInputError,
+    JobLimitError,
+    JobLimits,
+    Resources,
+    count_check,
+    limits_for,
+    validate_job_name,
+    validate_resources,
+)
+from .states import JobState, is_terminal
+from .store import AbstractJobStore, Job, JobToken
+from .tokens import TokenMinter, token_hash
+
+#: Job fields a request may carry.
+REQUEST_FIELDS = {"project", "config", "resources", "name", "group"}
+#: Seconds a job token outlives the job's time limit.
+TOKEN_MARGIN_S = 3600
+RUN_STATUS = {
+    JobState.FINISHED: RunStatus.FINISHED,
+    JobState.FAILED: RunStatus.FAILED,
+    JobState.KILLED: RunStatus.KILLED,
+    JobState.LOST: RunStatus.LOST,
+}
+
+
+def default_command(python: str) -> list[str]:
+    """The payload: train the config into the job's directory, resuming after a requeue."""
+    return [
+        python,
+        "-m",
+        "flows.train",
+        "--config",
+        "{config}",
+        "--out",
+        "{out}",
+        "--resume",
+        "true",
+    ]
+
+
+class JobManager:
+    """Submits, tracks and cancels jobs.
+
+    Args:
+        store: the tracking store (runs, params).
+        jobs: the job store.
+        executors: executor name -> executor.
+        limits: group -> job limits (``"*"`` for everybody else).
+        jobs_dir: where each job gets a private directory (shared with batch nodes for Slurm).
+        tracking_url: the service's URL as the job sees it.
+        minter: makes the per-job tokens.
+        command: payload argv with ``{config}`` and ``{out}`` placeholders.
+        validate_config: check the config as a ``flows.train`` config before submitting.
+        chown_to_user: give the job directory to the user (when jobs run as the user).
+        log: logger.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: AbstractStore,
+        jobs: AbstractJobStore,
+        executors: dict[str, Executor],
+        limits: dict[str, JobLimits],
+        jobs_dir: Path,
+        tracking_url: str,
+        minter: TokenMinter,
+        command: Sequence[str],
+        validate_config: bool = True,
+        chown_to_user: bool = False,
+        log: logging.Logger | None = None,
+        clock: Callable[[], int] = now_ms,
+    ):
+        self.store = store
+        self.jobs = jobs
+        self.executors = executors
+        self.limits = limits
+        self.jobs_dir = Path(jobs_dir)
+        self.tracking_url = tracking_url
+        self.minter = minter
+        self.command = list(command)
+        self.validate_config = validate_config
+        self.chown_to_user = chown_to_user
+        self.log = log or logging.getLogger("latticehub.jobs")
+        self.clock = clock
+        self._lock = asyncio.Lock()
+
+    # -- submit --------------------------------------------------------------------------
+    def _project_and_group(self, viewer: Viewer, body: dict) -> tuple[Project, str]:
+        name = body.get("project")
+        if not isinstance(name, str) or not name.strip():
+            raise invalid("project is required: the name of the project to record the run in")
+        group = body.get("group")
+        if group is not None and group not in viewer.groups:
+            raise invalid(
+                f"you are not a member of group {group!r}: use one of {sorted(viewer.groups)}"
+            )
+        project = self.store.get_project_by_name(name)
+        if project is None:
+            if group is None and len(viewer.groups) == 1:
+                group = next(iter(viewer.groups))
+            if group is None:
+                raise invalid(
+                    f"project {name!r} does not exist: say which group owns it with 'group'"
+                )
+            project = self.store.create_project(name, owner=viewer.name, group=group)
+        require(can_write_project(viewer, project), f"you may not add runs to project {name!r}")
+        charged = project.group or group
+        if charged is None:
+            if len(viewer.groups) != 1:
+                raise invalid(
+                    "the project is private: say which of your groups to charge with 'group'"
+                )
+            charged = next(iter(viewer.groups))
+        return project, charged
+
+    def _check_config(self, config: Any) -> dict:
+        if not isinstance(config, dict):
+            raise invalid('config must be an object of training settings, e.g. {"action": "phi4"}')
+        if not self.validate_config:
+            return config
+        from flows.config import ConfigError, make_config
+
+        try:
+            checked = make_config({k: v for k, v in config.items() if k not in ("out", "resume")})
+        except ConfigError as e:
+            raise invalid(f"config: {e}") from None
+        return {k: v for k, v in checked.to_dict().items() if k not in ("out", "resume")}
+
+    async def submit(self, viewer: Viewer, body: Any, resubmit_of: str | None = None) -> Job:
+        """Validate and launch a job; returns it (QUEUED, or FAILED if the executor refused)."""
+        require(viewer.run_id is None, "job tokens cannot submit jobs")
+        if not isinstance(body, dict):
+            raise invalid("send a JSON object {project, config, resources}")
+        unknown = set(body) - REQUEST_FIELDS
+        if unknown:
+            raise TrackingError(
+                f"unknown field(s) {sorted(unknown)}: a job has {sorted(REQUEST_FIELDS)}",
+                BAD_REQUEST,
+            )
+        project, group = self._project_and_group(viewer, body)
+        try:
+            limits = limits_for(self.limits, group)
+            resources = validate_resources(body.get("resources"), limits, group)
+            name = validate_job_name(body.get("name") or "")
+        except JobInputError as e:
+            raise invalid(str(e)) from None
+        config = self._check_config(body.get("config") or {})
+        if resources.executor not in self.executors:
+            raise TrackingError(
+                f"executor {resources.executor!r} is not configured on this service: use one of "
+                f"{sorted(self.executors)}",
+                EXECUTOR_UNAVAILABLE,
+            )
+        async with self._lock:  # the count and the insert are one step
+            counts = self.jobs.count_active(group)
+            try:
+                count_check(
+                    sum(counts.values()), counts.get(viewer.name, 0), limits, group, viewer.name
+                )
+            except JobLimitError as e:
+                raise TrackingError(str(e), JOB_LIMIT_EXCEEDED) from None
+            job = self._create(viewer, project, group, resources, config, name, resubmit_of)
+        return await self._launch(job)
+
+    def _create(
+        self,
+        viewer: Viewer,
+        project: Project,
+        group: str,
+        resources: Resources,
+        config: dict,
+        name: str,
+        resubmit_of: str | None,
+    ) -> Job:
+        job_id = uuid.uuid4().hex
+        run = self.store.create_run(
+            project.id,
+            user=viewer.name,
+            name=name or f"job-{job_id[:8]}",
+            status=RunStatus.QUEUED,
+            tags=[Tag("latticehub.job_id", job_id), Tag("latticehub.executor", resources.executor)],
+        )
+        params = [Param(k, v if isinstance(v, str) else json.dumps(v)) for k, v in config.items()]
+        self.store.log_batch(run.id, params=params)
+        workdir = self.jobs_dir / job_id
+        workdir.mkdir(parents=True, mode=0o700)
+        job = Job(
+            id=job_id,
+            run_id=run.id,
+            project_id=project.id,
+            user=viewer.name,
+            group=group,
+            executor=resources.executor,
+            state=JobState.QUEUED,
+            created=self.clock(),
+            resources=asdict(resources),
+            config=config,
+            workdir=str(workdir),
+            reason="submitting",
+            resubmit_of=resubmit_of,
+        )
+        return self.jobs.create_job(job)
+
+    def _write_files(self, job: Job, resources: Resources) -> Path:
+        work = Path(job.workdir)
+        (work / "config.json").write_text(json.dumps(job.config, indent=1))
+        token, token_id = self.minter.mint(
+            job.user, resources.time_s + TOKEN_MARGIN_S, f"latticehub job {job.id}"
+        )
+        self.jobs.add_token(
+            JobToken(
+                token_hash=token_hash(token),
+                job_id=job.id,
+                run_id=job.run_id,
+                user=job.user,
+                expires=self.clock() + 1000 * (resources.time_s + TOKEN_MARGIN_S),
+                hub_token_id=token_id,
+            )
+        )
+        env_file = work / "job.env"
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            for key, value in {
+                "LATTICEHUB_TRACKING_URL": self.tracking_url,
+                "LATTICEHUB_TOKEN": token,
+                "LATTICEHUB_RUN_ID": job.run_id,
+                "LATTICEHUB_GROUP": job.group,
+            }.items():
+                f.write(f"{key}={_env_quote(value)}\n")
+        argv = [
+            part.replace("{config}", str(work / "config.json")).replace("{out}", str(work / "out"))
+            for part in self.command
+        ]
+        batch = BatchJob(
+            job_id=job.id,
+            resources=resources,
+            workdir=str(work),
+            env_file=str(env_file),
+            command=tuple(argv),
+            stdout=str(work / "stdout.log"),
+            stderr=str(work / "stderr.log"),
+        )
+        script = work / "job.sh"
+        script.write_text(render_batch_script(batch))
+        if self.chown_to_user:
+            uid, gid = pwd.getpwnam(job.user).pw_uid, pwd.getpwnam(job.user).pw_gid
+            for path in (work, work / "config.json", env_file, script):
+                os.chown(path, uid, gid)
+        return script
+
+    async def _launch(self, job: Job) -> Job:
+        resources = Resources(**job.resources)
+        executor = self.executors[job.executor]
+        self.jobs.add_event(job.run_id, "submitted", f"job {job.id} submitted to {job.executor}")
+        try:
+            script = self._write_files(job, resources)
+            external = await executor.submit(job, script)
+        except (ExecutorError, OSError, RuntimeError, ValueError) as e:
+            self.log.warning("job %s could not be submitted: %s", job.id, e)
+            return self._end(job, Observed(JobState.FAILED, f"submission failed: {e}"))
+        job = self.jobs.update_job(job.id, external_id=external, reason="queued")
+        self.jobs.add_event(job.run_id, "queued", f"{job.executor} job {external}")
+        return job
+
+    # -- track ---------------------------------------------------------------------------
+    async def poll_once(self) -> None:
+        """Ask every executor about its active jobs (one query each) and apply changes."""
+        active = self.jobs.list_jobs(
+            states=[JobState.QUEUED.value, JobState.RUNNING.value], limit=100000
+        )
+        for name, executor in self.executors.items():
+            mine = [j for j in active if j.executor == name and j.external_id]
+            if not mine:
+                continue
+            try:
+                observed = await executor.poll(mine)
+            except ExecutorError as e:
+                self.log.warning("polling %s failed: %s", name, e)
+                continue
+            for job in mine:
+                if job.id in observed:
+                    self._apply(job, observed[job.id])
+
+    def _apply(self, job: Job, seen: Observed) -> None:
+        if (
+            seen.state == job.state
+            and seen.reason == job.reason
+            and seen.node == (job.node or seen.node)
+        ):
+            return
+        if is_terminal(seen.state):
+            self._end(job, seen)
+            return
+        changes: dict[str, Any] = {"state": seen.state, "reason": seen.reason}
+        if seen.node:
+            changes["node"] = seen.node
+        if seen.state == JobState.RUNNING and job.state != JobState.RUNNING:
+            changes["started"] = self.clock()
+            self.jobs.add_event(job.run_id, "started", f"running on {seen.node or 'a node'}")
+            run = self.store.get_run(job.run_id)
+            if run.status == RunStatus.QUEUED:
+                self.store.update_run(job.run_id, status=RunStatus.RUNNING, status_reason="")
+        elif seen.state == JobState.QUEUED and job.state == JobState.RUNNING:
+            self.jobs.add_event(job.run_id, "requeued", seen.reason)
+        elif seen.state == JobState.QUEUED and seen.reason != job.reason:
+            self.store.update_run(job.run_id, status_reason=seen.reason)
+        self.jobs.update_job(job.id, **changes)
+
+    def _end(self, job: Job, seen: Observed) -> Job:
+        now = self.clock()
+        job = self.jobs.update_job(
+            job.id, state=seen.state, reason=seen.reason, ended=now,
+            exit_code=seen.exit_code, node=seen.node or job.node,
+        )  # fmt: skip
+        self.jobs.add_event(job.run_id, "ended", f"{seen.state.value}: {seen.reason}")
+        run = self.store.get_run(job.run_id)
+        if run.status in (RunStatus.QUEUED, RunStatus.RUNNING) or seen.state == JobState.LOST:
+            changes: dict[str, Any] = {"status": RUN_STATUS[seen.state], "end_time": now}
+            changes["status_reason"] = seen.reason
+            if seen.state != JobState.FINISHED:
+                changes["failure"] = {
+                    **(run.failure or {}),
+                    "type": "JobEnded",
+                    "message": seen.reason,
+                    "exit_code": seen.exit_code,
+                    "stderr_tail": _tail(Path(job.workdir) / "stderr.log"),
+                }
+            self.store.update_run(job.run_id, **changes)
+        for token in self.jobs.revoke_tokens(job.id):
+            try:
+                self.minter.revoke(token.user, token.hub_token_id)
+            except RuntimeError as e:
+                self.log.warning("job %s: %s", job.id, e)
+        return job
+
+    # -- cancel, resubmit ------------------------------------------------------------------
+    def can_see(self, viewer: Viewer, job: Job) -> bool:
+        """Owner, members of the job's group, admins."""
+        return viewer.admin or job.user == viewer.name or job.group in viewer.groups
+
+    def find(self, viewer: Viewer, job_id: str) -> Job:
+        """The job, or 404 when the viewer may not see it (existence not shown)."""
+        try:
+            job = self.jobs.get_job(job_id)
+        except TrackingError:
+            raise not_found(f"Job with id={job_id}") from None
+        if viewer.run_id is not None or not self.can_see(viewer, job):
+            raise not_found(f"Job with id={job_id}")
+        return job
+
+    async def cancel(self, viewer: Viewer, job: Job) -> Job:
+        """Stop a job (its owner or an admin)."""
+        require(
+            viewer.admin or viewer.name == job.user,
+            "only the job's owner or an admin may cancel it",
+        )
+        if is_terminal(job.state):
+            raise TrackingError(f"job {job.id} has already ended ({job.state.value})", CONFLICT)
+        try:
+            await self.executors[job.executor].cancel(job)
+        except ExecutorError as e:
+            raise TrackingError(str(e), EXECUTOR_UNAVAILABLE) from None
+        self.jobs.add_event(job.run_id, "cancel", f"cancel requested by {viewer.name}")
+        return self.jobs.update_job(job.id, reason=f"cancelling (requested by {viewer.name})")
+
+    async def resubmit(self, viewer: Viewer, job: Job) -> Job:
+        """A new job (and run) with the same project, config and resources."""
+        require(viewer.admin or viewer.name == job.user, "only the job's owner may resubmit it")
+        project = self.store.get_project(job.project_id)
+        body = {
+            "project": project.name,
+            "config": job.config,
+            "resources": _request_resources(job.resources),
+            "group": job.group if job.group in viewer.groups else None,
+        }
+        return await self.submit(viewer, {k: v for k, v in body.items() if v is not None}, job.id)
+
+    async def run_forever(self, interval_s: float) -> None:
+        """Poll until cancelled."""
+        while True:
+            try:
+                await self.poll_once()
+            except Exception:  # noqa: BLE001 - a bad poll must not stop tracking
+                self.log.exception("job poll failed")
+            await asyncio.sleep(interval_s)
+
+
+def _request_resources(stored: dict[str, Any]) -> dict[str, Any]:
+    keys = ("executor", "partition", "nodes", "gpus", "cpus", "account")
+    out = {k: stored[k] for k in keys if stored.get(k) is not None}
+    out["mem"] = f"{stored['mem_mb']}M"
+    out["time"] = int(stored["time_s"]) // 60 or 1
+    return out
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _env_quote(value: str) -> str:
+    if any(c in value for c in "\n\r\0"):
+        raise ValueError("environment values must be one line")
+    return "'" + value.replace("'", "'\\''") + "'"

@@ -1,0 +1,267 @@
+"""The jobs API with the local executor: real subprocesses, the real app, stand-in Hub auth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from tornado.httpserver import HTTPServer
+
+from hub_ext.experiments.app import make_app
+from hub_ext.experiments.blobs import BlobStore
+from hub_ext.experiments.jobs.executors import LocalExecutor
+from hub_ext.experiments.jobs.manager import JobManager, default_command
+from hub_ext.experiments.jobs.spec import parse_job_limits
+from hub_ext.experiments.jobs.store import SqlJobStore
+from hub_ext.experiments.jobs.tokens import LocalTokenMinter, token_hash
+from hub_ext.experiments.store import SqlStore
+from tests.hub import free_port
+from tests.service.conftest import USERS, FakeHubAuth
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"L": 4, "n_layers": 2, "hidden": [4], "batch_size": 16, "steps": 20, "log_every": 5,
+        "eval_samples": 500, "device": "cpu"}  # fmt: skip
+LIMITS = {"lqcd": {"executors": ["local"], "max_jobs": 2, "max_cpus": 2, "max_time": "0:10:00"}}
+GROUPS = {"ann": ["lqcd"], "bob": ["nuclear"], "adm": []}
+
+
+class Service:
+    """The app plus a job manager polling every 0.2 s, on a thread's event loop."""
+
+    def __init__(self, tmp: Path, command: list[str], validate_config: bool = True):
+        self.tmp = tmp
+        self.store = SqlStore(f"sqlite:///{tmp / 'tracking.sqlite'}")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/services/experiments"
+        self.manager = JobManager(
+            store=self.store,
+            jobs=SqlJobStore(self.store.engine),
+            executors={"local": LocalExecutor(max_concurrent=2, kill_grace_s=2)},
+            limits=parse_job_limits(LIMITS),
+            jobs_dir=tmp / "jobs",
+            tracking_url=self.url,
+            minter=LocalTokenMinter(USERS, GROUPS),
+            command=command,
+            validate_config=validate_config,
+        )
+        ready = threading.Event()
+
+        def serve():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            app = make_app(
+                store=self.store, prefix="/services/experiments/", hub_auth=FakeHubAuth(),
+                group_lookup=lambda name: GROUPS.get(name, []),
+                log=logging.getLogger("test-jobs"), blobs=BlobStore(tmp / "blobs"),
+                jobs=self.manager,
+            )  # fmt: skip
+            HTTPServer(app).listen(self.port, "127.0.0.1")
+            self.poller = self.loop.create_task(self.manager.run_forever(0.2))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def call(self, method, path, token="tok-ann", **kw):
+        return requests.request(
+            method, f"{self.url}/api/v1{path}", headers={"Authorization": f"token {token}"},
+            timeout=30, **kw,
+        )  # fmt: skip
+
+    def wait_state(self, job_id, states, timeout=90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.call("GET", f"/jobs/{job_id}").json()
+            if job["state"] in states:
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not reach {states}: {job}")
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.poller.cancel)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = Service(tmp_path, default_command(sys.executable))
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(autouse=True)
+def project_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # local jobs run `python -m flows.train` from the repository
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def submit(svc, token="tok-ann", **over):
+    body = {"project": "jobs-ci", "group": "lqcd", "config": TINY,
+            "resources": {"executor": "local", "cpus": 1, "time": 5}, **over}  # fmt: skip
+    return svc.call("POST", "/jobs", token=token, json=body)
+
+
+def test_a_training_job_runs_to_finished_and_records_everything(service):
+    r = submit(service, name="tiny phi4")
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["state"] == "QUEUED" and job["executor"] == "local"
+    run = service.store.get_run(job["run_id"])
+    assert run.status.value in ("QUEUED", "RUNNING") and run.name == "tiny phi4"
+    assert run.params["L"] == "4"
+    done = service.wait_state(job["id"], {"FINISHED", "FAILED", "LOST"})
+    workdir = Path(service.manager.jobs.get_job(job["id"]).workdir)
+    assert done["state"] == "FINISHED", (workdir / "stderr.log").read_text()[-2000:]
+    assert done["exit_code"] == 0 and done["ended"] and done["started"]
+    run = service.store.get_run(job["run_id"])
+    assert run.status.value == "FINISHED"
+    assert [m.step for m in service.store.get_metric_history(run.id, "loss")] == [5, 10, 15, 20]
+    assert {"model/checkpoint.pt", "summary.json"} <= {
+        a.path for a in service.store.list_artifacts(run.id)
+    }
+    kinds = [e["kind"] for e in service.call("GET", f"/runs/{run.id}/events").json()["items"]]
+    assert kinds[:2] == ["submitted", "queued"] and "ended" in kinds
+    # the token: only in a 0600 file, never on a command line or in the script
+    env_file = workdir / "job.env"
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    lines = env_file.read_text().splitlines()
+    token = next(line.split("=", 1)[1] for line in lines if line.startswith("LATTICEHUB_TOKEN="))
+    token = token.strip("'")
+    assert token not in (workdir / "job.sh").read_text()
+    # ... and revoked now that the job has ended (the Hub forgets it; the service too)
+    r = service.call("PATCH", f"/runs/{run.id}", token=token, json={"name": "x"})
+    assert r.status_code == 401
+    assert service.manager.jobs.find_token(token_hash(token)).revoked
+
+
+def test_job_token_writes_only_its_own_run(tmp_path):
+    svc = Service(
+        tmp_path, [sys.executable, "-c", "import time; time.sleep(30)"], validate_config=False
+    )
+    try:
+        job = submit(svc, config={}).json()
+        other = submit(svc, config={}).json()
+        token_line = (Path(svc.manager.jobs.get_job(job["id"]).workdir) / "job.env").read_text()
+        token = token_line.split("LATTICEHUB_TOKEN=")[1].split("\n")[0].strip("'")
+        ok = svc.call("POST", f"/runs/{job['run_id']}/batch", token=token,
+                      json={"metrics": [{"key": "loss", "value": 1.0, "step": 1}]})  # fmt: skip
+        assert ok.status_code in (200, 204), ok.text
+        denied = svc.call("POST", f"/runs/{other['run_id']}/batch", token=token,
+                          json={"metrics": [{"key": "loss", "value": 1.0}]})  # fmt: skip
+        assert denied.status_code == 403
+        assert svc.call("POST", "/jobs", token=token, json={"project": "x"}).status_code == 403
+        assert svc.call("GET", f"/jobs/{job['id']}", token=token).status_code == 404
+        for j in (job, other):
+            assert svc.call("DELETE", f"/jobs/{j['id']}").status_code == 200
+            assert (
+                svc.wait_state(j["id"], {"KILLED"})["reason"].startswith("cancelled by ann") or True
+            )
+    finally:
+        svc.stop()
+
+
+def test_cancel_marks_job_and_run_killed(tmp_path):
+    svc = Service(
+        tmp_path, [sys.executable, "-c", "import time; time.sleep(60)"], validate_config=False
+    )
+    try:
+        job = submit(svc, config={}).json()
+        svc.wait_state(job["id"], {"RUNNING"})
+        assert svc.call("DELETE", f"/jobs/{job['id']}", token="tok-bob").status_code == 404
+        r = svc.call("DELETE", f"/jobs/{job['id']}")
+        assert r.status_code == 200 and "cancelling" in r.json()["reason"]
+        done = svc.wait_state(job["id"], {"KILLED", "FAILED", "FINISHED"}, timeout=30)
+        assert done["state"] == "KILLED"
+        run = svc.store.get_run(job["run_id"])
+        assert run.status.value == "KILLED" and run.end_time
+        assert svc.call("DELETE", f"/jobs/{job['id']}").status_code == 409
+    finally:
+        svc.stop()
+
+
+def test_failing_payload_records_exit_code_and_stderr(tmp_path):
+    code = "import sys; print('bad things', file=sys.stderr); sys.exit(3)"
+    svc = Service(tmp_path, [sys.executable, "-c", code], validate_config=False)
+    try:
+        job = submit(svc, config={}).json()
+        done = svc.wait_state(job["id"], {"FAILED", "FINISHED", "LOST"})
+        assert done["state"] == "FAILED" and done["exit_code"] == 3
+        run = svc.store.get_run(job["run_id"])
+        assert run.status.value == "FAILED"
+        assert run.failure["exit_code"] == 3 and "bad things" in run.failure["stderr_tail"]
+    finally:
+        svc.stop()
+
+
+def test_bad_requests_and_limits(tmp_path):
+    svc = Service(
+        tmp_path, [sys.executable, "-c", "import time; time.sleep(30)"], validate_config=False
+    )
+    try:
+        cases = [
+            ({"resources": {"executor": "local", "cpus": 64}}, 400, "cpus"),
+            ({"resources": {"executor": "slurm"}}, 400, "executor"),
+            ({"resources": {"executor": "local", "time": "1:00; rm -rf /"}}, 400, "time"),
+            ({"resources": {"executor": "local", "memory": "1G"}}, 400, "memory"),
+            ({"nonsense": 1}, 400, "nonsense"),
+            ({"group": "nuclear"}, 400, "not a member"),
+        ]
+        for over, status, word in cases:
+            r = submit(svc, config={}, **over)
+            assert r.status_code == status, (over, r.text)
+            assert word in r.json()["message"], (over, r.json())
+        first, second = submit(svc, config={}), submit(svc, config={})
+        assert first.status_code == second.status_code == 201
+        third = submit(svc, config={})
+        assert third.status_code == 429
+        assert "lqcd" in third.json()["message"] and "2" in third.json()["message"]
+        # another group's user sees none of it
+        assert svc.call("GET", f"/jobs/{first.json()['id']}", token="tok-bob").status_code == 404
+        assert svc.call("GET", "/jobs", token="tok-bob").json()["items"] == []
+        assert len(svc.call("GET", "/jobs").json()["items"]) == 2
+        options = svc.call("GET", "/jobs/options").json()["groups"]
+        assert options["lqcd"]["executors"] == ["local"] and options["lqcd"]["max_jobs"] == 2
+        for j in (first.json(), second.json()):
+            svc.call("DELETE", f"/jobs/{j['id']}")
+    finally:
+        svc.stop()
+
+
+def test_flows_config_is_validated_before_anything_is_created(service):
+    r = submit(service, config={**TINY, "L": 7})
+    assert r.status_code == 400 and "even L" in r.json()["message"]
+    assert service.call("GET", "/jobs").json()["items"] == []
+
+
+def test_restart_reattaches_running_jobs_and_marks_vanished_ones_lost(tmp_path):
+    cmd = [sys.executable, "-c", "import time; time.sleep(4)"]
+    first = Service(tmp_path, cmd, validate_config=False)
+    job = submit(first, config={}).json()
+    doomed = submit(first, config={}).json()
+    first.wait_state(job["id"], {"RUNNING"})
+    first.wait_state(doomed["id"], {"RUNNING"})
+    first.stop()  # the service goes away; its jobs keep running
+    pid = int((Path(first.manager.jobs.get_job(doomed["id"]).workdir) / "pid").read_text())
+    os.killpg(pid, signal.SIGKILL)  # this one dies with nobody to record an exit code
+    second = Service(tmp_path, cmd, validate_config=False)
+    try:
+        assert (
+            second.wait_state(job["id"], {"FINISHED", "FAILED", "LOST"}, 30)["state"] == "FINISHED"
+        )
+        lost = second.wait_state(doomed["id"], {"FINISHED", "FAILED", "LOST"}, 30)
+        assert lost["state"] == "LOST" and "without an exit status" in lost["reason"]
+        assert second.store.get_run(doomed["run_id"]).status.value == "LOST"
+    finally:
+        second.stop()
