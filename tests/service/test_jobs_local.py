@@ -36,7 +36,14 @@ GROUPS = {"ann": ["lqcd"], "bob": ["nuclear"], "adm": []}
 class Service:
     """The app plus a job manager polling every 0.2 s, on a thread's event loop."""
 
-    def __init__(self, tmp: Path, command: list[str], validate_config: bool = True):
+    def __init__(
+        self,
+        tmp: Path,
+        command: list[str],
+        validate_config: bool = True,
+        executors: dict | None = None,
+        limits: dict | None = None,
+    ):
         self.tmp = tmp
         self.store = SqlStore(f"sqlite:///{tmp / 'tracking.sqlite'}")
         self.port = free_port()
@@ -44,8 +51,8 @@ class Service:
         self.manager = JobManager(
             store=self.store,
             jobs=SqlJobStore(self.store.engine),
-            executors={"local": LocalExecutor(max_concurrent=2, kill_grace_s=2)},
-            limits=parse_job_limits(LIMITS),
+            executors=executors or {"local": LocalExecutor(max_concurrent=2, kill_grace_s=2)},
+            limits=parse_job_limits(limits or LIMITS),
             jobs_dir=tmp / "jobs",
             tracking_url=self.url,
             minter=LocalTokenMinter(USERS, GROUPS),
