@@ -170,3 +170,44 @@ def test_browser_logs_in_through_hub_oauth_and_admin_sees_all(make_hub):
     boss = Client(hub.experiments, hub.user_token("boss"))
     names = [p["name"] for p in boss("GET", "/projects").json()["items"]]
     assert "ann-private" in names
+
+
+def test_local_job_behind_the_real_hub_with_a_hub_minted_token(hub):
+    """The service mints the job's token through the Hub API and revokes it at the end."""
+    import time
+    from pathlib import Path
+
+    ann = Client(hub.experiments, hub.user_token("ann"))
+    bob = Client(hub.experiments, hub.user_token("bob"))
+    config = {"L": 4, "n_layers": 2, "hidden": [4], "batch_size": 16, "steps": 10,
+              "log_every": 5, "eval_samples": 300, "device": "cpu"}  # fmt: skip
+    body = {"project": "hub-jobs", "group": "lqcd", "config": config,
+            "resources": {"executor": "local", "cpus": 1, "time": 10}}  # fmt: skip
+    r = ann("POST", "/jobs", json=body)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert bob("GET", f"/jobs/{job['id']}").status_code == 404
+    env_file = Path(hub.workdir) / "jobs" / job["id"] / "job.env"
+    token = next(
+        line.split("=", 1)[1].strip("'")
+        for line in env_file.read_text().splitlines()
+        if line.startswith("LATTICEHUB_TOKEN=")
+    )
+    # a real Hub token of ann, limited to the experiments service
+    me = requests.get(f"{hub.api}/user", headers={"Authorization": f"token {token}"}, timeout=10)
+    assert me.status_code == 200 and me.json()["name"] == "ann"
+    scopes = me.json()["scopes"]
+    assert "access:services!service=experiments" in scopes
+    assert not any(x.startswith(("admin", "servers", "tokens", "access:servers")) for x in scopes)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = ann("GET", f"/jobs/{job['id']}").json()
+        if state["state"] not in ("QUEUED", "RUNNING"):
+            break
+        time.sleep(0.5)
+    assert state["state"] == "FINISHED", state
+    run = ann("GET", f"/runs/{job['run_id']}").json()
+    assert run["status"] == "FINISHED" and "loss" in run["metrics"]
+    # revoked in the Hub when the job ended
+    gone = requests.get(f"{hub.api}/user", headers={"Authorization": f"token {token}"}, timeout=10)
+    assert gone.status_code in (401, 403)
