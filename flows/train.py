@@ -1,8 +1,9 @@
 """Train a flow by reverse KL (self-training): ``python -m flows.train --config FILE.json``.
 
 Prints progress on stderr (step, steps/s, loss, ESS, acceptance) and one JSON summary line on
-stdout. Checkpoints go to ``OUT/checkpoint.pt`` every ``checkpoint_every`` steps, at the end, and
-on SIGTERM / SIGUSR1 (Slurm cancel, time limit, preemption), written atomically; ``--resume true``
+stdout. Checkpoints go to ``OUT/checkpoint.pt`` every ``checkpoint_every`` steps, at the end, on
+SIGUSR1 (Slurm's warning before the time limit; training goes on) and on SIGTERM (cancel,
+preemption, requeue; training stops with exit 143), written atomically; ``--resume true``
 continues from it with the same optimizer state and random streams, so an interrupted and
 resumed run ends bit-for-bit where an uninterrupted one would.
 
@@ -268,10 +269,15 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 
 
 class _SignalFlag:
-    """Remember the first SIGTERM/SIGUSR1; the loop checkpoints and stops after the step."""
+    """Signals seen between steps.
+
+    SIGTERM: checkpoint and stop after the step. SIGUSR1 (Slurm's warning before the time
+    limit, ``--signal=B:USR1@N``): checkpoint after the step and keep training.
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.checkpoint_requested = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _SignalFlag:
@@ -280,7 +286,10 @@ class _SignalFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = self.signum or signum
+        if signum == signal.SIGUSR1:
+            self.checkpoint_requested = True
+        else:
+            self.signum = self.signum or signum
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
@@ -394,8 +403,9 @@ def train(config: TrainConfig, print_summary: bool = False) -> dict[str, Any]:
             if lead and (step % config.log_every == 0 or step == config.steps):
                 progress.log(loss_t, log_w)
             periodic = config.checkpoint_every and step % config.checkpoint_every == 0
-            if lead and (periodic or step == config.steps):
+            if lead and (periodic or step == config.steps or flag.checkpoint_requested):
                 save_checkpoint(trainer.state(), ckpt)
+            flag.checkpoint_requested = False
             if flag.signum is not None:
                 if lead:
                     save_checkpoint(trainer.state(), ckpt)

@@ -43,6 +43,8 @@ class Service:
         validate_config: bool = True,
         executors: dict | None = None,
         limits: dict | None = None,
+        jobs_dir: Path | None = None,
+        chown_to=None,
     ):
         self.tmp = tmp
         self.store = SqlStore(f"sqlite:///{tmp / 'tracking.sqlite'}")
@@ -53,7 +55,8 @@ class Service:
             jobs=SqlJobStore(self.store.engine),
             executors=executors or {"local": LocalExecutor(max_concurrent=2, kill_grace_s=2)},
             limits=parse_job_limits(limits or LIMITS),
-            jobs_dir=tmp / "jobs",
+            jobs_dir=jobs_dir or tmp / "jobs",
+            chown_to=chown_to,
             tracking_url=self.url,
             minter=LocalTokenMinter(USERS, GROUPS),
             command=command,

@@ -262,6 +262,7 @@ class SlurmExecutor(Executor):
             submits as the service account.
         run: the ``run_command`` seam.
         missing_polls: polls a job may be absent from ``squeue`` before it is LOST.
+        system_user: Hub user name -> the user's account on the cluster (identity by default).
     """
 
     name = "slurm"
@@ -271,15 +272,18 @@ class SlurmExecutor(Executor):
         command_prefix: Sequence[str] = (),
         run: RunCommand = run_command,
         missing_polls: int = 3,
+        system_user: Callable[[str], str] = str,
     ):
         self.command_prefix = list(command_prefix)
+        self.system_user = system_user
         self.run = run
         self.missing_polls = missing_polls
         self._missing: dict[str, int] = {}
         self.last_statuses: dict[str, SlurmStatus] = {}
 
     def _as_user(self, user: str, argv: list[str]) -> list[str]:
-        return [part.replace("{username}", user) for part in self.command_prefix] + argv
+        account = self.system_user(user)
+        return [part.replace("{username}", account) for part in self.command_prefix] + argv
 
     async def submit(self, job: Job, script: Path) -> str:  # noqa: D102
         result = await self.run(self._as_user(job.user, ["sbatch", "--parsable", str(script)]))

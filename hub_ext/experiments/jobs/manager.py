@@ -86,7 +86,8 @@ class JobManager:
         minter: makes the per-job tokens.
         command: payload argv with ``{config}`` and ``{out}`` placeholders.
         validate_config: check the config as a ``flows.train`` config before submitting.
-        chown_to_user: give the job directory to the user (when jobs run as the user).
+        chown_to: Hub user name -> local account that owns the job directory (when jobs run as
+            the user); None keeps the service's ownership.
         log: logger.
     """
 
@@ -102,7 +103,7 @@ class JobManager:
         minter: TokenMinter,
         command: Sequence[str],
         validate_config: bool = True,
-        chown_to_user: bool = False,
+        chown_to: Callable[[str], str] | None = None,
         log: logging.Logger | None = None,
         clock: Callable[[], int] = now_ms,
     ):
@@ -115,7 +116,7 @@ class JobManager:
         self.minter = minter
         self.command = list(command)
         self.validate_config = validate_config
-        self.chown_to_user = chown_to_user
+        self.chown_to = chown_to
         self.log = log or logging.getLogger("latticehub.jobs")
         self.clock = clock
         self._lock = asyncio.Lock()
@@ -267,7 +268,9 @@ class JobManager:
             part.replace("{config}", str(work / "config.json")).replace("{out}", str(work / "out"))
             for part in self.command
         ]
+        # Warn (SIGUSR1: checkpoint now) 2 minutes before the limit, or at 3/4 of short jobs.
         batch = BatchJob(
+            signal_before_end_s=min(120, resources.time_s // 4),
             job_id=job.id,
             resources=resources,
             workdir=str(work),
@@ -278,8 +281,9 @@ class JobManager:
         )
         script = work / "job.sh"
         script.write_text(render_batch_script(batch))
-        if self.chown_to_user:
-            uid, gid = pwd.getpwnam(job.user).pw_uid, pwd.getpwnam(job.user).pw_gid
+        if self.chown_to is not None:
+            account = pwd.getpwnam(self.chown_to(job.user))
+            uid, gid = account.pw_uid, account.pw_gid
             for path in (work, work / "config.json", env_file, script):
                 os.chown(path, uid, gid)
         return script

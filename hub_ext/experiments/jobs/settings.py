@@ -100,6 +100,24 @@ class JobsConfig(Configurable):
     def _default_prefix(self) -> list[str]:
         return os.environ.get("LATTICEHUB_SLURM_PREFIX", "").split()
 
+    system_username = Unicode(
+        "{username}",
+        help="""
+        The cluster account of a Hub user, ``{username}`` replaced, e.g. ``"{username}"``
+        (default: the same name) or ``"lh-{username}"``. Used in ``slurm_command_prefix`` and
+        as the owner of job directories when a prefix is set.
+        """,
+    ).tag(config=True)
+
+    @validate("system_username")
+    def _validate_system_username(self, proposal: Any) -> str:
+        if "{username}" not in proposal.value:
+            raise ValueError(
+                "system_username must contain {username}, e.g. 'lh-{username}': got "
+                f"{proposal.value!r}"
+            )
+        return proposal.value
+
     poll_interval = Float(
         2.0, help="Seconds between status polls (one squeue call per poll), e.g. 2.0."
     ).tag(config=True)
@@ -130,13 +148,17 @@ class JobsConfig(Configurable):
         """,
     ).tag(config=True)
 
+    def account(self, user: str) -> str:
+        """The cluster account of a Hub user."""
+        return self.system_username.replace("{username}", user)
+
     def build(self, *, store: Any, hub_auth: Any, service_url: str, log: Any) -> JobManager:
         """The manager for this configuration."""
         executors: dict[str, Executor] = {}
         if "local" in self.executors:
             executors["local"] = LocalExecutor(self.local_max_concurrent)
         if "slurm" in self.executors:
-            executors["slurm"] = SlurmExecutor(self.slurm_command_prefix)
+            executors["slurm"] = SlurmExecutor(self.slurm_command_prefix, system_user=self.account)
         minter: TokenMinter
         if getattr(hub_auth, "api_token", None):
             minter = HubTokenMinter(hub_auth.api_url, hub_auth.api_token)
@@ -154,6 +176,6 @@ class JobsConfig(Configurable):
             or service_url,
             minter=minter,
             command=self.command,
-            chown_to_user=bool(self.slurm_command_prefix),
+            chown_to=self.account if self.slurm_command_prefix else None,
             log=log,
         )

@@ -227,3 +227,28 @@ def test_data_parallel_training_with_torchrun(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])  # rank 0 alone prints
     assert summary["world_size"] == 2 and summary["steps"] == 12
     assert load_checkpoint(tmp_path / "checkpoint.pt")["world_size"] == 2
+
+
+def test_sigusr1_checkpoints_and_training_goes_on(tmp_path):
+    out = tmp_path / "out"
+    args = ["--L", "4", "--n_layers", "2", "--hidden", "4", "--batch_size", "16", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.train", *args, "--steps", "400", "--log_every", "1",
+         "--checkpoint_every", "0", "--eval_samples", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    for line in proc.stderr:
+        if "step 20/" in line:
+            break
+    proc.send_signal(signal.SIGUSR1)
+    for line in proc.stderr:
+        if "step 40/" in line:
+            break
+    assert (out / "checkpoint.pt").exists()  # written on the signal, not only at the end
+    mid = load_checkpoint(out / "checkpoint.pt")["step"]
+    assert 20 <= mid < 400
+    proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 0
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 400
