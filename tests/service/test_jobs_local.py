@@ -275,3 +275,30 @@ def test_restart_reattaches_running_jobs_and_marks_vanished_ones_lost(tmp_path):
         assert second.store.get_run(doomed["run_id"]).status.value == "LOST"
     finally:
         second.stop()
+
+
+def test_memory_cap_and_a_raising_payload_with_its_traceback(tmp_path):
+    hog = (
+        "import time; x = bytearray(400 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(30)"
+    )
+    raising = (
+        "import os; from hub_ext.experiments.client import start_run\n"
+        "with start_run('', run_id=os.environ['LATTICEHUB_RUN_ID'], capture_output=False):\n"
+        "    raise ValueError('the action is not bounded below')"
+    )
+    svc = Service(tmp_path, [sys.executable, "-c", hog], validate_config=False)
+    try:
+        hungry = submit(svc, config={}, resources={"executor": "local", "mem": "100M"}).json()
+        svc.manager.command = [sys.executable, "-c", raising]
+        bad = submit(svc, config={}).json()
+        oom = svc.wait_state(hungry["id"], {"FAILED", "FINISHED", "KILLED", "LOST"}, timeout=60)
+        assert oom["state"] == "FAILED" and oom["reason"].startswith("OUT_OF_MEMORY"), oom
+        assert svc.store.get_run(hungry["run_id"]).status.value == "FAILED"
+        failed = svc.wait_state(bad["id"], {"FAILED", "FINISHED", "KILLED", "LOST"}, timeout=60)
+        assert failed["state"] == "FAILED" and failed["exit_code"] == 1
+        run = svc.store.get_run(bad["run_id"])
+        assert run.status.value == "FAILED"
+        assert run.failure["type"] == "ValueError"
+        assert "the action is not bounded below" in run.failure["traceback"]
+    finally:
+        svc.stop()

@@ -100,7 +100,24 @@ echo "$rc" >"$4.tmp" && mv "$4.tmp" "$4"
 
 
 def _marker_state(text: str) -> JobState:
-    return JobState.FAILED if text.startswith("TIMEOUT") else JobState.KILLED
+    return JobState.FAILED if text.startswith(("TIMEOUT", "OUT_OF_MEMORY")) else JobState.KILLED
+
+
+def session_rss_mb(sid: int) -> float:
+    """Resident memory of every process in session ``sid`` (the job's wrapper and children)."""
+    total_pages = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        # after "pid (comm)": state ppid pgrp session ... rss is field 24 of stat
+        if int(fields[3]) == sid:
+            total_pages += int(fields[21])
+    return total_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class LocalExecutor(Executor):
@@ -110,7 +127,10 @@ class LocalExecutor(Executor):
     a small shell wrapper in the job's own session), so a restarted service re-attaches to
     running jobs and reads the outcome of jobs that ended while it was down; a job whose
     process vanished without an exit code is LOST, never forgotten. Time limits are enforced
-    here (SIGTERM, then SIGKILL after ``kill_grace_s``); memory is not capped on the local host.
+    here (SIGTERM, then SIGKILL after ``kill_grace_s``), and so is memory: at each poll the
+    resident memory of the job's session is summed and a job over its ``mem`` is killed
+    (OUT_OF_MEMORY), as Slurm's accounting-based enforcement does. CPU use is bounded by
+    ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set to the job's ``cpus``.
     """
 
     name = "local"
@@ -207,13 +227,23 @@ class LocalExecutor(Executor):
             )
         limit = float(job.resources.get("time_s") or 0)
         started = (job.started or 0) / 1000 or pid_file.stat().st_mtime
-        if limit and now - started > limit:
+        if limit and now - started > limit and not cancelled.exists():
+            cancelled.write_text("TIMEOUT: the job reached its time limit")
             self._signal(job, signal.SIGTERM)
             asyncio.get_event_loop().call_later(
                 self.kill_grace_s, self._signal, job, signal.SIGKILL
             )
-            cancelled.write_text("TIMEOUT: the job reached its time limit")
             return Observed(JobState.RUNNING, "time limit reached: stopping", node="localhost")
+        mem_mb = float(job.resources.get("mem_mb") or 0)
+        used = session_rss_mb(int(pid_file.read_text())) if mem_mb else 0.0
+        if mem_mb and used > mem_mb:
+            # As Slurm's memory enforcement does: kill at once, the job cannot checkpoint.
+            cancelled.write_text(
+                f"OUT_OF_MEMORY: the job used {used:.0f} MB, over its limit of {mem_mb:.0f} MB "
+                "(ask for more mem)"
+            )
+            self._signal(job, signal.SIGKILL)
+            return Observed(JobState.RUNNING, "memory limit exceeded: stopping", node="localhost")
         return Observed(JobState.RUNNING, "running on localhost", node="localhost")
 
     def _signal(self, job: Job, sig: int) -> None:

@@ -271,6 +271,10 @@ class JobManager:
         # Warn (SIGUSR1: checkpoint now) 2 minutes before the limit, or at 3/4 of short jobs.
         batch = BatchJob(
             signal_before_end_s=min(120, resources.time_s // 4),
+            extra_env=(
+                ("OMP_NUM_THREADS", str(resources.cpus)),
+                ("MKL_NUM_THREADS", str(resources.cpus)),
+            ),
             job_id=job.id,
             resources=resources,
             workdir=str(work),
