@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 from dockerspawner import DockerSpawner, SwarmSpawner
+from traitlets.config import Application, Configurable
 
+from hub_ext.experiments.app import ExperimentsApp
+from hub_ext.experiments.jobs.settings import JobsConfig
 from spawner import GroupLimitDockerSpawner, GroupLimitSwarmSpawner
 from spawner.traits import GroupLimitsConfig
 
@@ -32,18 +35,23 @@ def render() -> str:
         "",
         "Generated from the traits' help by `scripts/gen_config_docs.py`; do not edit.",
         "Set them in `jupyterhub_config.py`, e.g.",
-        "`c.GroupLimitDockerSpawner.group_limits = {...}`.",
+        "`c.GroupLimitDockerSpawner.group_limits = {...}`. The experiments service takes its",
+        "settings on its command line (`--JobsConfig.poll_interval=5`) or from the environment",
+        "variables that each help names (`jupyterhub_config.py` passes those); a default shown",
+        "as empty is computed at start, as the help says.",
         "",
     ]
     sections = [
         ("Group limits (both spawners)", GroupLimitsConfig, None),
         ("GroupLimitDockerSpawner", GroupLimitDockerSpawner, DockerSpawner),
         ("GroupLimitSwarmSpawner", GroupLimitSwarmSpawner, SwarmSpawner),
+        ("experiments service (`ExperimentsApp`)", ExperimentsApp, Application),
+        ("experiments jobs (`JobsConfig`; see docs/jobs.md)", JobsConfig, Configurable),
     ]
     shared = set(GroupLimitsConfig.class_traits(config=True))
     for title, cls, parent in sections:
         names = own_traits(cls, parent)
-        if parent is not None:
+        if parent in (DockerSpawner, SwarmSpawner):
             names = [(n, t) for n, t in names if n not in shared]
             # defaults this suite changes on the parent's traits
             names += [(n, t) for n, t in cls.class_traits(config=True).items() if n == "remove"]
