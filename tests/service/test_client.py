@@ -190,3 +190,18 @@ def test_oversize_artifact_gets_413_and_leaves_nothing(service, tmp_path):
     assert store.list_artifacts(run["id"]) == []
     blobs = tmp_path / "blobs"
     assert not any(p.is_file() for p in blobs.rglob("*")), "partial upload left behind"
+
+
+def test_mlflow_routes_identify_the_caller_in_process(service):
+    """The MLflow handlers and the native ones share one per-request identity."""
+    import requests
+
+    url, store = service
+    headers = {"Authorization": "token tok-ann"}
+    r = requests.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": "mlf-in-proc"},
+                      headers=headers, timeout=10)  # fmt: skip
+    assert r.status_code == 200, r.text
+    got = requests.get(f"{url}/api/2.0/mlflow/experiments/get",
+                       params={"experiment_id": r.json()["experiment_id"]},
+                       headers={"Authorization": "token tok-bob"}, timeout=10)  # fmt: skip
+    assert got.status_code == 404

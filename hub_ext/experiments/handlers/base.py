@@ -37,7 +37,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     @property
     def viewer(self) -> Viewer:
         """The authenticated caller (computed once per request); 401 if there is none."""
-        cached: Viewer | None = getattr(self, "_viewer", None)
+        cached: Viewer | None = getattr(self, "_cached_viewer", None)
         if cached is not None:
             return cached
         model = self.current_user
@@ -48,13 +48,13 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
                 UNAUTHENTICATED,
             )
         binding = self._job_token_binding()
-        self._viewer = Viewer(
+        self._cached_viewer = Viewer(
             name=model["name"],
             groups=frozenset(self._groups_of(model)),
             admin=bool(model.get("admin")) and binding is None,
             run_id=binding,
         )
-        return self._viewer
+        return self._cached_viewer
 
     def _job_token_binding(self) -> str | None:
         """The run a job token may write, or None for other tokens and browser sessions."""

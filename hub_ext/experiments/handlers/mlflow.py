@@ -163,10 +163,7 @@ class MlflowHandler(BaseHandler):
 
     # -- lookups with access checks ------------------------------------------------------
     def _viewer(self) -> Viewer:
-        viewer = getattr(self, "_cached_viewer", None)
-        if viewer is None:
-            viewer = self._cached_viewer = self.viewer
-        return viewer
+        return self.viewer  # computed once per request by the base handler
 
     def _project(self, experiment_id: str) -> Project:
         """A project the caller may read; 404 otherwise."""
