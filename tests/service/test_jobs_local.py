@@ -302,3 +302,28 @@ def test_memory_cap_and_a_raising_payload_with_its_traceback(tmp_path):
         assert "the action is not bounded below" in run.failure["traceback"]
     finally:
         svc.stop()
+
+
+def test_token_lookup_skips_the_database_for_other_tokens_not_for_job_tokens(tmp_path):
+    from hub_ext.experiments.jobs.store import JobToken
+    from hub_ext.experiments.store.errors import TrackingError
+
+    svc = Service(tmp_path, [sys.executable, "-c", "pass"], validate_config=False)
+    try:
+        lookups = []
+        find = svc.manager.jobs.find_token
+        svc.manager.jobs.find_token = lambda digest: lookups.append(digest) or find(digest)
+        for _ in range(3):
+            assert svc.call("GET", "/jobs").status_code == 200  # a user's own Hub token
+        assert lookups == [token_hash("tok-ann")]
+
+        job = submit(svc, config={}).json()
+        svc.wait_state(job["id"], {"FINISHED", "FAILED"})
+        bound = JobToken(token_hash("lhjob_x"), job["id"], job["run_id"], "ann", 2**62)
+        svc.manager.jobs.add_token(bound)
+        assert svc.manager.run_for_token("lhjob_x") == job["run_id"]
+        svc.manager.jobs.revoke_tokens(job["id"])
+        with pytest.raises(TrackingError, match="revoked"):  # at once, no caching of job tokens
+            svc.manager.run_for_token("lhjob_x")
+    finally:
+        svc.stop()

@@ -10,8 +10,7 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from ..access import can_write_run, require, require_read
-from ..jobs.tokens import token_hash
-from ..store.abstract import AbstractStore, now_ms
+from ..store.abstract import AbstractStore
 from ..store.entities import Run, Viewer
 from ..store.errors import BAD_REQUEST, UNAUTHENTICATED, TrackingError
 
@@ -62,14 +61,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
         if manager is None or scheme.lower() not in ("token", "bearer") or not token:
             return None
-        found = manager.jobs.find_token(token_hash(token.strip()))
-        if found is None:
-            return None
-        if found.revoked or found.expires < now_ms():
-            raise TrackingError(
-                "this job token has been revoked (its job ended) or has expired", UNAUTHENTICATED
-            )
-        return found.run_id
+        return manager.run_for_token(token.strip())
 
     def _groups_of(self, model: dict) -> list[str]:
         if "groups" in model:

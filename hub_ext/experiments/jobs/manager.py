@@ -26,12 +26,13 @@ from ..store.errors import (
     CONFLICT,
     EXECUTOR_UNAVAILABLE,
     JOB_LIMIT_EXCEEDED,
+    UNAUTHENTICATED,
     TrackingError,
     invalid,
     not_found,
 )
 from .executors import Executor, ExecutorError, Observed
-from .sbatch import BatchJob, render_batch_script
+from .sbatch import BatchJob, render_batch_script, render_env_file
 from .spec import (
     JobInputError,
     JobLimitError,
@@ -48,6 +49,8 @@ from .tokens import TokenMinter, token_hash
 
 #: Job fields a request may carry.
 REQUEST_FIELDS = {"project", "config", "resources", "name", "group"}
+#: Hashes of non-job tokens kept to skip the database on later requests.
+OTHER_TOKENS_REMEMBERED = 10_000
 #: Seconds a job token outlives the job's time limit.
 TOKEN_MARGIN_S = 3600
 RUN_STATUS = {
@@ -120,6 +123,7 @@ class JobManager:
         self.log = log or logging.getLogger("latticehub.jobs")
         self.clock = clock
         self._lock = asyncio.Lock()
+        self._other_tokens: set[str] = set()
 
     # -- submit --------------------------------------------------------------------------
     def _project_and_group(self, viewer: Viewer, body: dict) -> tuple[Project, str]:
@@ -255,15 +259,17 @@ class JobManager:
             )
         )
         env_file = work / "job.env"
-        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            for key, value in {
+        text = render_env_file(
+            {
                 "LATTICEHUB_TRACKING_URL": self.tracking_url,
                 "LATTICEHUB_TOKEN": token,
                 "LATTICEHUB_RUN_ID": job.run_id,
                 "LATTICEHUB_GROUP": job.group,
-            }.items():
-                f.write(f"{key}={_env_quote(value)}\n")
+            }
+        )
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
         argv = [
             part.replace("{config}", str(work / "config.json")).replace("{out}", str(work / "out"))
             for part in self.command
@@ -377,6 +383,32 @@ class JobManager:
                 self.log.warning("job %s: %s", job.id, e)
         return job
 
+    # -- job tokens ----------------------------------------------------------------------
+    def run_for_token(self, token: str) -> str | None:
+        """The run a job token may write; None for any other token.
+
+        Every API request asks, so tokens found not to be job tokens are remembered (a token
+        is bound when it is minted, before anyone holds it, so the answer cannot change);
+        job tokens are looked up each time so that revocation takes effect at once.
+
+        Raises:
+            TrackingError: UNAUTHENTICATED for a revoked or expired job token.
+        """
+        digest = token_hash(token)
+        if digest in self._other_tokens:
+            return None
+        found = self.jobs.find_token(digest)
+        if found is None:
+            if len(self._other_tokens) >= OTHER_TOKENS_REMEMBERED:
+                self._other_tokens.clear()
+            self._other_tokens.add(digest)
+            return None
+        if found.revoked or found.expires < self.clock():
+            raise TrackingError(
+                "this job token has been revoked (its job ended) or has expired", UNAUTHENTICATED
+            )
+        return found.run_id
+
     # -- cancel, resubmit ------------------------------------------------------------------
     def can_see(self, viewer: Viewer, job: Job) -> bool:
         """Owner, members of the job's group, admins."""
@@ -445,9 +477,3 @@ def _tail(path: Path, lines: int = 40) -> str:
             return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-def _env_quote(value: str) -> str:
-    if any(c in value for c in "\n\r\0"):
-        raise ValueError("environment values must be one line")
-    return "'" + value.replace("'", "'\\''") + "'"
