@@ -26,7 +26,7 @@ test-unit:
 
 # docker, swarm and postgres tiers (real engine, real Hub + proxy, real PostgreSQL)
 test-services:
-	LATTICEHUB_TEST_PG_URL=$(PG_URL) $(PY) -m pytest tests -m "docker or swarm or postgres or slurm" $(PYTEST_ARGS)
+	LATTICEHUB_TEST_PG_URL=$(PG_URL) $(PY) -m pytest tests -m "docker or swarm or postgres or slurm or browser" $(PYTEST_ARGS)
 
 test: services lint test-unit test-services
 

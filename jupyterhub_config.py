@@ -62,6 +62,8 @@ c.ConfigurableHTTPProxy.pid_file = os.path.join(STATE, "jupyterhub-proxy.pid")
 # servers keep running across Hub restarts; the spawner rebuilds its ledger from labels
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.authenticate_prometheus = True
+# the Hub's pages link to the experiments dashboard (nav bar "Experiments", home page)
+c.JupyterHub.template_paths = [os.path.join(HERE, "hub_ext", "hub_templates")]
 
 # -- Spawner ----------------------------------------------------------------------
 swarm = os.environ.get("LATTICEHUB_SPAWNER", "docker") == "swarm"
@@ -139,6 +141,8 @@ c.JupyterHub.services = [
                 "LATTICEHUB_JOBS_DIR", os.path.join(STATE, "jobs")
             ),
             "LATTICEHUB_SLURM_PREFIX": os.environ.get("LATTICEHUB_SLURM_PREFIX", ""),
+            # seconds without a heartbeat before a RUNNING run is marked LOST
+            "LATTICEHUB_HEARTBEAT_TIMEOUT": os.environ.get("LATTICEHUB_HEARTBEAT_TIMEOUT", "180"),
         },
         "oauth_no_confirm": True,
     }

@@ -1,6 +1,6 @@
 """Packaging for latticehub: JupyterHub extensions for an HPC facility's ML groups."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="latticehub",
@@ -13,8 +13,12 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.11",
-    packages=["spawner", "hub_ext", "widgets", "flows"],
-    package_data={"spawner": ["templates/*.html"]},
+    packages=find_packages(include=["spawner*", "hub_ext*", "widgets*", "flows*"]),
+    package_data={
+        "spawner": ["templates/*.html"],
+        "hub_ext": ["hub_templates/*.html"],
+        "hub_ext.experiments.dashboard": ["templates/*.html", "static/*"],
+    },
     install_requires=[
         "jupyterhub>=6",
         "dockerspawner>=14",
@@ -37,6 +41,9 @@ setup(
             "psycopg[binary]>=3.2",
             "mlflow-skinny==3.17.2",
             "pandas>=2",
+            "playwright>=1.50",
+            "schemathesis>=4",
+            "hypothesis>=6.100",
         ],
     },
     entry_points={

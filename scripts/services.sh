@@ -20,7 +20,7 @@ SLURM_CONF_DIR=/etc/slurm  # where Debian's Slurm tools look (no SLURM_CONF need
 SLURM_STATE="$STATE/slurm"
 # local accounts that jobs are submitted as in the slurm tests (`sudo -E -u {username} sbatch`)
 read -r -a SLURM_USERS <<<"${LATTICEHUB_SLURM_USERS:-lh-ann lh-bob}"
-APT_PACKAGES=(docker.io debootstrap postgresql ca-certificates iptables slurm-wlm munge sudo)
+APT_PACKAGES=(docker.io debootstrap postgresql ca-certificates iptables slurm-wlm munge sudo chromium)
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -55,13 +55,13 @@ python_env() {
     fi
     local stamp="$VENV/.latticehub-installed"
     if [[ ! -f "$stamp" || "$ROOT/setup.py" -nt "$stamp" ]]; then
-        log "pip install torch==2.13.0 (the CPU build on this machine's disk), then -e .[test,train]"
+        log "pip install torch==2.13.0 (the CPU build on this machine's disk), then -e .[test,train,widgets]"
         "$VENV/bin/pip" install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
         # Pin torch first: an unpinned torch would resolve to a multi-GB CUDA build.
         "$VENV/bin/pip" install --quiet "torch==$TORCH_VERSION" 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/pip" install --quiet -e "$ROOT[test,train]" 2>&1 | grep -v '^WARNING: Location' || true
+        "$VENV/bin/pip" install --quiet -e "$ROOT[test,train,widgets]" 2>&1 | grep -v '^WARNING: Location' || true
         "$VENV/bin/python" -c "import spawner, hub_ext, widgets, flows, torch" \
-            || die "pip install -e .[test,train] failed"
+            || die "pip install -e .[test,train,widgets] failed"
         touch "$stamp"
     fi
 }

@@ -15,13 +15,18 @@ import requests
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Int, Unicode, default
+from traitlets import Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
+from . import dashboard
 from .blobs import BlobStore
 from .handlers import default_handlers
+from .heartbeats import HeartbeatMonitor
 from .jobs.settings import JobsConfig
+from .jobs.store import SqlJobStore
+from .live import LiveBus
 from .store import AbstractStore, open_store
+from .store.registry import SqlArtifactRegistry
 
 
 def hub_group_lookup(api_url: str, token: str) -> Any:
@@ -57,6 +62,8 @@ def make_app(
     log: Any,
     blobs: BlobStore,
     jobs: Any = None,
+    live: LiveBus | None = None,
+    registry: Any = None,
 ) -> web.Application:
     """The tornado application with every handler under ``prefix``.
 
@@ -68,6 +75,8 @@ def make_app(
         log: the logger.
         blobs: the artifact blob store.
         jobs: the :class:`~hub_ext.experiments.jobs.manager.JobManager` (None: no jobs API).
+        live: the change feed that live streams wait on (a new one if None).
+        registry: the artifact registry (default: on the store's database).
     """
     handlers = [(url_path_join(prefix, path), handler) for path, handler in default_handlers]
     handlers.append((url_path_join(prefix, "oauth_callback"), OAuthCallbackHandler))
@@ -79,7 +88,15 @@ def make_app(
         log=log,
         blobs=blobs,
         jobs=jobs,
+        live=live or LiveBus(),
+        registry=registry or SqlArtifactRegistry.for_store(store),
+        events=SqlJobStore(store.engine) if hasattr(store, "engine") else None,
+        template_path=dashboard.TEMPLATE_DIR,
+        static_path=dashboard.STATIC_DIR,
+        static_url_prefix=url_path_join(prefix, "static/"),
         cookie_secret=os.urandom(32),
+        # HubOAuth checks the XSRF token of every cookie-authenticated request that changes
+        # state (token-authenticated API calls need none); forms carry it as ``_xsrf``.
         xsrf_cookies=False,
     )
 
@@ -118,6 +135,33 @@ class ExperimentsApp(Application):
         help="Largest artifact in bytes (uploads beyond get HTTP 413), e.g. 2 * 1024**3.",
     ).tag(config=True)
 
+    heartbeat_timeout = Float(
+        help="""
+        Seconds without a heartbeat after which a RUNNING run is marked LOST, with the
+        reason on its timeline. Default: ``$LATTICEHUB_HEARTBEAT_TIMEOUT`` or 180. Clients beat every ``LATTICEHUB_HEARTBEAT_S`` (30 s), so
+        keep this several times larger, e.g. 180. Runs that never sent a heartbeat (the
+        MLflow client sends none) are never marked LOST.
+        """,
+    ).tag(config=True)
+
+    @default("heartbeat_timeout")
+    def _default_heartbeat_timeout(self) -> float:
+        return float(os.environ.get("LATTICEHUB_HEARTBEAT_TIMEOUT", "180"))
+
+    heartbeat_check_interval = Float(
+        10.0,
+        help="Seconds between sweeps for silent runs, e.g. 10 (at most heartbeat_timeout).",
+    ).tag(config=True)
+
+    @validate("heartbeat_timeout", "heartbeat_check_interval")
+    def _positive_seconds(self, proposal: Any) -> float:
+        value = proposal["value"]
+        if not value > 0:
+            raise TraitError(
+                f"{proposal['trait'].name} must be a positive number of seconds, got {value!r}"
+            )
+        return float(value)
+
     ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
     port = Int(help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL).").tag(config=True)
 
@@ -133,6 +177,7 @@ class ExperimentsApp(Application):
         "artifact-dir": "ExperimentsApp.artifact_dir",
         "ip": "ExperimentsApp.ip",
         "port": "ExperimentsApp.port",
+        "heartbeat-timeout": "ExperimentsApp.heartbeat_timeout",
         "log-level": "Application.log_level",
     }
 
@@ -143,11 +188,20 @@ class ExperimentsApp(Application):
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/experiments/")
         hub_auth = HubOAuth(cache_max_age=60)
         lookup = hub_group_lookup(hub_auth.api_url, hub_auth.api_token)
+        live = LiveBus()
         settings = JobsConfig(parent=self)
         jobs = settings.build(
             store=store,
             hub_auth=hub_auth,
             service_url=f"http://{self.ip}:{self.port}{prefix}".rstrip("/"),
+            log=self.log,
+            notify=live.notify,
+        )
+        monitor = HeartbeatMonitor(
+            store,
+            timeout_s=self.heartbeat_timeout,
+            events=jobs.jobs,
+            notify=live.notify,
             log=self.log,
         )
         app = make_app(
@@ -158,11 +212,17 @@ class ExperimentsApp(Application):
             log=self.log,
             blobs=BlobStore(self.artifact_dir, max_size=self.max_artifact_size),
             jobs=jobs,
+            live=live,
         )
         app.listen(self.port, self.ip, max_body_size=self.max_artifact_size)
         self.log.info("experiments service on http://%s:%s%s", self.ip, self.port, prefix)
         loop = asyncio.get_event_loop_policy().get_event_loop()
-        poller = loop.create_task(jobs.run_forever(settings.poll_interval))  # noqa: F841
+        interval = min(self.heartbeat_check_interval, self.heartbeat_timeout)
+        # keep references: the loop holds tasks only weakly
+        self._tasks = [
+            loop.create_task(jobs.run_forever(settings.poll_interval)),
+            loop.create_task(monitor.run_forever(interval)),
+        ]
         loop.run_forever()
 
 

@@ -33,7 +33,8 @@ from typing import Any
 from .environment import code_version, environment
 from .spool import Spool
 
-HEARTBEAT_S = 30.0
+HEARTBEAT_S = float(os.environ.get("LATTICEHUB_HEARTBEAT_S", "30"))
+MAX_PARTIAL_CHARS = 4096
 FLUSH_S = 1.0
 MAX_PENDING_METRICS = 10_000
 MAX_PENDING_LINES = 50_000
@@ -176,8 +177,9 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
 class _Tee:
     """A text stream that writes through and hands complete lines to the run."""
 
-    def __init__(self, original: Any, sink: Any):
+    def __init__(self, original: Any, sink: Any, partial_sink: Any = None):
         self.original, self.sink, self._partial = original, sink, ""
+        self.partial_sink = partial_sink
 
     def write(self, text: str) -> int:
         self.original.write(text)
@@ -185,7 +187,11 @@ class _Tee:
         *lines, self._partial = data.split("\n")
         for line in lines:
             # progress bars rewrite a line with \r: keep what is finally shown
-            self.sink(line.rsplit("\r", 1)[-1])
+            self.sink(_shown(line))
+        if len(self._partial) > MAX_PARTIAL_CHARS:  # a bar that never ends its line
+            self._partial = _shown(self._partial)[-MAX_PARTIAL_CHARS:]
+        if self.partial_sink is not None:
+            self.partial_sink(_shown(self._partial))
         return len(text)
 
     def flush(self) -> None:
@@ -193,8 +199,16 @@ class _Tee:
 
     def close_partial(self) -> None:
         if self._partial:
-            self.sink(self._partial.rsplit("\r", 1)[-1])
+            self.sink(_shown(self._partial))
             self._partial = ""
+            if self.partial_sink is not None:
+                self.partial_sink("")
+
+
+def _shown(line: str) -> str:
+    """What a terminal shows of a line rewritten with carriage returns."""
+    parts = [part for part in line.split("\r") if part]
+    return parts[-1] if parts else ""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.original, name)
@@ -211,6 +225,9 @@ class ActiveRun:
         self._metrics: list[dict] = []
         self._lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._offsets = {"stdout": 0, "stderr": 0}
+        # unfinished last lines (progress bars) and whether they changed since sent
+        self._partials: dict[str, str] = {}
+        self._partials_sent: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"tracking-{self.id[:8]}")
         self._thread.daemon = True
@@ -248,6 +265,10 @@ class ActiveRun:
         path = Path(path)
         self.client.upload_artifact(self.id, name or path.name, path)
 
+    def _partial(self, stream: str, text: str) -> None:
+        with self._lock:
+            self._partials[stream] = text
+
     def _line(self, stream: str, text: str) -> None:
         with self._lock:
             if len(self._lines[stream]) < MAX_PENDING_LINES:
@@ -273,17 +294,24 @@ class ActiveRun:
             metrics, self._metrics = self._metrics, []
             lines = {k: v for k, v in self._lines.items() if v}
             self._lines = {"stdout": [], "stderr": []}
+            partials = {
+                k: v for k, v in self._partials.items() if v != self._partials_sent.get(k, "")
+            }
+            self._partials_sent.update(partials)
         ops: list[tuple[str, str, Any]] = []
         for start in range(0, len(metrics), 1000):
             ops.append(
                 ("POST", f"/runs/{self.id}/batch", {"metrics": metrics[start : start + 1000]})
             )
-        for stream, chunk in lines.items():
+        for stream in ("stdout", "stderr"):
+            chunk = lines.get(stream, [])
+            if not chunk and stream not in partials:
+                continue
             # offsets are assigned here, so a later replay appends exactly once
-            ops.append(
-                ("POST", f"/runs/{self.id}/logs/{stream}",
-                 {"offset": self._offsets[stream], "lines": chunk})
-            )  # fmt: skip
+            body: dict[str, Any] = {"offset": self._offsets[stream], "lines": chunk}
+            if stream in partials:
+                body["partial"] = partials[stream]
+            ops.append(("POST", f"/runs/{self.id}/logs/{stream}", body))
             self._offsets[stream] += len(chunk)
         self._send(ops)
 
@@ -374,8 +402,16 @@ def start_run(
     saved = (sys.stdout, sys.stderr)
     if capture_output:
         tees = [
-            _Tee(sys.stdout, lambda line: active._line("stdout", line)),
-            _Tee(sys.stderr, lambda line: active._line("stderr", line)),
+            _Tee(
+                sys.stdout,
+                lambda line: active._line("stdout", line),
+                lambda text: active._partial("stdout", text),
+            ),
+            _Tee(
+                sys.stderr,
+                lambda line: active._line("stderr", line),
+                lambda text: active._partial("stderr", text),
+            ),
         ]
         sys.stdout, sys.stderr = tees  # type: ignore[assignment]
     previous_term = signal.getsignal(signal.SIGTERM)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import zipfile
 from importlib.metadata import distribution, entry_points
 from pathlib import Path
 
@@ -66,3 +67,29 @@ def test_experiments_service_help():
         check=True,
     )
     assert "--db-url" in result.stdout
+
+
+@pytest.mark.slow
+def test_wheel_holds_every_subpackage_and_the_dashboard_files(tmp_path):
+    # the single-user image installs this wheel (not the checkout): a missing subpackage
+    # or template only shows there
+    root = ROOT
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(root)],
+        check=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("latticehub-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in (
+        "hub_ext/experiments/client.py",
+        "hub_ext/experiments/store/sql.py",
+        "hub_ext/experiments/jobs/manager.py",
+        "hub_ext/experiments/dashboard/templates/run.html",
+        "hub_ext/experiments/dashboard/static/dashboard.js",
+        "hub_ext/hub_templates/page.html",
+        *(f"spawner/templates/{p.name}" for p in (root / "spawner/templates").glob("*.html")),
+        "flows/train.py",
+        "widgets/__init__.py",
+    ):
+        assert needed in names, f"{needed} is missing from the wheel"

@@ -1,12 +1,16 @@
 """API handlers of the experiments service, one module per resource."""
 
-from . import artifacts, jobs, mlflow, openapi, projects, runs
+from .. import dashboard
+from . import artifacts, jobs, live, mlflow, openapi, projects, registry, runs
 
 default_handlers = [
     *projects.default_handlers,
     *runs.default_handlers,
     *jobs.default_handlers,
     *artifacts.default_handlers,
+    *registry.default_handlers,
+    *live.default_handlers,
     *openapi.default_handlers,
     *mlflow.default_handlers,
+    *dashboard.default_handlers,
 ]

@@ -83,15 +83,21 @@ class UploadBase(ArtifactBase):
             self._writer.abort()
 
     def store_upload(self) -> Any:
-        """Commit the blob (verifying ``X-Content-SHA256`` if sent) and record it."""
+        """Commit the blob (verifying ``X-Content-SHA256`` if sent) and record it.
+
+        Both happen under the blob store's shared GC lock, so that garbage collection cannot
+        delete the blob (new, or found already stored) before the row that references it is
+        committed.
+        """
         writer, run = self._writer, self._run
         if writer is None or run is None:
             raise invalid("no upload in progress")
         expected = self.request.headers.get("X-Content-SHA256") or self.get_argument("sha256", None)
         size = writer.size
         self._writer = None
-        digest = writer.commit(expected)
-        return self.store.add_artifact(run.id, self._path, digest, size)
+        with self.blobs.referencing():
+            digest = writer.commit(expected)
+            return self.store.add_artifact(run.id, self._path, digest, size)
 
 
 class RunArtifactHandler(UploadBase):

@@ -96,7 +96,29 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         """The run, if the caller may write it; 404 if unseen, 403 if read-only."""
         found = self.find_run(run_id)
         require(can_write_run(self.viewer, found), f"you may read but not write run {run_id}")
+        self.touched_run = found.id
         return found
+
+    # -- live readers -----------------------------------------------------------------------
+    touched_run: str | None = None
+    #: what of ``touched_run`` changed (LiveBus topics); empty: everything
+    touched_topics: tuple[str, ...] = ()
+
+    def publish_metrics(self, run_id: str, metrics: Any) -> None:
+        """Hand stored metric points to live readers of the run."""
+        bus = self.settings.get("live")
+        if bus is not None and metrics:
+            bus.publish_metrics(
+                run_id,
+                [{"key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}
+                 for m in metrics],
+            )  # fmt: skip
+
+    def on_finish(self) -> None:
+        """After a successful write to a run, wake the run's live readers."""
+        bus = self.settings.get("live")
+        if self.touched_run and bus is not None and self.get_status() < 400:
+            bus.notify(self.touched_run, *self.touched_topics)
 
     def json_body(self) -> dict[str, Any]:
         """The request's JSON object; 400 with the reason when it is not one."""

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from ..jobs.manager import JobManager
 from ..jobs.spec import JobInputError, limits_for
 from ..jobs.states import JobState
-from ..store.errors import BAD_REQUEST, EXECUTOR_UNAVAILABLE, TrackingError
+from ..store.errors import BAD_REQUEST, EXECUTOR_UNAVAILABLE, TrackingError, invalid
 from .base import BaseHandler
 
 
@@ -28,7 +28,10 @@ class JobListHandler(JobsBase):
 
     async def post(self) -> None:
         """Submit ``{"project", "config", "resources", "name"?, "group"?}`` -> 201 job."""
-        job = await self.manager.submit(self.viewer, self.json_body())
+        body = self.json_body()
+        if not isinstance(body.get("group"), str | None):
+            raise invalid(f"group must be the name of one of your groups, not {body['group']!r}")
+        job = await self.manager.submit(self.viewer, body)
         self.write_json(job.to_json(), 201)
 
     def get(self) -> None:

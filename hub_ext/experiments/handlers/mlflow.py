@@ -194,6 +194,7 @@ class MlflowHandler(BaseHandler):
     def _writable_run(self, fields: Fields, *, active: bool = True) -> Run:
         """A run the caller may write; with ``active``, it and its experiment are active."""
         run, project = self._run(fields)
+        self.touched_run = run.id
         require(
             can_write_run(self._viewer(), run),
             f"Permission denied: run {run.id} belongs to {run.user}; only its owner (or an "
@@ -429,7 +430,9 @@ class MlflowHandler(BaseHandler):
     # -- run data ---------------------------------------------------------------------------
     def _log_metric(self, f: Fields) -> dict[str, Any]:
         run = self._writable_run(f)
-        self.store.log_batch(run.id, metrics=[self._metric(f)])
+        point = self._metric(f)
+        self.store.log_batch(run.id, metrics=[point])
+        self.publish_metrics(run.id, [point])
         return {}
 
     def _log_param(self, f: Fields) -> dict[str, Any]:
@@ -451,6 +454,7 @@ class MlflowHandler(BaseHandler):
         params = [Param(k, v) for k, v in f.key_values("params")]
         tags = [Tag(k, v) for k, v in f.key_values("tags")]
         self.store.log_batch(run.id, metrics=metrics, params=params, tags=tags)
+        self.publish_metrics(run.id, metrics)
         self._rename_from_tags(run, tags)
         return {}
 

@@ -5,8 +5,17 @@ from __future__ import annotations
 from ..access import can_manage_project, require, require_read
 from ..serialize import project as project_json
 from ..store.entities import DELETED, Project
-from ..store.errors import BAD_REQUEST, TrackingError, invalid
+from ..store.errors import BAD_REQUEST, TrackingError, invalid, not_found
 from .base import BaseHandler
+
+#: Ids are 64-bit integers in every back end; a larger one cannot exist.
+MAX_ID = 2**63 - 1
+
+
+def _text(body: dict, key: str, *, nullable: bool = False) -> None:
+    """400 unless ``body[key]``, if given, is a string (or, if ``nullable``, null)."""
+    if key in body and not isinstance(body[key], str) and not (nullable and body[key] is None):
+        raise invalid(f"{key} must be a string, got {body[key]!r}")
 
 
 class ProjectBaseHandler(BaseHandler):
@@ -18,6 +27,8 @@ class ProjectBaseHandler(BaseHandler):
             number = int(project_id)
         except ValueError:
             raise invalid(f"project id {project_id!r} must be an integer") from None
+        if not 0 < number <= MAX_ID:
+            raise not_found(f"Experiment with id '{project_id}'")
         project = self.store.get_project(number)
         require_read(self.viewer, project, f"Experiment with id '{project_id}'")
         return project
@@ -53,6 +64,9 @@ class ProjectListHandler(ProjectBaseHandler):
         if unknown:
             raise TrackingError(f"unknown field(s): {', '.join(sorted(unknown))}", BAD_REQUEST)
         group = body.get("group")
+        if group is not None and not isinstance(group, str):
+            raise invalid(f"group must be the name of one of your groups (or null), not {group!r}")
+        _text(body, "description", nullable=True)
         if group is not None and group not in viewer.groups and not viewer.admin:
             raise invalid(
                 f"you are not a member of group {group!r}; use one of your groups "
@@ -64,7 +78,7 @@ class ProjectListHandler(ProjectBaseHandler):
             raise invalid("tags must be an object of strings")
         created = self.store.create_project(
             body.get("name"), owner=viewer.name, group=group, tags=tags,
-            description=str(body.get("description") or ""),
+            description=body.get("description") or "",
         )  # fmt: skip
         self.write_json(project_json(created), 201)
 
@@ -86,6 +100,7 @@ class ProjectHandler(ProjectBaseHandler):
             raise TrackingError(
                 f"unknown field(s): {', '.join(sorted(set(body) - set(changes)))}", BAD_REQUEST
             )
+        _text(body, "description")
         self.write_json(project_json(self.store.update_project(project.id, **changes)))
 
     def delete(self, project_id: str) -> None:

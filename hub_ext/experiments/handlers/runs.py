@@ -6,11 +6,12 @@ import math
 from typing import Any
 
 from ..access import can_write_project, require, require_read
+from ..heartbeats import late_heartbeat_message
 from ..search import SearchError, parse_filter, parse_order_by
 from ..serialize import log_line, metric, run
 from ..store.abstract import now_ms
 from ..store.entities import Metric, Param, RunStatus, Tag
-from ..store.errors import BAD_REQUEST, TrackingError, invalid
+from ..store.errors import BAD_REQUEST, CONFLICT, TrackingError, invalid
 from .base import BaseHandler
 
 
@@ -56,6 +57,18 @@ def parse_batch(body: dict) -> tuple[list[Metric], list[Param], list[Tag]]:
         [Param(k, v if isinstance(v, str) else _param_text(k, v)) for k, v in params.items()],
         [Tag(k, v) for k, v in tags.items()],
     )
+
+
+def terminal_text(line: str) -> str:
+    r"""What a terminal shows for a line rewritten with carriage returns.
+
+    >>> terminal_text("10%|#  |\r50%|## |\r100%|###|")
+    '100%|###|'
+    """
+    if "\r" not in line:
+        return line
+    shown = [part for part in line.split("\r") if part]
+    return shown[-1] if shown else ""
 
 
 def _param_text(key: str, value: Any) -> str:
@@ -141,7 +154,8 @@ class RunHandler(BaseHandler):
 
     def patch(self, run_id: str) -> None:
         """Change ``status``, ``end_time``, ``name``, ``code``, ``environment``, ``failure``."""
-        self.writable_run(run_id)
+        current = self.writable_run(run_id)
+        self.touched_topics = ("run",)
         body = self.json_body()
         allowed = {
             "status", "end_time", "name", "code", "environment", "failure", "status_reason",
@@ -156,7 +170,37 @@ class RunHandler(BaseHandler):
         for key in ("end_time", "heartbeat"):
             if key in body:
                 _int(body[key], key, 0)
+        if current.status == RunStatus.LOST:
+            self.touched_topics = ("run", "timeline")
+            body = self._patch_lost(current, body)
         self.write_json(run(self.store.update_run(run_id, **body)))
+
+    def _patch_lost(self, current: Any, body: dict) -> dict:
+        """Rules for a run marked LOST.
+
+        A late heartbeat is recorded on the timeline and does not revive the run; the
+        process may still report a final status, which is recorded too.
+        """
+        events = self.settings.get("events")
+        status = body.get("status")
+        if status in (RunStatus.QUEUED.value, RunStatus.RUNNING.value):
+            raise TrackingError(
+                f"run {current.id} was marked LOST ({current.status_reason}); it cannot become "
+                f"{status} again: start a new run (or resubmit its job)",
+                CONFLICT,
+            )
+        if "heartbeat" in body and events is not None:
+            events.add_event(
+                current.id, "late_heartbeat", late_heartbeat_message(current, body["heartbeat"])
+            )
+        if status is not None:
+            note = f"the process reported {status} after the run was marked LOST"
+            if events is not None:
+                events.add_event(current.id, "reported", note)
+            body.setdefault("status_reason", f"{note} ({current.status_reason})")
+            if status == RunStatus.FINISHED.value:
+                body.setdefault("failure", {})
+        return body
 
 
 class BatchHandler(BaseHandler):
@@ -167,6 +211,11 @@ class BatchHandler(BaseHandler):
         self.writable_run(run_id)
         metrics, params, tags = parse_batch(self.json_body())
         self.store.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        self.publish_metrics(run_id, metrics)
+        if params or tags:
+            self.touched_topics = ("run",)
+        else:
+            self.touched_run = None  # publish_metrics woke the readers already
         self.write_json({})
 
 
@@ -198,12 +247,28 @@ class LogHandler(BaseHandler):
         self.write_json({"items": [log_line(x) for x in lines], "next_offset": nxt})
 
     def post(self, run_id: str, stream: str) -> None:
-        """Append ``{"offset", "lines"}``; idempotent on retry; returns ``next_offset``."""
+        r"""Append ``{"offset", "lines", "partial"?}``; idempotent on retry.
+
+        A line holding carriage returns (a progress bar that rewrote itself) is stored as
+        what a terminal finally shows: the text after the last ``\r``. ``partial`` is the
+        stream's unfinished last line, shown live and replaced by the next one (not stored).
+        """
         self.writable_run(run_id)
         body = self.json_body()
-        nxt = self.store.append_logs(
-            run_id, stream, body.get("offset"), body.get("lines"), now_ms()
-        )
+        unknown = set(body) - {"offset", "lines", "partial"}
+        if unknown:
+            raise TrackingError(f"unknown field(s): {', '.join(sorted(unknown))}", BAD_REQUEST)
+        lines = body.get("lines")
+        if isinstance(lines, list):
+            lines = [terminal_text(x) if isinstance(x, str) else x for x in lines]
+        partial = body.get("partial")
+        if partial is not None and not isinstance(partial, str):
+            raise invalid("partial must be a string: the stream's unfinished last line")
+        nxt = self.store.append_logs(run_id, stream, body.get("offset"), lines, now_ms())
+        self.touched_topics = (stream,)
+        bus = self.settings.get("live")
+        if bus is not None and (partial is not None or lines):
+            bus.set_partial(run_id, stream, partial or "")
         self.write_json({"next_offset": nxt})
 
 

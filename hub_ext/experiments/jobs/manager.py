@@ -109,8 +109,10 @@ class JobManager:
         chown_to: Callable[[str], str] | None = None,
         log: logging.Logger | None = None,
         clock: Callable[[], int] = now_ms,
+        notify: Callable[[str], None] | None = None,
     ):
         self.store = store
+        self.notify = notify or (lambda run_id: None)
         self.jobs = jobs
         self.executors = executors
         self.limits = limits
@@ -310,6 +312,7 @@ class JobManager:
             return self._end(job, Observed(JobState.FAILED, f"submission failed: {e}"))
         job = self.jobs.update_job(job.id, external_id=external, reason="queued")
         self.jobs.add_event(job.run_id, "queued", f"{job.executor} job {external}")
+        self.notify(job.run_id)
         return job
 
     # -- track ---------------------------------------------------------------------------
@@ -355,6 +358,7 @@ class JobManager:
         elif seen.state == JobState.QUEUED and seen.reason != job.reason:
             self.store.update_run(job.run_id, status_reason=seen.reason)
         self.jobs.update_job(job.id, **changes)
+        self.notify(job.run_id)
 
     def _end(self, job: Job, seen: Observed) -> Job:
         now = self.clock()
@@ -376,6 +380,7 @@ class JobManager:
                     "stderr_tail": _tail(Path(job.workdir) / "stderr.log"),
                 }
             self.store.update_run(job.run_id, **changes)
+        self.notify(job.run_id)
         for token in self.jobs.revoke_tokens(job.id):
             try:
                 self.minter.revoke(token.user, token.hub_token_id)
@@ -437,6 +442,7 @@ class JobManager:
         except ExecutorError as e:
             raise TrackingError(str(e), EXECUTOR_UNAVAILABLE) from None
         self.jobs.add_event(job.run_id, "cancel", f"cancel requested by {viewer.name}")
+        self.notify(job.run_id)
         return self.jobs.update_job(job.id, reason=f"cancelling (requested by {viewer.name})")
 
     async def resubmit(self, viewer: Viewer, job: Job) -> Job:

@@ -152,7 +152,9 @@ class JobsConfig(Configurable):
         """The cluster account of a Hub user."""
         return self.system_username.replace("{username}", user)
 
-    def build(self, *, store: Any, hub_auth: Any, service_url: str, log: Any) -> JobManager:
+    def build(
+        self, *, store: Any, hub_auth: Any, service_url: str, log: Any, notify: Any = None
+    ) -> JobManager:
         """The manager for this configuration."""
         executors: dict[str, Executor] = {}
         if "local" in self.executors:
@@ -178,4 +180,5 @@ class JobsConfig(Configurable):
             command=self.command,
             chown_to=self.account if self.slurm_command_prefix else None,
             log=log,
+            notify=notify,
         )

@@ -178,6 +178,23 @@ class AbstractStore(abc.ABC):
     ) -> list[LogLine]:
         """Lines ``offset`` .. ``offset + limit`` of a stream."""
 
+    @abc.abstractmethod
+    def log_count(self, run_id: str, stream: str) -> int:
+        """How many lines a stream holds (the offset its next line gets)."""
+
+    # -- liveness ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def expire_heartbeats(self, before: int, now: int, timeout_s: float) -> list[Run]:
+        """Mark LOST every RUNNING run whose last heartbeat is older than ``before`` (ms).
+
+        Only runs that have sent a heartbeat are considered (clients that never send one,
+        such as the MLflow client, are never expired). The change is conditional on the
+        heartbeat still being old, so a heartbeat that arrives meanwhile keeps its run.
+
+        Returns:
+            The runs that were marked LOST.
+        """
+
     # -- artifacts ----------------------------------------------------------------------
     @abc.abstractmethod
     def add_artifact(self, run_id: str, path: str, sha256: str, size: int) -> Artifact:

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 #: Bump with a new entry in MIGRATIONS whenever a table changes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -87,6 +87,8 @@ runs = Table(
 Index("ix_lh_runs_project_start", runs.c.project_id, runs.c.start_time)
 Index("ix_lh_runs_project_status", runs.c.project_id, runs.c.status)
 Index("ix_lh_runs_user", runs.c.user_id)
+#: the heartbeat sweeper's scan (RUNNING runs by last heartbeat); version 3
+runs_status_heartbeat = Index("ix_lh_runs_status_heartbeat", runs.c.status, runs.c.heartbeat)
 
 params = Table(
     "lh_params",
@@ -203,12 +205,64 @@ job_tokens = Table(
 Index("ix_lh_job_tokens_job", job_tokens.c.job_id)
 
 
+# -- artifact versions, aliases and lineage (version 3) ------------------------------------
+artifact_versions = Table(
+    "lh_artifact_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("lh_projects.id"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), nullable=False),  # producer
+    Column("path", String(1024), nullable=False, default=""),  # run artifact it came from
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("metadata", Text, nullable=False, default="{}"),  # JSON object
+    UniqueConstraint("project_id", "name", "version", name="uq_lh_artifact_versions_version"),
+)
+Index("ix_lh_artifact_versions_sha", artifact_versions.c.sha256)
+Index("ix_lh_artifact_versions_run", artifact_versions.c.run_id)
+
+# An alias points at a version row (foreign key), so that neither a delete nor a move can
+# leave it dangling, whatever the interleaving.
+artifact_aliases = Table(
+    "lh_artifact_aliases",
+    metadata,
+    Column("project_id", Integer, ForeignKey("lh_projects.id"), primary_key=True),
+    Column("name", String(250), primary_key=True),
+    Column("alias", String(128), primary_key=True),
+    Column("version_id", Integer, ForeignKey("lh_artifact_versions.id"), nullable=False),
+)
+Index("ix_lh_artifact_aliases_version", artifact_aliases.c.version_id)
+
+artifact_uses = Table(
+    "lh_artifact_uses",
+    metadata,
+    Column("run_id", String(32), ForeignKey("lh_runs.run_id"), primary_key=True),  # consumer
+    Column("version_id", Integer, ForeignKey("lh_artifact_versions.id"), primary_key=True),
+    Column("time", BigInteger, nullable=False),
+)
+Index("ix_lh_artifact_uses_version", artifact_uses.c.version_id)
+
+
 def _initial(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
+def _v3(conn: Connection) -> None:
+    """Artifact registry tables, and an index on an existing table (not made by create_all)."""
+    metadata.create_all(conn, checkfirst=True)
+    runs_status_heartbeat.create(conn, checkfirst=True)
+
+
 #: version -> function that brings a database from version-1 to version.
-MIGRATIONS = {1: _initial, 2: _initial}  # 2 adds the jobs tables (create_all adds missing ones)
+MIGRATIONS = {
+    1: _initial,
+    2: _initial,  # the jobs tables (create_all adds missing tables)
+    3: _v3,  # artifact versions, aliases, uses; ix_lh_runs_status_heartbeat
+}
 
 
 def migrate(conn: Connection) -> int:

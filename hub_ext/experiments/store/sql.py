@@ -617,6 +617,46 @@ class SqlStore(AbstractStore):
             self._run_row(conn, run_id)
             return [LogLine(r.stream, r.seq, r.text, r.timestamp) for r in conn.execute(query)]
 
+    def log_count(self, run_id: str, stream: str) -> int:
+        """How many lines a stream holds."""
+        check_log_lines(stream, 0, [])
+        with self.engine.connect() as conn:
+            self._run_row(conn, run_id)
+            return self._log_count(conn, run_id, stream)
+
+    # -- liveness ---------------------------------------------------------------------
+    def expire_heartbeats(self, before: int, now: int, timeout_s: float) -> list[Run]:
+        """Mark runs whose heartbeat stopped LOST (see the abstract method)."""
+        runs = t.runs
+        stale = and_(
+            runs.c.status == RunStatus.RUNNING.value,
+            runs.c.heartbeat.is_not(None),
+            runs.c.heartbeat < before,
+        )
+        expired = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(runs.c.run_id, runs.c.heartbeat).where(stale)).all()
+            for row in rows:
+                silent = (now - row.heartbeat) / 1000
+                reason = (
+                    f"no heartbeat for {silent:.0f} s (timeout {timeout_s:g} s): the process "
+                    "died, was killed or lost its connection"
+                )
+                failure = {
+                    "type": "HeartbeatLost", "message": reason, "last_heartbeat": row.heartbeat,
+                }  # fmt: skip
+                done = conn.execute(
+                    runs.update()
+                    .where(and_(runs.c.run_id == row.run_id, stale))
+                    .values(
+                        status=RunStatus.LOST.value, end_time=now, status_reason=reason,
+                        failure=json.dumps(failure),
+                    )
+                )  # fmt: skip
+                if done.rowcount:
+                    expired.append(row.run_id)
+            return self._runs(conn, [self._run_row(conn, r) for r in expired]) if expired else []
+
     # -- artifacts --------------------------------------------------------------------
     def add_artifact(self, run_id: str, path: str, sha256: str, size: int) -> Artifact:
         """Record the file at ``path`` (replacing an older one)."""

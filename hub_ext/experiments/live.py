@@ -1,0 +1,231 @@
+"""The change feed behind live streams: per-run versions, waiters and a bounded metric ring.
+
+Writers (handlers, the job poller) call :meth:`LiveBus.notify` or
+:meth:`LiveBus.publish_metrics` after a write is stored; stream handlers remember a run's
+version, read what is new from the store, and await a newer version. Log lines are read from
+the store by offset, so that memory per stream does not grow with readers or output; metric
+points are kept in a small ring per run (their store order is not a feed order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Metric points kept per run for live readers; older ones are read from the store.
+RING_POINTS = 4096
+#: The unfinished line (a progress bar rewritten with ``\r``) kept per stream, in characters.
+MAX_PARTIAL = 4096
+#: What can change about a run; writers name what they changed, readers query only that.
+TOPICS = ("run", "stdout", "stderr", "timeline")
+#: Answers remembered per run and version (see :meth:`LiveBus.memo`).
+MAX_MEMO = 64
+#: Runs whose feeds are kept; the least recently written beyond this are forgotten.
+MAX_FEEDS = 10_000
+
+
+@dataclass
+class _Feed:
+    """What live readers of one run wait on."""
+
+    version: int = 0
+    seq: int = 0
+    ring: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RING_POINTS))
+    partial: dict[str, str] = field(default_factory=dict)
+    waiters: set[asyncio.Future] = field(default_factory=set)
+    topics: dict[str, int] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict)
+    memo_version: int = -1
+
+
+class LiveBus:
+    """Per-run change notifications for the live streams of one service process.
+
+    All methods are called on the service's event loop thread except :meth:`notify` and
+    :meth:`publish_metrics`, which may also be called from other threads (they hand the
+    wake-up to the loop). Memory is bounded: a ring of :data:`RING_POINTS` metric points and
+    one unfinished line per stream for each of at most :data:`MAX_FEEDS` runs, whatever the
+    number of readers.
+
+    Metric cursors are ``"<epoch>-<seq>"``: ``epoch`` changes when the process restarts, so a
+    reader holding a cursor from an earlier process (or one older than the ring) is told to
+    reload the history (``reset``) instead of silently missing points.
+    """
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.epoch = secrets.token_hex(4)
+        self._feeds: collections.OrderedDict[str, _Feed] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock = clock
+
+    # -- writers ---------------------------------------------------------------------------
+    def notify(self, run_id: str, *topics: str) -> None:
+        """Something of ``run_id`` changed: wake its readers.
+
+        Args:
+            run_id: the run.
+            topics: what changed, of :data:`TOPICS` (default: all of them), so that readers
+                query only that.
+        """
+        with self._lock:
+            feed = self._feed(run_id)
+            feed.version += 1
+            for topic in topics or TOPICS:
+                feed.topics[topic] = feed.topics.get(topic, 0) + 1
+        self._wake(run_id)
+
+    def publish_metrics(self, run_id: str, points: Iterable[dict[str, Any]]) -> None:
+        """Stored metric points ``{key, value, step, timestamp}`` for live readers."""
+        with self._lock:
+            feed = self._feed(run_id)
+            for point in points:
+                feed.seq += 1
+                feed.ring.append((feed.seq, point))
+            feed.version += 1
+        self._wake(run_id)
+
+    def set_partial(self, run_id: str, stream: str, text: str) -> None:
+        """The stream's unfinished last line (what a progress bar shows now)."""
+        with self._lock:
+            feed = self._feed(run_id)
+            shown = [part for part in text.split("\r") if part]
+            text = shown[-1] if shown else ""
+            feed.partial[stream] = text[-MAX_PARTIAL:]
+            feed.version += 1
+        self._wake(run_id)
+
+    # -- readers ---------------------------------------------------------------------------
+    def version(self, run_id: str) -> int:
+        """The run's change counter (compare with a later value to see if anything is new)."""
+        with self._lock:
+            feed = self._feeds.get(run_id)
+            return feed.version if feed else 0
+
+    def topic_versions(self, run_id: str) -> dict[str, int]:
+        """Change counters per topic (a reader re-reads a topic when its counter moved)."""
+        with self._lock:
+            feed = self._feeds.get(run_id)
+            return dict(feed.topics) if feed else {}
+
+    def partial(self, run_id: str, stream: str) -> str:
+        """The unfinished line of a stream ('' if none)."""
+        with self._lock:
+            feed = self._feeds.get(run_id)
+            return feed.partial.get(stream, "") if feed else ""
+
+    def cursor(self, run_id: str) -> str:
+        """A metric cursor at the newest point published so far."""
+        with self._lock:
+            feed = self._feeds.get(run_id)
+            return f"{self.epoch}-{feed.seq if feed else 0}"
+
+    def metrics_since(self, run_id: str, cursor: str | None) -> tuple[list[dict], str, bool]:
+        """Points published after ``cursor``: ``(points, new cursor, reset)``.
+
+        ``reset`` is true when the cursor is from another process or older than the ring:
+        the reader must reload the history from the store (the points returned are then
+        empty and the new cursor is the current position).
+        """
+        epoch, _, raw = (cursor or "").partition("-")
+        with self._lock:
+            feed = self._feeds.get(run_id)
+            seq = feed.seq if feed else 0
+            now = f"{self.epoch}-{seq}"
+            if epoch != self.epoch or not raw.isdigit():
+                return [], now, True
+            after = int(raw)
+            if after > seq:
+                return [], now, True
+            if feed is None or after == seq:
+                return [], now, False
+            oldest = feed.ring[0][0] if feed.ring else seq + 1
+            if after + 1 < oldest:
+                return [], now, True
+            return [p for s, p in feed.ring if s > after], now, False
+
+    async def wait(self, run_id: str, version: int, timeout: float) -> bool:
+        """Wait until the run's version passes ``version``; False on timeout."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        with self._lock:
+            feed = self._feed(run_id)
+            if feed.version > version:
+                return True
+            future: asyncio.Future = loop.create_future()
+            feed.waiters.add(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with self._lock:
+                feed.waiters.discard(future)
+
+    def memo(self, run_id: str, version: int, key: Any, compute: Any) -> Any:
+        """``compute()``, shared by every reader of the run at the same version and ``key``.
+
+        Readers woken by one write ask the same questions (lines after the same offset, the
+        run's status); answering once per write instead of once per reader keeps the work
+        per write constant in the number of readers. Entries go when the version moves.
+        """
+        with self._lock:
+            feed = self._feed(run_id)
+            if feed.memo_version != version:
+                feed.memo, feed.memo_version = {}, version
+            elif key in feed.memo:
+                return feed.memo[key]
+        value = compute()
+        with self._lock:
+            if feed.memo_version == version and len(feed.memo) < MAX_MEMO:
+                feed.memo[key] = value
+        return value
+
+    def readers(self) -> int:
+        """Readers waiting now (for metrics and tests)."""
+        with self._lock:
+            return sum(len(f.waiters) for f in self._feeds.values())
+
+    # -- internals -------------------------------------------------------------------------
+    def _feed(self, run_id: str) -> _Feed:
+        feed = self._feeds.get(run_id)
+        if feed is None:
+            feed = self._feeds[run_id] = _Feed()
+            while len(self._feeds) > MAX_FEEDS:
+                old_id, old = next(iter(self._feeds.items()))
+                if old.waiters:  # never drop a feed someone waits on
+                    self._feeds.move_to_end(old_id)
+                    break
+                del self._feeds[old_id]
+        else:
+            self._feeds.move_to_end(run_id)
+        return feed
+
+    def _wake(self, run_id: str) -> None:
+        with self._lock:
+            feed = self._feeds.get(run_id)
+            waiters = list(feed.waiters) if feed else []
+        if not waiters:
+            return
+
+        def release() -> None:
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
+
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is not None and running is not loop:
+            loop.call_soon_threadsafe(release)
+        else:
+            release()

@@ -1,0 +1,263 @@
+"""Live streams against the real app in-process: SSE, long-poll, resume, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+H_ANN = {"Authorization": "token tok-ann"}
+H_BOB = {"Authorization": "token tok-bob"}
+
+
+def make_run(url: str, name: str = "live") -> str:
+    r = requests.post(f"{url}/api/v1/projects", json={"name": name, "group": "lqcd"}, headers=H_ANN)
+    assert r.status_code == 201, r.text
+    r = requests.post(f"{url}/api/v1/runs", json={"project": name}, headers=H_ANN)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def log(url: str, run_id: str, offset: int, lines: list[str], stream: str = "stdout", **kw):
+    r = requests.post(
+        f"{url}/api/v1/runs/{run_id}/logs/{stream}",
+        json={"offset": offset, "lines": lines, **kw},
+        headers=H_ANN,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["next_offset"]
+
+
+class SSEReader:
+    """Reads a text/event-stream in a thread; events land in ``self.events`` as dicts."""
+
+    def __init__(self, url: str, headers: dict | None = None, params: dict | None = None):
+        self.events: queue.Queue = queue.Queue()
+        self.response = requests.get(
+            url, headers={**H_ANN, **(headers or {})}, params=params, stream=True, timeout=30
+        )
+        self.status = self.response.status_code
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        if self.status == 200:
+            self.thread.start()
+
+    def _read(self) -> None:
+        event: dict = {}
+        try:
+            for raw in self.response.iter_lines(chunk_size=1, decode_unicode=True):
+                if raw == "":
+                    if "event" in event:
+                        event["data"] = json.loads(event.get("data", "null"))
+                        event["received"] = time.monotonic()
+                        self.events.put(event)
+                    event = {}
+                elif raw.startswith(":"):
+                    continue
+                else:
+                    field, _, value = raw.partition(": ")
+                    event[field] = value
+        except (requests.RequestException, AttributeError):
+            pass
+        self.events.put({"event": "closed"})
+
+    def next(self, name: str, timeout: float = 5.0) -> dict:
+        """The next event called ``name`` (others are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {name!r} event within {timeout} s")
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if event["event"] == name:
+                return event
+            if event["event"] == "closed":
+                raise AssertionError(f"stream closed before a {name!r} event")
+
+    def close(self) -> None:
+        # shut the socket down first: a plain close() waits for the reader thread's recv
+        conn = getattr(self.response.raw, "_connection", None)
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.response.close()
+
+
+def test_sse_reader_sees_a_line_and_a_metric_as_they_are_written(service):
+    url, _ = service
+    run_id = make_run(url)
+    reader = SSEReader(f"{url}/api/v1/runs/{run_id}/stream", params={"metrics": 1})
+    try:
+        assert reader.status == 200
+        assert reader.response.headers["Content-Type"].startswith("text/event-stream")
+        assert reader.next("run")["data"]["status"] == "RUNNING"
+        first = reader.next("metrics")["data"]
+        assert first["reset"] is True and first["points"] == []
+        time.sleep(0.2)
+        sent = time.monotonic()
+        log(url, run_id, 0, ["hello from step 1"])
+        got = reader.next("log")
+        assert got["data"]["lines"][0]["text"] == "hello from step 1"
+        assert got["data"]["next_offset"] == 1
+        assert got["received"] - sent < 1.0
+        requests.post(
+            f"{url}/api/v1/runs/{run_id}/batch",
+            json={"metrics": [{"key": "loss", "value": 0.5, "step": 3}]},
+            headers=H_ANN,
+        ).raise_for_status()
+        points = reader.next("metrics")["data"]
+        assert points["reset"] is False
+        assert [(p["key"], p["value"], p["step"]) for p in points["points"]] == [("loss", 0.5, 3)]
+    finally:
+        reader.close()
+
+
+def test_stream_resumes_from_last_event_id_and_ends_with_the_run(service):
+    url, _ = service
+    run_id = make_run(url)
+    nxt = log(url, run_id, 0, [f"line {i}" for i in range(3)])
+    reader = SSEReader(f"{url}/api/v1/runs/{run_id}/stream")
+    got = reader.next("log")
+    reader.close()
+    assert [x["text"] for x in got["data"]["lines"]] == ["line 0", "line 1", "line 2"]
+    log(url, run_id, nxt, ["line 3", "line 4"])
+    # a reconnect with the last id gets only what came after it
+    again = SSEReader(f"{url}/api/v1/runs/{run_id}/stream", headers={"Last-Event-ID": got["id"]})
+    try:
+        resumed = again.next("log")
+        assert [x["text"] for x in resumed["data"]["lines"]] == ["line 3", "line 4"]
+        requests.patch(
+            f"{url}/api/v1/runs/{run_id}", json={"status": "FINISHED"}, headers=H_ANN
+        ).raise_for_status()
+        assert again.next("run")["data"]["status"] == "FINISHED"
+        again.next("end")
+        assert again.next("closed", timeout=5)
+    finally:
+        again.close()
+
+
+def test_tail_starts_at_the_last_lines_and_a_long_backlog_comes_in_order(service):
+    url, _ = service
+    run_id = make_run(url)
+    log(url, run_id, 0, [f"l{i}" for i in range(1200)])
+    reader = SSEReader(f"{url}/api/v1/runs/{run_id}/stream", params={"tail": 5})
+    try:
+        assert [x["text"] for x in reader.next("log")["data"]["lines"]] == [
+            f"l{i}" for i in range(1195, 1200)
+        ]
+    finally:
+        reader.close()
+    reader = SSEReader(f"{url}/api/v1/runs/{run_id}/stream")
+    try:
+        seen = []
+        while len(seen) < 1200:
+            seen += [x["offset"] for x in reader.next("log")["data"]["lines"]]
+        assert seen == list(range(1200))
+    finally:
+        reader.close()
+
+
+def test_progress_bar_lines_and_the_unfinished_line(service):
+    url, store = service
+    run_id = make_run(url)
+    reader = SSEReader(f"{url}/api/v1/runs/{run_id}/stream")
+    try:
+        log(url, run_id, 0, [], partial="\r 10%|#         |\r 40%|####      |")
+        assert reader.next("partial")["data"] == {"stream": "stdout", "text": " 40%|####      |"}
+        log(url, run_id, 0, ["\r 90%|######### |\r100%|##########|"])
+        assert reader.next("log")["data"]["lines"][0]["text"] == "100%|##########|"
+        assert reader.next("partial")["data"]["text"] == ""  # the finished line replaced it
+    finally:
+        reader.close()
+    assert [x.text for x in store.read_logs(run_id, "stdout")] == ["100%|##########|"]
+    r = requests.post(
+        f"{url}/api/v1/runs/{run_id}/logs/stdout",
+        json={"offset": 1, "lines": [], "partial": 5},
+        headers=H_ANN,
+    )
+    assert r.status_code == 400 and "partial" in r.json()["message"]
+
+
+def test_long_poll_waits_for_news_and_returns_at_once_when_there_is_some(service):
+    url, _ = service
+    run_id = make_run(url)
+    updates = f"{url}/api/v1/runs/{run_id}/updates"
+    threading.Timer(0.5, log, (url, run_id, 0, ["late line"])).start()
+    started = time.monotonic()
+    body = requests.get(updates, params={"wait": 10}, headers=H_ANN, timeout=20).json()
+    waited = time.monotonic() - started
+    assert 0.4 < waited < 3.0
+    assert [x["text"] for x in body["stdout"]["lines"]] == ["late line"]
+    assert body["cursor"]["stdout"] == 1 and body["done"] is False
+    # nothing new: returns after `wait`
+    started = time.monotonic()
+    body = requests.get(
+        updates, params={"wait": 0.3, "stdout": 1}, headers=H_ANN, timeout=20
+    ).json()
+    assert body["stdout"]["lines"] == [] and time.monotonic() - started < 2
+    bad = requests.get(updates, params={"wait": 600}, headers=H_ANN)
+    assert bad.status_code == 400 and "wait" in bad.json()["message"]
+    bad = requests.get(updates, params={"stdout": -1}, headers=H_ANN)
+    assert bad.status_code == 400 and "non-negative" in bad.json()["message"]
+
+
+def test_long_poll_metric_cursor_and_history_reset(service):
+    url, _ = service
+    run_id = make_run(url)
+    batch = f"{url}/api/v1/runs/{run_id}/batch"
+    points = [{"key": "loss", "value": 1.0 / (s + 1), "step": s} for s in range(5)]
+    requests.post(batch, json={"metrics": points}, headers=H_ANN).raise_for_status()
+    updates = f"{url}/api/v1/runs/{run_id}/updates"
+    first = requests.get(updates, params={"metrics": 1, "wait": 0}, headers=H_ANN).json()
+    assert first["metrics"]["reset"] is True
+    assert [p["step"] for p in first["metrics"]["points"]] == [0, 1, 2, 3, 4]
+    cursor = first["metrics"]["cursor"]
+    requests.post(
+        batch, json={"metrics": [{"key": "loss", "value": 0.1, "step": 5}]}, headers=H_ANN
+    ).raise_for_status()
+    nxt = requests.get(updates, params={"metrics": cursor, "wait": 5}, headers=H_ANN).json()
+    assert nxt["metrics"]["reset"] is False
+    assert [p["step"] for p in nxt["metrics"]["points"]] == [5]
+    # a cursor of another service process: the reader is told to reload the history
+    stale = requests.get(updates, params={"metrics": "dead0000-3", "wait": 0}, headers=H_ANN)
+    assert stale.json()["metrics"]["reset"] is True
+    assert len(stale.json()["metrics"]["points"]) == 6
+
+
+def test_another_groups_stream_is_not_found(service):
+    url, _ = service
+    run_id = make_run(url)
+    reader = SSEReader(f"{url}/api/v1/runs/{run_id}/stream", headers=H_BOB)
+    assert reader.status == 404
+    r = requests.get(f"{url}/api/v1/runs/{run_id}/updates", params={"wait": 0}, headers=H_BOB)
+    assert r.status_code == 404
+
+
+@pytest.mark.slow
+def test_many_readers_of_many_runs_all_see_every_line(service):
+    url, _ = service
+    runs = [make_run(url, f"many-{i}") for i in range(5)]
+    readers = {r: [SSEReader(f"{url}/api/v1/runs/{r}/stream") for _ in range(4)] for r in runs}
+    try:
+        for r in runs:
+            for offset in range(3):
+                log(url, r, offset, [f"{r} {offset}"])
+        for r, group in readers.items():
+            for reader in group:
+                texts: list[str] = []
+                while len(texts) < 3:
+                    texts += [x["text"] for x in reader.next("log")["data"]["lines"]]
+                assert texts == [f"{r} {i}" for i in range(3)]
+    finally:
+        for group in readers.values():
+            for reader in group:
+                reader.close()
