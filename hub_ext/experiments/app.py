@@ -138,9 +138,10 @@ class ExperimentsApp(Application):
     heartbeat_timeout = Float(
         help="""
         Seconds without a heartbeat after which a RUNNING run is marked LOST, with the
-        reason on its timeline. Default: ``$LATTICEHUB_HEARTBEAT_TIMEOUT`` or 180. Clients beat every ``LATTICEHUB_HEARTBEAT_S`` (30 s), so
-        keep this several times larger, e.g. 180. Runs that never sent a heartbeat (the
-        MLflow client sends none) are never marked LOST.
+        reason on its timeline. Default: ``$LATTICEHUB_HEARTBEAT_TIMEOUT`` or 180.
+        Clients beat every ``LATTICEHUB_HEARTBEAT_S`` (30 s), so keep this several times
+        larger, e.g. 180. Runs that never sent a heartbeat (the MLflow client sends none)
+        are never marked LOST.
         """,
     ).tag(config=True)
 
