@@ -78,6 +78,9 @@ def make_app(
         live: the change feed that live streams wait on (a new one if None).
         registry: the artifact registry (default: on the store's database).
     """
+    live = live or LiveBus()
+    if jobs is not None:
+        jobs.notify = live.notify  # job state changes wake the run's live readers
     handlers = [(url_path_join(prefix, path), handler) for path, handler in default_handlers]
     handlers.append((url_path_join(prefix, "oauth_callback"), OAuthCallbackHandler))
     return web.Application(

@@ -38,6 +38,7 @@ class _Feed:
     seq: int = 0
     ring: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RING_POINTS))
     partial: dict[str, str] = field(default_factory=dict)
+    partial_seq: dict[str, int] = field(default_factory=dict)
     waiters: set[asyncio.Future] = field(default_factory=set)
     topics: dict[str, int] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)
@@ -97,7 +98,10 @@ class LiveBus:
             feed = self._feed(run_id)
             shown = [part for part in text.split("\r") if part]
             text = shown[-1] if shown else ""
+            if feed.partial.get(stream, "") == text[-MAX_PARTIAL:]:
+                return  # unchanged: readers have it
             feed.partial[stream] = text[-MAX_PARTIAL:]
+            feed.partial_seq[stream] = feed.partial_seq.get(stream, 0) + 1
             feed.version += 1
         self._wake(run_id)
 
@@ -114,11 +118,13 @@ class LiveBus:
             feed = self._feeds.get(run_id)
             return dict(feed.topics) if feed else {}
 
-    def partial(self, run_id: str, stream: str) -> str:
-        """The unfinished line of a stream ('' if none)."""
+    def partial(self, run_id: str, stream: str) -> tuple[int, str]:
+        """``(change counter, text)`` of a stream's unfinished line (``(0, "")`` if none)."""
         with self._lock:
             feed = self._feeds.get(run_id)
-            return feed.partial.get(stream, "") if feed else ""
+            if feed is None:
+                return 0, ""
+            return feed.partial_seq.get(stream, 0), feed.partial.get(stream, "")
 
     def cursor(self, run_id: str) -> str:
         """A metric cursor at the newest point published so far."""

@@ -204,6 +204,16 @@ def test_long_poll_waits_for_news_and_returns_at_once_when_there_is_some(service
         updates, params={"wait": 0.3, "stdout": 1}, headers=H_ANN, timeout=20
     ).json()
     assert body["stdout"]["lines"] == [] and time.monotonic() - started < 2
+    # an unfinished line is news once; passing its counter back waits for the next change
+    log(url, run_id, 1, [], partial="\r 30%|###  |")
+    body = requests.get(updates, params={"wait": 5, "stdout": 1}, headers=H_ANN).json()
+    assert body["stdout"]["partial"] == " 30%|###  |"
+    seen = body["cursor"]["partial_stdout"]
+    started = time.monotonic()
+    body = requests.get(
+        updates, params={"wait": 0.5, "stdout": 1, "partial_stdout": seen}, headers=H_ANN
+    ).json()
+    assert time.monotonic() - started > 0.4 and body["stdout"]["lines"] == []
     bad = requests.get(updates, params={"wait": 600}, headers=H_ANN)
     assert bad.status_code == 400 and "wait" in bad.json()["message"]
     bad = requests.get(updates, params={"stdout": -1}, headers=H_ANN)

@@ -76,10 +76,14 @@ def test_feeds_are_bounded_but_one_with_a_reader_is_kept(monkeypatch):
 def test_partial_line_keeps_what_a_terminal_shows_and_is_bounded():
     bus = LiveBus()
     bus.set_partial("r", "stdout", "\r 10%|#   |\r 50%|##  |\r")
-    assert bus.partial("r", "stdout") == " 50%|##  |"
+    assert bus.partial("r", "stdout") == (1, " 50%|##  |")
+    version = bus.version("r")
+    bus.set_partial("r", "stdout", " 50%|##  |")  # unchanged: no new version, no wake-up
+    assert bus.version("r") == version and bus.partial("r", "stdout")[0] == 1
     bus.set_partial("r", "stdout", "x" * 10_000)
-    assert len(bus.partial("r", "stdout")) == live.MAX_PARTIAL
-    assert bus.partial("r", "stderr") == "" and bus.partial("other", "stdout") == ""
+    seq, text = bus.partial("r", "stdout")
+    assert seq == 2 and len(text) == live.MAX_PARTIAL
+    assert bus.partial("r", "stderr") == (0, "") and bus.partial("other", "stdout") == (0, "")
 
 
 def test_wait_wakes_on_a_write_from_another_thread_and_times_out_otherwise():

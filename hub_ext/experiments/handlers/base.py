@@ -10,11 +10,14 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from ..access import can_write_run, require, require_read
+from ..serialize import metric as metric_json
 from ..store.abstract import AbstractStore
 from ..store.entities import Run, Viewer
 from ..store.errors import BAD_REQUEST, UNAUTHENTICATED, TrackingError
 
 MAX_JSON_BODY = 16 * 1024 * 1024
+#: The largest integer the databases store (64-bit signed).
+MAX_INT = 2**63 - 1
 
 
 def _reject_constant(name: str) -> float:
@@ -87,9 +90,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     def find_run(self, run_id: str) -> Run:
         """The run, if the caller may read its project; else 404 (existence not shown)."""
+        viewer = self.viewer  # 401 before anything about the run is looked up
         found = self.store.get_run(run_id)
         project = self.store.get_project(found.project_id)
-        require_read(self.viewer, project, f"Run with id={run_id}")
+        require_read(viewer, project, f"Run with id={run_id}")
         return found
 
     def writable_run(self, run_id: str) -> Run:
@@ -105,14 +109,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     touched_topics: tuple[str, ...] = ()
 
     def publish_metrics(self, run_id: str, metrics: Any) -> None:
-        """Hand stored metric points to live readers of the run."""
+        """Hand stored metric points to live readers of the run (NaN, infinities as strings)."""
         bus = self.settings.get("live")
         if bus is not None and metrics:
-            bus.publish_metrics(
-                run_id,
-                [{"key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}
-                 for m in metrics],
-            )  # fmt: skip
+            bus.publish_metrics(run_id, [metric_json(m) for m in metrics])
 
     def on_finish(self) -> None:
         """After a successful write to a run, wake the run's live readers."""
@@ -179,6 +179,19 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     @property
     def log(self) -> Any:  # noqa: D102
         return self.settings["log"]
+
+    def int_argument(self, name: str, default: int, *, minimum: int = 0) -> int:
+        """An integer query argument, at least ``minimum`` and within 64 bits; else 400."""
+        raw = self.get_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise TrackingError(f"{name}={raw!r} must be an integer", BAD_REQUEST) from None
+        if not minimum <= value <= MAX_INT:
+            raise TrackingError(f"{name}={value} must be in {minimum}..{MAX_INT}", BAD_REQUEST)
+        return value
 
     def page_args(self) -> tuple[str | None, int]:
         """``page_token`` and ``max_results`` from the query string."""

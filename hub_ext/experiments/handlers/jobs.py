@@ -43,11 +43,8 @@ class JobListHandler(JobsBase):
             raise TrackingError(
                 f"unknown state(s) {bad}: use {', '.join(JobState.__members__)}", BAD_REQUEST
             )
-        try:
-            limit = min(int(self.get_argument("limit", "100")), 1000)
-            offset = int(self.get_argument("offset", "0"))
-        except ValueError:
-            raise TrackingError("limit and offset must be integers", BAD_REQUEST) from None
+        limit = min(self.int_argument("limit", 100, minimum=1), 1000)
+        offset = self.int_argument("offset", 0)
         scope = {} if viewer.admin else {"users": [viewer.name], "groups": sorted(viewer.groups)}
         if viewer.run_id is not None:
             scope = {"users": [], "groups": []}

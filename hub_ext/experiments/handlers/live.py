@@ -45,6 +45,7 @@ class Cursor:
     metrics: str | None = None
     events: int = 0
     partial: dict[str, str] = field(default_factory=dict)
+    partial_seq: dict[str, int] = field(default_factory=dict)
     run_state: tuple = ()
     #: topic counters (LiveBus.topic_versions) at the last read; None: read everything
     seen: dict[str, int] | None = None
@@ -117,9 +118,11 @@ class LiveBase(BaseHandler):
                 if cursor.offsets[stream] < 0:
                     raise ValueError
             cursor.events = int(self.get_argument("events", "0"))
+            for stream in STREAMS:
+                cursor.partial_seq[stream] = int(self.get_argument(f"partial_{stream}", "0"))
         except ValueError:
             raise invalid(
-                "stdout, stderr, tail and events must be non-negative integers "
+                "stdout, stderr, tail, events and partial_* must be non-negative integers "
                 "(line offsets, e.g. ?stdout=120&stderr=0, or ?tail=200)"
             ) from None
         raw = self.get_argument("metrics", "0")
@@ -168,8 +171,9 @@ class LiveBase(BaseHandler):
                         ("log", {"stream": stream, "lines": [log_line(x) for x in lines],
                                  "next_offset": cursor.offsets[stream]})
                     )  # fmt: skip
-                partial = self.bus.partial(run_id, stream)
-                if partial != cursor.partial.get(stream, ""):
+                seq, partial = self.bus.partial(run_id, stream)
+                if seq != cursor.partial_seq.get(stream, 0):
+                    cursor.partial_seq[stream] = seq
                     cursor.partial[stream] = partial
                     out.append(("partial", {"stream": stream, "text": partial}))
         if metrics:
@@ -292,7 +296,8 @@ class RunUpdatesHandler(LiveBase):
 
     @staticmethod
     def _cursor_json(cursor: Cursor) -> dict[str, Any]:
-        return {**cursor.offsets, "metrics": cursor.metrics, "events": cursor.events}
+        partials = {f"partial_{k}": v for k, v in cursor.partial_seq.items()}
+        return {**cursor.offsets, "metrics": cursor.metrics, "events": cursor.events, **partials}
 
 
 default_handlers = [
@@ -307,6 +312,8 @@ _LIVE_QUERY = (
     ("events", "integer", "timeline entries already seen"),
     ("metrics", "string", "1 to include metric points, or a metric cursor to resume from"),
     ("logs", "integer", "0 to leave out log lines"),
+    ("partial_stdout", "integer", "long-poll: the cursor's partial_stdout (unfinished line seen)"),
+    ("partial_stderr", "integer", "long-poll: the cursor's partial_stderr"),
 )
 
 #: OpenAPI path items of this module.

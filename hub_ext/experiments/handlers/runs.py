@@ -12,7 +12,7 @@ from ..serialize import log_line, metric, run
 from ..store.abstract import now_ms
 from ..store.entities import Metric, Param, RunStatus, Tag
 from ..store.errors import BAD_REQUEST, CONFLICT, TrackingError, invalid
-from .base import BaseHandler
+from .base import MAX_INT, BaseHandler
 
 
 def _number(value: Any, what: str) -> float:
@@ -28,6 +28,8 @@ def _int(value: Any, what: str, default: int) -> int:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(f"{what} must be an integer, got {value!r}")
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise invalid(f"{what} must be a 64-bit integer, got {value}")
     return value
 
 
@@ -170,6 +172,8 @@ class RunHandler(BaseHandler):
         for key in ("end_time", "heartbeat"):
             if key in body:
                 _int(body[key], key, 0)
+        if not isinstance(body.get("status_reason", ""), str):
+            raise invalid("status_reason must be a string")
         if current.status == RunStatus.LOST:
             self.touched_topics = ("run", "timeline")
             body = self._patch_lost(current, body)
@@ -225,8 +229,8 @@ class MetricHistoryHandler(BaseHandler):
     def get(self, run_id: str, key: str) -> None:
         """A metric's history, paged by ``offset``/``limit``."""
         self.find_run(run_id)
-        offset = int(self.get_argument("offset", "0"))
-        limit = min(int(self.get_argument("limit", "50000")), 1_000_000)
+        offset = self.int_argument("offset", 0)
+        limit = min(self.int_argument("limit", 50_000), 1_000_000)
         points = self.store.get_metric_history(run_id, key, offset=offset, limit=limit)
         self.write_json({"items": [metric(m) for m in points]})
 
@@ -237,11 +241,8 @@ class LogHandler(BaseHandler):
     def get(self, run_id: str, stream: str) -> None:
         """Lines from ``offset``, at most ``limit``; ``next_offset`` to continue."""
         self.find_run(run_id)
-        try:
-            offset = int(self.get_argument("offset", "0"))
-            limit = min(int(self.get_argument("limit", "1000")), 10_000)
-        except ValueError:
-            raise invalid("offset and limit must be integers") from None
+        offset = self.int_argument("offset", 0)
+        limit = min(self.int_argument("limit", 1000), 10_000)
         lines = self.store.read_logs(run_id, stream, offset=offset, limit=limit)
         nxt = lines[-1].offset + 1 if lines else offset
         self.write_json({"items": [log_line(x) for x in lines], "next_offset": nxt})
@@ -259,8 +260,9 @@ class LogHandler(BaseHandler):
         if unknown:
             raise TrackingError(f"unknown field(s): {', '.join(sorted(unknown))}", BAD_REQUEST)
         lines = body.get("lines")
-        if isinstance(lines, list):
-            lines = [terminal_text(x) if isinstance(x, str) else x for x in lines]
+        if not isinstance(lines, list):
+            raise invalid("lines must be a list of strings")
+        lines = [terminal_text(x) if isinstance(x, str) else x for x in lines]
         partial = body.get("partial")
         if partial is not None and not isinstance(partial, str):
             raise invalid("partial must be a string: the stream's unfinished last line")
