@@ -120,10 +120,17 @@ JOB_LIMITS = {
 # experiments: tracking API (Hub OAuth for browsers, Hub tokens for programs). Its own
 # token may only read user names and groups (to check group membership).
 EXPERIMENTS_PORT = int(os.environ.get("LATTICEHUB_EXPERIMENTS_PORT", "10101"))
+# It listens where the Hub API does (the user containers' network gateway), so that notebook
+# panels and the tracking client in a user's container reach it directly; every request
+# still needs a Hub token or the Hub OAuth cookie.
+EXPERIMENTS_URL = f"http://{HUB_IP}:{EXPERIMENTS_PORT}"
+c.Spawner.environment = {
+    "LATTICEHUB_TRACKING_URL": f"{EXPERIMENTS_URL}/services/experiments",
+}
 c.JupyterHub.services = [
     {
         "name": "experiments",
-        "url": f"http://127.0.0.1:{EXPERIMENTS_PORT}",
+        "url": EXPERIMENTS_URL,
         "command": [sys.executable, "-m", "hub_ext.experiments"],
         "environment": {
             "LATTICEHUB_TRACKING_DB": os.environ.get(

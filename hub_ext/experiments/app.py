@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
@@ -166,13 +166,21 @@ class ExperimentsApp(Application):
             )
         return float(value)
 
-    ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
+    ip = Unicode(
+        help="Address to listen on (default: the host of $JUPYTERHUB_SERVICE_URL, else "
+        "127.0.0.1), e.g. 172.17.0.1 to be reachable from user containers.",
+    ).tag(config=True)
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
+        return urlsplit(url).hostname or "127.0.0.1"
     port = Int(help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL).").tag(config=True)
 
     @default("port")
     def _default_port(self) -> int:
         url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
-        return int(url.rsplit(":", 1)[1].split("/")[0])
+        return urlsplit(url).port or 10101
 
     classes = [JobsConfig]
 
