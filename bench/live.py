@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import logging
+import random
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,8 @@ class Stats:
 
 
 async def writer(client, api: str, run_id: str, seconds: float, interval: float) -> int:
+    # runs are not synchronised: each starts at its own phase of the interval
+    await asyncio.sleep(random.uniform(0, interval))
     sent, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
         body = json.dumps({"offset": sent, "lines": [f"t {time.time():.6f} step {sent}"]})
