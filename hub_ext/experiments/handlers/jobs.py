@@ -28,10 +28,11 @@ class JobListHandler(JobsBase):
 
     async def post(self) -> None:
         """Submit ``{"project", "config", "resources", "name"?, "group"?}`` -> 201 job."""
+        manager = self.manager
         body = self.json_body()
         if not isinstance(body.get("group"), str | None):
             raise invalid(f"group must be the name of one of your groups, not {body['group']!r}")
-        job = await self.manager.submit(self.viewer, body)
+        job = await manager.submit(self.viewer, body)
         self.write_json(job.to_json(), 201)
 
     def get(self) -> None:

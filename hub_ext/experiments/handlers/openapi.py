@@ -71,7 +71,11 @@ def _op(
         },
     }
     if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        # a body without required fields may be left out (it is then taken as {})
+        op["requestBody"] = {
+            "required": bool(body.get("required")),
+            "content": {"application/json": {"schema": body}},
+        }
     if query:
         op["parameters"] = [
             {"name": name, "in": "query", "required": False, "description": text,
@@ -116,7 +120,7 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "project_id": {"type": "integer", "minimum": 1, "description": "a project id"},
     "run_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "a run id"},
     "job_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "a job id"},
-    "key": {**KEY, "description": "a metric key"},
+    "key": {"type": "string", "minLength": 1, "description": "a metric key"},
     "stream": {"enum": ["stdout", "stderr"]},
     "path": {"type": "string", "minLength": 1, "description": "an artifact path, e.g. a/b.pt"},
     "group": {"type": "string", "minLength": 1, "description": "a Hub group"},
@@ -149,8 +153,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "description": {"type": "string"},
             "tags": STR_MAP,
         },
-        ("id", "name", "owner", "group", "shared_with", "artifact_location", "lifecycle_stage",
-         "creation_time", "last_update_time", "description", "tags"),
+        (
+            "id",
+            "name",
+            "owner",
+            "group",
+            "shared_with",
+            "artifact_location",
+            "lifecycle_stage",
+            "creation_time",
+            "last_update_time",
+            "description",
+            "tags",
+        ),
     ),  # fmt: skip
     "Metric": _obj(
         {
@@ -188,9 +203,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "environment": OBJ,
             "failure": OBJ,
         },
-        ("id", "project_id", "name", "user", "status", "status_reason", "start_time",
-         "end_time", "heartbeat", "lifecycle_stage", "artifact_uri", "params", "tags",
-         "metrics", "code", "environment", "failure"),
+        (
+            "id",
+            "project_id",
+            "name",
+            "user",
+            "status",
+            "status_reason",
+            "start_time",
+            "end_time",
+            "heartbeat",
+            "lifecycle_stage",
+            "artifact_uri",
+            "params",
+            "tags",
+            "metrics",
+            "code",
+            "environment",
+            "failure",
+        ),
     ),  # fmt: skip
     "LogLine": _obj(
         {"offset": {"type": "integer", "minimum": 0}, "text": {"type": "string"}, "timestamp": MS},
@@ -225,9 +256,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "ended": MS_OR_NULL,
             "resubmit_of": {"type": ["string", "null"]},
         },
-        ("id", "run_id", "project_id", "user", "group", "executor", "state", "created",
-         "resources", "config", "external_id", "reason", "node", "exit_code", "started",
-         "ended", "resubmit_of"),
+        (
+            "id",
+            "run_id",
+            "project_id",
+            "user",
+            "group",
+            "executor",
+            "state",
+            "created",
+            "resources",
+            "config",
+            "external_id",
+            "reason",
+            "node",
+            "exit_code",
+            "started",
+            "ended",
+            "resubmit_of",
+        ),
     ),  # fmt: skip
     "RunEvent": _obj(
         {
@@ -254,9 +301,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "default_mem_mb": {"type": "integer"},
             "default_cpus": {"type": "integer"},
         },
-        ("executors", "partitions", "accounts", "max_jobs", "max_jobs_per_user", "max_nodes",
-         "max_gpus", "max_cpus", "max_mem_mb", "max_time_s", "default_time_s",
-         "default_mem_mb", "default_cpus"),
+        (
+            "executors",
+            "partitions",
+            "accounts",
+            "max_jobs",
+            "max_jobs_per_user",
+            "max_nodes",
+            "max_gpus",
+            "max_cpus",
+            "max_mem_mb",
+            "max_time_s",
+            "default_time_s",
+            "default_mem_mb",
+            "default_cpus",
+        ),
     ),  # fmt: skip
     "ProjectPage": _items(ref("Project"), _pagination=NEXT_TOKEN),
     "RunPage": _items(ref("Run"), _pagination=NEXT_TOKEN),
@@ -272,6 +331,93 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ref("LogLine"), next_offset={"type": "integer", "minimum": 0, "description": "continue"}
     ),
     "ArtifactList": _items(ref("Artifact")),
+    "ArtifactVersion": _obj(
+        {
+            "id": {"type": "integer"},
+            "project_id": {"type": "integer"},
+            "name": {"type": "string"},
+            "version": {"type": "integer", "minimum": 1},
+            "ref": {"type": "string", "description": "name:v3"},
+            "run_id": {"type": "string", "description": "the producing run"},
+            "path": {"type": "string", "description": "the run artifact it came from"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "size": {"type": "integer", "minimum": 0},
+            "created": MS,
+            "aliases": {"type": "array", "items": {"type": "string"}},
+            "description": {"type": "string"},
+            "metadata": OBJ,
+        },
+        (
+            "id",
+            "project_id",
+            "name",
+            "version",
+            "ref",
+            "run_id",
+            "path",
+            "sha256",
+            "size",
+            "created",
+            "aliases",
+            "description",
+            "metadata",
+        ),
+    ),  # fmt: skip
+    "ArtifactName": _obj(
+        {
+            "name": {"type": "string"},
+            "project_id": {"type": "integer"},
+            "versions": {"type": "integer", "minimum": 1},
+            "latest": ref("ArtifactVersion"),
+            "aliases": {"type": "object", "additionalProperties": {"type": "integer"}},
+        },
+        ("name", "project_id", "versions", "latest", "aliases"),
+    ),
+    "ArtifactNamePage": _items(ref("ArtifactName"), _pagination=NEXT_TOKEN),
+    "ArtifactVersionPage": _items(ref("ArtifactVersion"), _pagination=NEXT_TOKEN),
+    "ArtifactUseList": _items(
+        _obj({"time": MS, "version": ref("ArtifactVersion")}, ("time", "version"))
+    ),
+    "RunUpdates": _obj(
+        {
+            "run": ref("Run"),
+            "cursor": _obj(
+                {
+                    "stdout": {"type": "integer", "minimum": 0},
+                    "stderr": {"type": "integer", "minimum": 0},
+                    "metrics": {"type": ["string", "null"]},
+                    "events": {"type": "integer", "minimum": 0},
+                    "partial_stdout": {"type": "integer", "description": "partial lines seen"},
+                    "partial_stderr": {"type": "integer"},
+                },
+                ("stdout", "stderr", "metrics", "events"),
+                closed=False,
+            ),
+            "stdout": ref("LiveLog"),
+            "stderr": ref("LiveLog"),
+            "metrics": _obj(
+                {
+                    "points": {"type": "array", "items": ref("Metric")},
+                    "cursor": {"type": ["string", "null"], "description": "resume from here"},
+                    "reset": {"type": "boolean", "description": "points are the history"},
+                },
+                ("points", "cursor", "reset"),
+            ),
+            "timeline": {"type": "array", "items": ref("RunEvent")},
+            "done": {"type": "boolean", "description": "the run has ended and all is sent"},
+        },
+        ("run", "cursor", "stdout", "stderr", "metrics", "timeline", "done"),
+        closed=False,  # live.py may add fields; the cursor is to be sent back as it is
+    ),
+    "LiveLog": _obj(
+        {
+            "lines": {"type": "array", "items": ref("LogLine")},
+            "next_offset": {"type": "integer", "minimum": 0},
+            "partial": {"type": "string", "description": "the unfinished last line"},
+        },
+        ("lines", "next_offset", "partial"),
+        closed=False,
+    ),
     "RunEventList": _items(ref("RunEvent")),
 }
 
@@ -321,8 +467,8 @@ PATHS: dict[str, dict[str, Any]] = {
                 {
                     "name": {"type": "string", "minLength": 1, "maxLength": 500},
                     "group": {"type": ["string", "null"], "description": "null: private"},
-                    "description": {"type": "string"},
-                    "tags": STR_MAP,
+                    "description": {"type": ["string", "null"]},
+                    "tags": {**STR_MAP, "type": ["object", "null"]},
                 },
                 ("name",),
             ),
@@ -365,10 +511,14 @@ PATHS: dict[str, dict[str, Any]] = {
                 {
                     "project": {"type": ["integer", "string"], "description": "id or name"},
                     "name": {"type": "string"},
-                    "params": PARAMS_IN,
-                    "tags": STR_MAP,
+                    "params": {**PARAMS_IN, "type": ["object", "null"]},
+                    "tags": {**STR_MAP, "type": ["object", "null"]},
                     "status": {"enum": ["QUEUED", "RUNNING"], "default": "RUNNING"},
-                    "start_time": {**INT64, "description": "ms since the epoch (default: now)"},
+                    "start_time": {
+                        **INT64,
+                        "type": ["integer", "null"],
+                        "description": "ms since the epoch (default: now)",
+                    },
                 },
                 ("project",),
             ),
@@ -413,8 +563,11 @@ PATHS: dict[str, dict[str, Any]] = {
             "A metric's history, by step",
             query=(
                 ("offset", {"type": "integer", "minimum": 0}, "first point (default 0)"),
-                ("limit", {"type": "integer", "minimum": 0},
-                 "points, at most 1000000 (default 50000)"),
+                (
+                    "limit",
+                    {"type": "integer", "minimum": 0},
+                    "points, at most 1000000 (default 50000)",
+                ),
             ),  # fmt: skip
             returns=ref("MetricHistory"),
         )
@@ -424,8 +577,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "Log lines (stream: stdout or stderr); next_offset to continue",
             query=(
                 ("offset", {"type": "integer", "minimum": 0}, "first line (default 0)"),
-                ("limit", {"type": "integer", "minimum": 0},
-                 "lines, at most 10000 (default 1000)"),
+                ("limit", {"type": "integer", "minimum": 0}, "lines, at most 10000 (default 1000)"),
             ),  # fmt: skip
             returns=ref("LogPage"),
         ),
@@ -438,7 +590,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 {
                     "offset": {**INT64, "minimum": 0},
                     "lines": {"type": "array", "items": {"type": "string"}, "maxItems": 10000},
-                    "partial": {"type": "string"},
+                    "partial": {"type": ["string", "null"]},
                 },
                 ("offset", "lines"),
             ),
@@ -475,7 +627,9 @@ PATHS: dict[str, dict[str, Any]] = {
         },
     },
     "/api/v1/runs/{run_id}/events": {
-        "get": _op("The run's job timeline, oldest first", returns=ref("RunEventList"), errors=(503,))
+        "get": _op(
+            "The run's job timeline, oldest first", returns=ref("RunEventList"), errors=(503,)
+        )
     },
     "/api/v1/jobs": {
         "get": _op(
@@ -546,16 +700,47 @@ def _declare_path_parameters(path: str, item: dict[str, Any]) -> None:
             op["parameters"] = [*missing, *op.get("parameters", ())]
 
 
+_BINARY = {"type": "string", "format": "binary"}
+#: Success responses that ``openapi_paths`` of other modules leave undescribed:
+#: ``(method, path) -> (media type, schema)``; used only where nothing is declared.
+RESPONSE_DEFAULTS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
+    ("get", "/api/v1/runs/{run_id}/stream"): ("text/event-stream", {"type": "string"}),
+    ("get", "/api/v1/runs/{run_id}/updates"): ("application/json", ref("RunUpdates")),
+    ("get", "/api/v1/projects/{project_id}/artifacts"): (
+        "application/json", ref("ArtifactNamePage"),
+    ),
+    ("get", "/api/v1/projects/{project_id}/artifacts/{name}"): (
+        "application/json", ref("ArtifactVersionPage"),
+    ),
+    ("get", "/api/v1/projects/{project_id}/artifacts/{name}/{ref}/file"): (
+        "application/octet-stream", _BINARY,
+    ),
+    ("get", "/api/v1/runs/{run_id}/uses"): ("application/json", ref("ArtifactUseList")),
+}  # fmt: skip
+
+
+def _describe_success(path: str, item: dict[str, Any]) -> None:
+    """Fill in the success response of operations that declare none (see above)."""
+    for method, op in item.items():
+        default = RESPONSE_DEFAULTS.get((method, path))
+        ok = [r for code, r in op.get("responses", {}).items() if code.startswith("2")]
+        if default and len(ok) == 1 and "content" not in ok[0]:
+            media, schema = default
+            ok[0]["content"] = {media: {"schema": schema}}
+
+
 def all_paths() -> dict[str, Any]:
     """This module's paths plus those declared beside their handlers (``openapi_paths``).
 
-    Every path parameter is declared, with its schema from :data:`PATH_PARAMS`.
+    Every path parameter is declared, with its schema from :data:`PATH_PARAMS`, and
+    success responses left undescribed get theirs from :data:`RESPONSE_DEFAULTS`.
     """
     from . import live, registry
 
     paths = copy.deepcopy({**PATHS, **live.openapi_paths, **registry.openapi_paths})
     for path, item in paths.items():
         _declare_path_parameters(path, item)
+        _describe_success(path, item)
     return paths
 
 

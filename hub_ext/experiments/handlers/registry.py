@@ -268,7 +268,7 @@ class AliasHandler(RegistryBase):
         number = body["version"]
         if isinstance(number, str):
             number = parse_selector(number)
-        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number < 2**63:
             raise invalid(f"version must be a version number such as 3 (or 'v3'), not {number!r}")
         self.write_json(self.registry.set_alias(project.id, name, alias, number).to_json())
 

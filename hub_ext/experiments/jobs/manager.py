@@ -133,6 +133,8 @@ class JobManager:
         if not isinstance(name, str) or not name.strip():
             raise invalid("project is required: the name of the project to record the run in")
         group = body.get("group")
+        if group is not None and not isinstance(group, str):
+            raise invalid(f"group must be the name of one of your groups, not {group!r}")
         if group is not None and group not in viewer.groups:
             raise invalid(
                 f"you are not a member of group {group!r}: use one of {sorted(viewer.groups)}"

@@ -93,6 +93,8 @@ class SqlStore(AbstractStore):
         return dialect.insert(table)
 
     def _project_row(self, conn: Connection, project_id: int) -> Any:
+        if not isinstance(project_id, int) or not 0 <= project_id < 2**63:
+            raise not_found(f"Experiment with id '{project_id}'")  # no such row can exist
         row = conn.execute(select(t.projects).where(t.projects.c.id == project_id)).first()
         if row is None:
             raise not_found(f"Experiment with id '{project_id}'")
@@ -572,7 +574,7 @@ class SqlStore(AbstractStore):
         self, run_id: str, stream: str, offset: int, lines: Sequence[str], timestamp: int
     ) -> int:
         """Append lines at ``offset``; a retry of stored lines is a no-op, a gap an error."""
-        lines = check_log_lines(stream, offset, list(lines))
+        lines = check_log_lines(stream, offset, list(lines) if isinstance(lines, tuple) else lines)
         with self.engine.begin() as conn:
             self._active_run_row(conn, run_id)
             count = self._log_count(conn, run_id, stream)
