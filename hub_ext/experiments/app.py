@@ -175,6 +175,7 @@ class ExperimentsApp(Application):
     def _default_ip(self) -> str:
         url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
         return urlsplit(url).hostname or "127.0.0.1"
+
     port = Int(help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL).").tag(config=True)
 
     @default("port")
