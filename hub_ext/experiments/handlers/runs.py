@@ -212,7 +212,7 @@ class BatchHandler(BaseHandler):
 
     def post(self, run_id: str) -> None:
         """Log a batch (retry-safe)."""
-        self.writable_run(run_id)
+        self.writable_run(run_id, data=False)
         metrics, params, tags = parse_batch(self.json_body())
         self.store.log_batch(run_id, metrics=metrics, params=params, tags=tags)
         self.publish_metrics(run_id, metrics)
@@ -254,7 +254,7 @@ class LogHandler(BaseHandler):
         what a terminal finally shows: the text after the last ``\r``. ``partial`` is the
         stream's unfinished last line, shown live and replaced by the next one (not stored).
         """
-        self.writable_run(run_id)
+        self.writable_run(run_id, data=False)
         body = self.json_body()
         unknown = set(body) - {"offset", "lines", "partial"}
         if unknown:

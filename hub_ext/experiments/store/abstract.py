@@ -117,8 +117,12 @@ class AbstractStore(abc.ABC):
         """Create a run in an active project."""
 
     @abc.abstractmethod
-    def get_run(self, run_id: str) -> Run:
-        """A run with params, tags and latest metrics; RESOURCE_DOES_NOT_EXIST if unknown."""
+    def get_run(self, run_id: str, *, data: bool = True) -> Run:
+        """A run with params, tags and latest metrics; RESOURCE_DOES_NOT_EXIST if unknown.
+
+        With ``data=False`` only the run's own row is read (params, tags and metrics come
+        back empty): enough to check access before a write, at a fraction of the cost.
+        """
 
     @abc.abstractmethod
     def update_run(self, run_id: str, **changes: Any) -> Run:

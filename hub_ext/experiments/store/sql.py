@@ -142,14 +142,14 @@ class SqlStore(AbstractStore):
             )
         return row
 
-    def _runs(self, conn: Connection, rows: Sequence[Any]) -> list[Run]:
+    def _runs(self, conn: Connection, rows: Sequence[Any], *, data: bool = True) -> list[Run]:
         ids = [r.run_id for r in rows]
         if not ids:
             return []
         param_map: dict[str, dict[str, str]] = {i: {} for i in ids}
         tag_map: dict[str, dict[str, str]] = {i: {} for i in ids}
         metric_map: dict[str, dict[str, Metric]] = {i: {} for i in ids}
-        for chunk in chunks(ids, 500):
+        for chunk in chunks(ids, 500) if data else ():
             for r in conn.execute(select(t.params).where(t.params.c.run_id.in_(chunk))):
                 param_map[r.run_id][r.key] = r.value
             for r in conn.execute(select(t.tags).where(t.tags.c.run_id.in_(chunk))):
@@ -380,10 +380,10 @@ class SqlStore(AbstractStore):
                 )
             return self._runs(conn, [self._run_row(conn, run_id)])[0]
 
-    def get_run(self, run_id: str) -> Run:
-        """A run with its params, tags and latest metrics."""
+    def get_run(self, run_id: str, *, data: bool = True) -> Run:
+        """A run with its params, tags and latest metrics (only its row: ``data=False``)."""
         with self.engine.connect() as conn:
-            return self._runs(conn, [self._run_row(conn, run_id)])[0]
+            return self._runs(conn, [self._run_row(conn, run_id)], data=data)[0]
 
     def update_run(self, run_id: str, **changes: Any) -> Run:
         """Change fields of a run; the JSON records replace the stored ones."""

@@ -1,0 +1,5 @@
+"""``python -m hub_ext.quotas``."""
+
+from .app import main
+
+main()

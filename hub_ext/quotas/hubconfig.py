@@ -1,0 +1,129 @@
+"""Declare the quotas service and its role in a Hub configuration (``jupyterhub_config.py``).
+
+The service needs the admin's ceilings, which live on the spawner class in the Hub's
+config. :func:`install` reads them from the config *as it stands when called* (after every
+override), puts them in the service's environment as JSON and gives the service a role
+whose write scope covers exactly the groups that have a share::
+
+    from hub_ext.quotas.hubconfig import install as install_quotas
+    install_quotas(c, Spawner, url="http://127.0.0.1:10102")
+
+Call it last: a config that changes ``group_limits`` afterwards must call it again (it
+replaces its own service entry and role, nothing else).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from traitlets.config import Config
+
+#: The service's name, URL prefix ``/services/quotas/``.
+SERVICE = "quotas"
+#: The name of the service's role.
+ROLE = "quotas-service"
+#: Read scopes: users with active servers and their groups, server models (user options,
+#: start, activity, pending state), the spawner's queue gauges on ``/hub/metrics``.
+READ_SCOPES = ("list:users", "read:users:groups", "read:servers", "read:metrics")
+#: Docker client settings passed on from the Hub's environment, when set.
+DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG")
+
+
+def policy_document(config: Config, spawner_class: type) -> dict[str, Any]:
+    """The spawner's limit settings, resolved as traitlets would for ``spawner_class``.
+
+    Sections of every class in the spawner's MRO are merged (the most derived wins), so
+    ``c.GroupLimitDockerSpawner.group_limits`` and settings on a base class both count;
+    unset values take the traits' defaults (e.g. ``hub_id`` from ``$LATTICEHUB_HUB_ID``).
+    """
+    from dockerspawner import SwarmSpawner
+
+    from spawner.traits import GroupLimitsConfig
+
+    merged = Config()
+    for klass in reversed(spawner_class.__mro__):
+        if config._has_section(klass.__name__):
+            merged.merge(config[klass.__name__])
+    wanted = set(GroupLimitsConfig.class_trait_names(config=True))
+    section = Config({k: v for k, v in merged.items() if k in wanted})
+    probe = GroupLimitsConfig(config=Config({"GroupLimitsConfig": section}))
+    node_name = merged.get("node_name")
+    if not isinstance(node_name, str):
+        trait = spawner_class.class_traits().get("node_name")
+        node_name = trait.default_value if trait is not None else "local"
+    return {
+        "group_limits": dict(probe.group_limits),
+        "unlisted_group_limits": probe.unlisted_group_limits,
+        "no_group_limits": probe.no_group_limits,
+        "no_group_pool": probe.no_group_pool,
+        "hub_id": probe.hub_id,
+        "node_name": node_name or "local",
+        "gpu_devices": dict(probe.gpu_devices),
+        "engine": "swarm" if issubclass(spawner_class, SwarmSpawner) else "docker",
+    }
+
+
+def role_scopes(policy: dict[str, Any]) -> list[str]:
+    """The service's least-privilege scopes for a policy document.
+
+    Reading: :data:`READ_SCOPES`. Writing group properties needs the ``groups`` scope
+    (JupyterHub has no narrower one for ``PUT /groups/{name}/properties``); it is
+    filtered to the listed groups, or unfiltered when ``unlisted_group_limits`` gives
+    every group a share.
+    """
+    if policy.get("unlisted_group_limits") is not None:
+        return [*READ_SCOPES, "groups"]
+    return [*READ_SCOPES, *(f"groups!group={g}" for g in policy.get("group_limits") or {})]
+
+
+def install(
+    c: Config,
+    spawner_class: type | None = None,
+    *,
+    url: str,
+    environment: dict[str, str] | None = None,
+) -> None:
+    """Add (or replace) the ``quotas`` service and its role in ``c``.
+
+    Args:
+        c: the Hub's config object (``get_config()``).
+        spawner_class: the spawner class (default: ``c.JupyterHub.spawner_class``).
+        url: where the service listens, e.g. ``http://127.0.0.1:10102`` (the proxy
+            reaches it there; user containers never need it).
+        environment: extra environment variables for the service.
+    """
+    if spawner_class is None:
+        spawner_class = c.JupyterHub.spawner_class
+    if not isinstance(spawner_class, type):
+        raise ValueError("install(c, Spawner, ...): pass the spawner class itself")
+    policy = policy_document(c, spawner_class)
+    env = {k: os.environ[k] for k in DOCKER_ENV if os.environ.get(k)}
+    env["LATTICEHUB_QUOTAS_POLICY"] = json.dumps(policy)
+    env.update(environment or {})
+    services = [s for s in (c.JupyterHub.services or []) if s.get("name") != SERVICE]
+    services.append(
+        {
+            "name": SERVICE,
+            "url": url,
+            "command": [sys.executable, "-m", "hub_ext.quotas"],
+            "environment": env,
+            "oauth_no_confirm": True,
+            # the login token shows the service which groups the user may write (the
+            # manager rule, docs/quotas.md); the service writes with its own token
+            "oauth_client_allowed_scopes": ["groups"],
+        }
+    )
+    c.JupyterHub.services = services
+    roles = [r for r in (c.JupyterHub.load_roles or []) if r.get("name") != ROLE]
+    roles.append(
+        {
+            "name": ROLE,
+            "description": "Read servers, groups and queue gauges; lower the groups' limits",
+            "scopes": role_scopes(policy),
+            "services": [SERVICE],
+        }
+    )
+    c.JupyterHub.load_roles = roles

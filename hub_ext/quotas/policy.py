@@ -1,0 +1,121 @@
+"""The spawner's limit settings as the quotas service sees them (pure).
+
+The Hub's configuration holds the admin's ceilings (``group_limits`` and friends on the
+spawner class). ``jupyterhub_config.py`` hands them to the service as one JSON document in
+``$LATTICEHUB_QUOTAS_POLICY`` (built by :func:`hub_ext.quotas.hubconfig.install`); this
+module parses that document with the spawner's own validation, so the service and the
+spawner agree on every value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spawner.limits import GroupLimits, parse_all_group_limits, parse_group_limits
+
+#: Engines the service can read: the local Docker engine or a Docker Swarm.
+ENGINES = ("docker", "swarm")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The limit settings of the Hub's spawner.
+
+    Attributes:
+        ceilings: admin ceilings per listed group, in the admin's order.
+        unlisted: limits of each group not in ``ceilings`` (``None``: not chargeable).
+        no_group: limits of the pool of users in no chargeable group (``None``: refused).
+        no_group_pool: that pool's name.
+        hub_id: the value of the ``org.latticehub.hub`` label of this Hub's servers.
+        node_name: the Docker engine's node name (Docker spawner), e.g. ``local``.
+        gpu_devices: GPU ids per node.
+        engine: ``docker`` or ``swarm``.
+    """
+
+    ceilings: dict[str, GroupLimits] = field(default_factory=dict)
+    unlisted: GroupLimits | None = None
+    no_group: GroupLimits | None = None
+    no_group_pool: str = "no-group"
+    hub_id: str = "latticehub"
+    node_name: str = "local"
+    gpu_devices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    engine: str = "docker"
+
+    def ceiling_of(self, group: str, *, hub_group: bool = True) -> GroupLimits | None:
+        """The admin's ceiling of a group (``None``: the group has no share).
+
+        Args:
+            group: the group (pool) name.
+            hub_group: whether a Hub group of that name exists (unlisted groups get
+                ``unlisted`` only then).
+        """
+        if group in self.ceilings:
+            return self.ceilings[group]
+        if group == self.no_group_pool and self.no_group is not None:
+            return self.no_group
+        if hub_group and self.unlisted is not None:
+            return self.unlisted
+        return None
+
+    def is_lowerable(self, group: str) -> bool:
+        """Whether managers may lower the group (a Hub group with a share, not the no-group pool)."""
+        if group in self.ceilings:
+            return True
+        return self.unlisted is not None and group != self.no_group_pool
+
+
+def parse_policy(raw: Mapping[str, Any] | str) -> Policy:
+    """Parse the policy document (a dict, or its JSON text).
+
+    Keys: ``group_limits``, ``unlisted_group_limits``, ``no_group_limits``,
+    ``no_group_pool``, ``hub_id``, ``node_name``, ``gpu_devices``, ``engine`` (all optional).
+
+    Raises:
+        ValueError: naming the bad key or value (the spawner's messages for limits).
+    """
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError as e:
+            raise ValueError(f"the quotas policy is not JSON: {e}") from None
+    if not isinstance(raw, Mapping):
+        raise ValueError("the quotas policy must be a JSON object such as {'group_limits': {}}")
+    known = {
+        "group_limits",
+        "unlisted_group_limits",
+        "no_group_limits",
+        "no_group_pool",
+        "hub_id",
+        "node_name",
+        "gpu_devices",
+        "engine",
+    }
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(
+            f"the quotas policy has unknown key(s) {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(known))}"
+        )
+    engine = raw.get("engine") or "docker"
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: use one of {', '.join(ENGINES)}")
+    gpu_devices = raw.get("gpu_devices") or {}
+    if not isinstance(gpu_devices, Mapping):
+        raise ValueError("gpu_devices must map node -> list of GPU ids")
+    return Policy(
+        ceilings=parse_all_group_limits(raw.get("group_limits") or {}),
+        unlisted=_optional(raw.get("unlisted_group_limits"), "unlisted_group_limits"),
+        no_group=_optional(raw.get("no_group_limits"), "no_group_limits"),
+        no_group_pool=str(raw.get("no_group_pool") or "no-group"),
+        hub_id=str(raw.get("hub_id") or "latticehub"),
+        node_name=str(raw.get("node_name") or "local"),
+        gpu_devices={str(n): tuple(str(i) for i in ids) for n, ids in gpu_devices.items()},
+        engine=engine,
+    )
+
+
+def _optional(raw: Any, where: str) -> GroupLimits | None:
+    return None if raw is None else parse_group_limits(raw, where=where)
