@@ -36,9 +36,14 @@ command -v docker >/dev/null || { log "docker CLI missing: run scripts/services.
 docker info >/dev/null 2>&1 || { log "no Docker engine answers: run scripts/services.sh first"; exit 1; }
 
 # Inputs of the image: the Dockerfile, pinned requirements and the sources that go into
-# the wheel. Spawner and service code do not change the image.
+# the wheel and run in a notebook: flows, widgets and the tracking client they import
+# (hub_ext/experiments/client.py and its imports). Spawner and service code do not
+# change the image.
+CLIENT_FILES=(hub_ext/__init__.py hub_ext/experiments/__init__.py
+    hub_ext/experiments/client.py hub_ext/experiments/environment.py
+    hub_ext/experiments/spool.py)
 inputs_hash() {
-    (cd "$ROOT" && find images/singleuser setup.py flows widgets -type f \
+    (cd "$ROOT" && find images/singleuser setup.py flows widgets "${CLIENT_FILES[@]}" -type f \
         -not -path '*/__pycache__/*' -not -path 'images/singleuser/wheelhouse/*' -print0 \
         | sort -z | xargs -0 sha256sum; echo "$BASE") | sha256sum | cut -c1-16
 }

@@ -323,18 +323,23 @@ def status_html(message: str, level: str = "info") -> str:
 def dashboard_url(client: TrackingClient, run_id: str) -> str:
     """The dashboard page of a run, as a link that works from the notebook's browser.
 
-    Inside a single-user server the client talks to the Hub's internal address, which the
-    browser may not reach: the link is then the path under ``JUPYTERHUB_BASE_URL`` on the
-    page's own origin. Otherwise it is ``<service>/runs/{id}``.
+    Inside a single-user server the client talks to an internal address (the Hub's, or the
+    service's own that the Hub put in ``LATTICEHUB_TRACKING_URL``), which the browser may
+    not reach: the link is then the service's path on the page's own origin (under
+    ``JUPYTERHUB_BASE_URL``). Otherwise it is ``<service>/runs/{id}``.
     """
+    runs = f"runs/{_segment(run_id)}"
     api = os.environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
     base = os.environ.get("JUPYTERHUB_BASE_URL")
-    if api.endswith("/hub/api") and base is not None:
-        hub_root = api[: -len("/hub/api")]
-        if client.url.startswith(hub_root):
-            rest = client.url[len(hub_root) :].lstrip("/")
-            return f"{base.rstrip('/')}/{rest}/runs/{_segment(run_id)}"
-    return f"{client.url}/runs/{_segment(run_id)}"
+    if base is not None:
+        url = client.url.rstrip("/")
+        if api.endswith("/hub/api") and url.startswith(api[: -len("/hub/api")]):
+            rest = url[len(api) - len("/hub/api") :].lstrip("/")
+            return f"{base.rstrip('/')}/{rest}/{runs}"
+        tracking = os.environ.get("LATTICEHUB_TRACKING_URL", "").rstrip("/")
+        if tracking and url == tracking:  # the service direct: its path is the public one
+            return f"{urllib.parse.urlsplit(url).path.rstrip('/')}/{runs}"
+    return f"{client.url}/{runs}"
 
 
 def _segment(value: str) -> str:

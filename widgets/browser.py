@@ -39,6 +39,9 @@ PREFERRED_METRICS = ("loss", "ess", "acceptance", "final_ess", "final_acceptance
 #: Most params / metrics chosen as columns by default.
 DEFAULT_PARAMS, DEFAULT_METRICS = 6, 6
 PAGE_SIZES = (25, 50, 100, 200)
+#: Params that differ between any two jobs without saying anything about the model (the
+#: job's output folder, resuming): never picked as "the params that differ".
+BOOKKEEPING_PARAMS = frozenset({"out", "resume"})
 #: Runs remembered for comparisons before the memory is cleared (the selection is kept).
 MAX_KNOWN = 5000
 _KEY = re.compile(r"[A-Za-z0-9_.\-/]+")
@@ -354,7 +357,9 @@ class ResultsBrowser(w.VBox):
 
     def _default_columns(self, params: set[str], metrics: set[str]) -> list[str]:
         varying = [
-            k for k in sorted(params) if len({run["params"].get(k) for run in self.runs}) > 1
+            k
+            for k in sorted(params - BOOKKEEPING_PARAMS)
+            if len({run["params"].get(k) for run in self.runs}) > 1
         ][:DEFAULT_PARAMS]
         chosen_metrics = [k for k in PREFERRED_METRICS if k in metrics]
         chosen_metrics += [k for k in sorted(metrics) if k not in chosen_metrics]
@@ -462,7 +467,7 @@ class ResultsBrowser(w.VBox):
         self._show(f"Comparing {len(curves)} runs on {key}.", "info")
 
     def _param_diff(self, runs: list[dict]) -> str:
-        keys = sorted({k for run in runs for k in run["params"]})
+        keys = sorted({k for run in runs for k in run["params"]} - BOOKKEEPING_PARAMS)
         differ = [k for k in keys if len({run["params"].get(k) for run in runs}) > 1]
         head = "".join(
             f"<th>{html.escape(_short(run['name'] or run['id'][:8], 24))}<br>"

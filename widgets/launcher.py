@@ -222,6 +222,7 @@ class TrainingLauncher(w.VBox):
             options=[("— preset —", "")] + [(k, k) for k in PRESETS], description="preset"
         )
         self.preset.style = _STYLE
+        self.preset.add_class("lh-preset")
         self.preset.observe(self._preset_chosen, names="value")
         self.clone_id = w.Text(placeholder="run id", layout=w.Layout(width="18em"))
         self.clone_button = w.Button(description="Clone from run", icon="copy")

@@ -258,10 +258,13 @@ def screenshot_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def screenshot(screenshot_dir):
-    """``screenshot(page, "runs-table")``: save a PNG (and to docs/img/ when asked)."""
+    """``screenshot(page, "runs-table")``: save a PNG (and to docs/img/ when asked).
 
-    def take(page, name: str, **kwargs) -> Path:
-        target = screenshot_dir / f"dashboard-{name}.png"
+    The file is ``<prefix>-<name>.png``; ``prefix="widgets"`` for the notebook panels.
+    """
+
+    def take(page, name: str, *, prefix: str = "dashboard", **kwargs) -> Path:
+        target = screenshot_dir / f"{prefix}-{name}.png"
         page.screenshot(path=str(target), **kwargs)
         if os.environ.get("LATTICEHUB_UPDATE_DOCS_IMG") == "1":
             docs = ROOT / "docs" / "img"
@@ -270,3 +273,11 @@ def screenshot(screenshot_dir):
         return target
 
     return take
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item (``rep_call``): make_hub dumps logs on failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

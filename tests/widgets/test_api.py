@@ -59,3 +59,14 @@ def test_dashboard_link_inside_a_single_user_server(monkeypatch):
 def test_long_poll_wait_stays_below_the_client_timeout():
     assert api.long_poll_wait(TrackingClient("http://x", "t", timeout=30)) == 25
     assert api.long_poll_wait(TrackingClient("http://x", "t", timeout=10)) == 5
+
+
+def test_dashboard_link_with_the_service_address_from_the_hub(monkeypatch):
+    # jupyterhub_config.py gives user containers the service's own (internal) address
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://172.17.0.1:8081/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_BASE_URL", "/")
+    monkeypatch.setenv("LATTICEHUB_TRACKING_URL", "http://172.17.0.1:10101/services/experiments")
+    client = TrackingClient(token="t")
+    assert api.dashboard_url(client, "a/b") == "/services/experiments/runs/a%2Fb"
+    other = TrackingClient("http://127.0.0.1:9/services/experiments", "t")
+    assert api.dashboard_url(other, "abc") == "http://127.0.0.1:9/services/experiments/runs/abc"

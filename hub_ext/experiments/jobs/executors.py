@@ -120,6 +120,18 @@ def session_rss_mb(sid: int) -> float:
     return total_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def proc_view(pid: int) -> tuple[bytes, str, int] | None:
+    """``(cmdline, state, session id)`` of a process from /proc, or None if there is none."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # after "pid (comm)": state ppid pgrp session ...
+    return cmdline, fields[0].decode(), int(fields[3])
+
+
 class LocalExecutor(Executor):
     """Jobs as process groups on this host, at most ``max_concurrent`` at a time.
 
@@ -153,10 +165,15 @@ class LocalExecutor(Executor):
         if not pid_file.exists() or exit_file.exists():
             return False
         pid = int(pid_file.read_text().strip() or 0)
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+        seen = proc_view(pid)
+        if seen is None:
             return False
+        cmdline, state, session = seen
+        if not cmdline:
+            # Just started: Popen returns while the kernel is still inside exec(), before
+            # the new argv is visible. The wrapper leads its own session; a zombie (or a
+            # kernel thread on a reused pid) is not this job.
+            return state not in ("Z", "X") and session == pid
         # A reused pid belongs to some other program: it does not name this job's script.
         return job.workdir.encode() in cmdline
 
