@@ -194,7 +194,11 @@ if DEMO:
         {
             "name": "lqcd-manager",
             "description": "Lower the lqcd group's limits (group properties)",
-            "scopes": ["groups!group=lqcd", "read:groups!group=lqcd"],
+            "scopes": [
+                "groups!group=lqcd",
+                "read:groups!group=lqcd",
+                "access:services!service=quotas",
+            ],
             "users": ["alice"],
         }
     )
@@ -220,3 +224,15 @@ if DEMO:
 
 for path in sorted(glob.glob(os.path.join(HERE, "jupyterhub_config.d", "*.py"))):
     load_subconfig(path)  # noqa: F821 - provided by traitlets
+
+# -- quotas service (docs/quotas.md) ----------------------------------------------------
+# Usage against the limits per group and node, for admins and group managers, at
+# /services/quotas/; managers lower their group's values there. Declared after the site
+# overrides so that it carries the final group_limits; a config that changes group_limits
+# after loading this file calls install_quotas(c) again. It adds the service and its role
+# "quotas-service" (read users, servers, metrics; write the listed groups' properties).
+# Managers need the scope access:services!service=quotas beside groups!group=<name>.
+from hub_ext.quotas.hubconfig import install as install_quotas  # noqa: E402
+
+QUOTAS_PORT = int(os.environ.get("LATTICEHUB_QUOTAS_PORT") or EXPERIMENTS_PORT + 1)
+install_quotas(c, Spawner, url=f"http://127.0.0.1:{QUOTAS_PORT}")

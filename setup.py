@@ -18,6 +18,7 @@ setup(
         "spawner": ["templates/*.html"],
         "hub_ext": ["hub_templates/*.html"],
         "hub_ext.experiments.dashboard": ["templates/*.html", "static/*"],
+        "hub_ext.quotas": ["templates/*.html"],
     },
     install_requires=[
         "jupyterhub>=6",

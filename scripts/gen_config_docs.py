@@ -15,6 +15,7 @@ from traitlets.config import Application, Configurable
 
 from hub_ext.experiments.app import ExperimentsApp
 from hub_ext.experiments.jobs.settings import JobsConfig
+from hub_ext.quotas.app import QuotasApp
 from spawner import GroupLimitDockerSpawner, GroupLimitSwarmSpawner
 from spawner.traits import GroupLimitsConfig
 
@@ -47,6 +48,7 @@ def render() -> str:
         ("GroupLimitSwarmSpawner", GroupLimitSwarmSpawner, SwarmSpawner),
         ("experiments service (`ExperimentsApp`)", ExperimentsApp, Application),
         ("experiments jobs (`JobsConfig`; see docs/jobs.md)", JobsConfig, Configurable),
+        ("quotas service (`QuotasApp`; see docs/quotas.md)", QuotasApp, Application),
     ]
     shared = set(GroupLimitsConfig.class_traits(config=True))
     for title, cls, parent in sections:

@@ -61,7 +61,7 @@ class GroupLimitsConfig(Configurable):
         return proposal.value
 
     unlisted_group_limits = Dict(
-        None,
+        default_value=None,
         allow_none=True,
         help="""
         Limits for each JupyterHub group that is not in ``group_limits``.
@@ -73,7 +73,7 @@ class GroupLimitsConfig(Configurable):
     ).tag(config=True)
 
     no_group_limits = Dict(
-        None,
+        default_value=None,
         allow_none=True,
         help="""
         Limits for users who are in no chargeable group, who share one pool named by

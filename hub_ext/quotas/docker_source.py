@@ -96,7 +96,11 @@ class DockerEngineSource(_DockerSDKSource):
     """
 
     def __init__(
-        self, hub_id: str, *, node_name: str = "local", client_factory: Callable[[], Any] | None = None
+        self,
+        hub_id: str,
+        *,
+        node_name: str = "local",
+        client_factory: Callable[[], Any] | None = None,
     ):
         super().__init__(hub_id, client_factory=client_factory)
         self.node_name = node_name

@@ -20,7 +20,7 @@ MAX_PAGES = 100
 PAGE_SIZE = 200
 QUEUE_GAUGE = "latticehub_group_spawns_queued"
 _GAUGE_RE = re.compile(
-    r'^' + QUEUE_GAUGE + r'\{(?:[^}]*,)?group="((?:[^"\\]|\\.)*)"[^}]*\}\s+([0-9.eE+-]+|NaN)\s*$'
+    r"^" + QUEUE_GAUGE + r'\{(?:[^}]*,)?group="((?:[^"\\]|\\.)*)"[^}]*\}\s+([0-9.eE+-]+|NaN)\s*$'
 )
 
 

@@ -83,7 +83,7 @@ def install(
     c: Config,
     spawner_class: type | None = None,
     *,
-    url: str,
+    url: str | None = None,
     environment: dict[str, str] | None = None,
 ) -> None:
     """Add (or replace) the ``quotas`` service and its role in ``c``.
@@ -92,15 +92,21 @@ def install(
         c: the Hub's config object (``get_config()``).
         spawner_class: the spawner class (default: ``c.JupyterHub.spawner_class``).
         url: where the service listens, e.g. ``http://127.0.0.1:10102`` (the proxy
-            reaches it there; user containers never need it).
+            reaches it there; user containers never need it). Default: the URL of the
+            ``quotas`` entry already in ``c`` (when called again after an override).
         environment: extra environment variables for the service.
     """
     if spawner_class is None:
         spawner_class = c.JupyterHub.spawner_class
     if not isinstance(spawner_class, type):
         raise ValueError("install(c, Spawner, ...): pass the spawner class itself")
+    previous = [s for s in (c.JupyterHub.services or []) if s.get("name") == SERVICE]
+    url = url or (previous[0].get("url") if previous else None)
+    if not url:
+        raise ValueError("install(c, ..., url='http://127.0.0.1:10102'): the service needs a URL")
     policy = policy_document(c, spawner_class)
-    env = {k: os.environ[k] for k in DOCKER_ENV if os.environ.get(k)}
+    env = {k: v for p in previous for k, v in (p.get("environment") or {}).items()}
+    env.update({k: os.environ[k] for k in DOCKER_ENV if os.environ.get(k)})
     env["LATTICEHUB_QUOTAS_POLICY"] = json.dumps(policy)
     env.update(environment or {})
     services = [s for s in (c.JupyterHub.services or []) if s.get("name") != SERVICE]

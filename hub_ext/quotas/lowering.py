@@ -128,7 +128,7 @@ def plan_lowering(
     """
     if not isinstance(changes, Mapping) or not changes:
         raise LoweringError(
-            400, "send a JSON object of the values to lower, e.g. {\"max_servers\": 2}"
+            400, 'send a JSON object of the values to lower, e.g. {"max_servers": 2}'
         )
     for key in changes:
         if key not in LOWERABLE_KEYS:

@@ -61,7 +61,7 @@ class Policy:
         return None
 
     def is_lowerable(self, group: str) -> bool:
-        """Whether managers may lower the group (a Hub group with a share, not the no-group pool)."""
+        """Whether managers may lower it (a Hub group with a share; not the no-group pool)."""
         if group in self.ceilings:
             return True
         return self.unlisted is not None and group != self.no_group_pool

@@ -36,7 +36,8 @@ from .policy import Policy
 
 #: Server states: a container that the Hub reports ready, one that is still starting or
 #: stopping, a container no Hub server owns, and a spawn with no container yet.
-RUNNING, STARTING, STOPPING, ORPHAN, PENDING = "running", "starting", "stopping", "orphan", "pending"
+RUNNING, STARTING, STOPPING = "running", "starting", "stopping"
+ORPHAN, PENDING = "orphan", "pending"
 #: Group kinds: listed in ``group_limits``, an unlisted group with its own pool, the pool of
 #: users in no group, a group that only labels still name (its ceiling was removed).
 LISTED, UNLISTED, NO_GROUP, UNCONFIGURED = "listed", "unlisted", "no-group", "unconfigured"

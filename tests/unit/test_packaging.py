@@ -88,6 +88,10 @@ def test_wheel_holds_every_subpackage_and_the_dashboard_files(tmp_path):
         "hub_ext/experiments/dashboard/templates/run.html",
         "hub_ext/experiments/dashboard/static/dashboard.js",
         "hub_ext/hub_templates/page.html",
+        *(
+            f"hub_ext/quotas/templates/{p.name}"
+            for p in (root / "hub_ext/quotas/templates").glob("*.html")
+        ),
         *(f"spawner/templates/{p.name}" for p in (root / "spawner/templates").glob("*.html")),
         "flows/train.py",
         "widgets/__init__.py",

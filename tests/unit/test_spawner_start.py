@@ -332,3 +332,12 @@ async def test_unclaimed_containers_are_reported_as_orphans():
     await asyncio.sleep(0.3)
     assert [s.user for s in spawner.ledger.orphans()] == ["ghost"]
     assert REGISTRY.get_sample_value("latticehub_orphaned_servers") == 1.0
+
+
+def test_optional_limits_default_to_none_so_unlisted_groups_and_groupless_users_are_refused():
+    # a Dict trait given None positionally defaults to {}: that would be "no limits at all"
+    from spawner import GroupLimitDockerSpawner
+
+    spawner = GroupLimitDockerSpawner()
+    assert spawner.unlisted_group_limits is None
+    assert spawner.no_group_limits is None

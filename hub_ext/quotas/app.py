@@ -1,0 +1,245 @@
+"""The ``quotas`` service: a small tornado app behind Hub OAuth and Hub tokens.
+
+Run by JupyterHub as a managed service (``python -m hub_ext.quotas``); settings come from
+traitlets (command-line aliases) and the service environment that
+:func:`hub_ext.quotas.hubconfig.install` declares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from jupyterhub.utils import url_path_join
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
+from traitlets.config import Application
+
+from .docker_source import EngineSource, engine_source
+from .handlers import default_handlers
+from .hub_source import HubError, HubSource
+from .policy import Policy, parse_policy
+
+TEMPLATE_DIR = str(Path(__file__).parent / "templates")
+
+
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    """Completes Hub OAuth with the app's own ``HubOAuth`` (it holds the login state)."""
+
+    @property
+    def hub_auth(self) -> Any:  # noqa: D102
+        return self.settings["hub_auth"]
+
+
+def make_app(
+    *,
+    policy: Policy,
+    hub: HubSource,
+    engine: EngineSource,
+    hub_auth: Any,
+    prefix: str,
+    log: Any,
+) -> web.Application:
+    """The tornado application with every handler under ``prefix``.
+
+    Args:
+        policy: the admin's ceilings and the spawner's settings.
+        hub: the Hub API with the service's token.
+        engine: the container engine's objects and nodes.
+        hub_auth: a ``HubOAuth`` (or test double) that identifies callers.
+        prefix: the service's URL prefix, e.g. ``/services/quotas/``.
+        log: the logger.
+    """
+    handlers: list = [(url_path_join(prefix, path), h) for path, h in default_handlers]
+    handlers.append((url_path_join(prefix, "oauth_callback"), OAuthCallbackHandler))
+    return web.Application(
+        handlers,
+        policy=policy,
+        hub=hub,
+        engine=engine,
+        hub_auth=hub_auth,
+        log=log,
+        service_prefix=prefix,
+        template_path=TEMPLATE_DIR,
+        cookie_secret=os.urandom(32),
+        # HubOAuth checks the XSRF token of every cookie-authenticated request that changes
+        # state (token-authenticated API calls need none); the form carries it as ``_xsrf``
+        xsrf_cookies=False,
+    )
+
+
+def missing_write_scopes(policy: Policy, scopes: list[str]) -> list[str]:
+    """Write scopes (``groups!group=<g>``, or ``groups``) the service's token lacks."""
+    held = set(scopes)
+    if held & {"groups", "admin:groups"}:
+        return []
+    if policy.unlisted is not None:
+        return ["groups"]
+    return [f"groups!group={g}" for g in policy.ceilings if f"groups!group={g}" not in held]
+
+
+class QuotasApp(Application):
+    """Serve the quotas pages and API (``python -m hub_ext.quotas --help``)."""
+
+    name = "latticehub-quotas"
+    description = "Per-group usage and limits for latticehub (a JupyterHub service)."
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        # INFO: each lowering is logged with who did it (the audit trail)
+        return logging.INFO
+
+    policy = Unicode(
+        help="""
+        The spawner's limit settings as JSON: ``group_limits``, ``unlisted_group_limits``,
+        ``no_group_limits``, ``no_group_pool``, ``hub_id``, ``node_name``, ``gpu_devices``,
+        ``engine`` (``docker`` or ``swarm``). Default: ``$LATTICEHUB_QUOTAS_POLICY``, which
+        ``hub_ext.quotas.hubconfig.install`` fills from the Hub's configuration.
+        """,
+    ).tag(config=True)
+
+    @default("policy")
+    def _default_policy(self) -> str:
+        return os.environ.get("LATTICEHUB_QUOTAS_POLICY", "")
+
+    @validate("policy")
+    def _validate_policy(self, proposal: Any) -> str:
+        try:
+            parse_policy(proposal.value)
+        except ValueError as e:
+            raise TraitError(f"quotas policy: {e}") from e
+        return proposal.value
+
+    ip = Unicode(
+        help="Address to listen on (default: the host of $JUPYTERHUB_SERVICE_URL, else "
+        "127.0.0.1). Only the Hub's proxy needs to reach it, e.g. 127.0.0.1.",
+    ).tag(config=True)
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102")
+        return urlsplit(url).hostname or "127.0.0.1"
+
+    port = Int(help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL).").tag(config=True)
+
+    @default("port")
+    def _default_port(self) -> int:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102")
+        return urlsplit(url).port or 10102
+
+    bind_timeout = Float(
+        20.0,
+        help="""
+        Seconds to keep retrying when the port is still taken at start (for example by the
+        previous instance of a Hub that was killed and restarted), e.g. 20.
+        """,
+    ).tag(config=True)
+
+    exit_with_hub = Bool(
+        True,
+        help="""
+        Exit when the Hub that started this service is gone (the service's parent process
+        changes). A Hub killed with SIGKILL cannot stop its managed services; this keeps
+        them from lingering on their port.
+        """,
+    ).tag(config=True)
+
+    cache_max_age = Float(
+        30.0,
+        help="Seconds HubOAuth caches a token's user model (and so its scopes), e.g. 30.",
+    ).tag(config=True)
+
+    @validate("bind_timeout", "cache_max_age")
+    def _non_negative(self, proposal: Any) -> float:
+        if proposal["value"] < 0:
+            raise TraitError(f"{proposal['trait'].name} must be >= 0 seconds")
+        return float(proposal["value"])
+
+    aliases = {
+        "ip": "QuotasApp.ip",
+        "port": "QuotasApp.port",
+        "policy": "QuotasApp.policy",
+        "log-level": "Application.log_level",
+    }
+
+    def listen(self, app: web.Application) -> HTTPServer:
+        """Listen on ``ip:port``, retrying while the port is still taken."""
+        server = HTTPServer(app, xheaders=True)
+        deadline = time.monotonic() + self.bind_timeout
+        while True:
+            try:
+                server.listen(self.port, self.ip)
+                return server
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                self.log.warning("port %s is taken; retrying", self.port)
+                time.sleep(0.5)
+
+    async def check_role(self, hub: HubSource, policy: Policy) -> None:
+        """Warn at start when the service's role cannot write some groups' properties."""
+        try:
+            model = await hub.whoami()
+        except HubError as e:
+            self.log.warning("could not read the service's own scopes: %s", e.message)
+            return
+        missing = missing_write_scopes(policy, list(model.get("scopes") or []))
+        if not missing:
+            self.log.info("the service's role may lower every group with a share")
+        else:
+            self.log.warning(
+                "the quotas service's role lacks %s: managers cannot lower those groups "
+                "(add the scopes to the role %r in jupyterhub_config.py)",
+                ", ".join(missing),
+                "quotas-service",
+            )
+
+    async def watch_parent(self, interval: float = 1.0) -> None:
+        """Stop the service when the Hub (the parent process) is gone."""
+        parent = os.getppid()
+        while True:
+            await asyncio.sleep(interval)
+            if os.getppid() != parent:
+                self.log.warning("the Hub (pid %s) is gone; stopping", parent)
+                asyncio.get_running_loop().stop()
+                return
+
+    def start(self) -> None:
+        """Serve until stopped."""
+        policy = parse_policy(self.policy)
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/quotas/")
+        hub_auth = HubOAuth(cache_max_age=self.cache_max_age)
+        hub = HubSource(hub_auth.api_url, hub_auth.api_token)
+        engine = engine_source(policy.engine, policy.hub_id, node_name=policy.node_name)
+        app = make_app(
+            policy=policy, hub=hub, engine=engine, hub_auth=hub_auth, prefix=prefix, log=self.log
+        )
+        self.listen(app)
+        self.log.info(
+            "quotas service on http://%s:%s%s (%s groups, %s engine, hub id %s)",
+            self.ip,
+            self.port,
+            prefix,
+            len(policy.ceilings),
+            policy.engine,
+            policy.hub_id,
+        )
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        # keep references: the loop holds tasks only weakly
+        self._tasks = [loop.create_task(self.check_role(hub, policy))]
+        if self.exit_with_hub:
+            self._tasks.append(loop.create_task(self.watch_parent()))
+        loop.run_forever()
+
+
+def main() -> None:
+    """Console entry point."""
+    QuotasApp.launch_instance()

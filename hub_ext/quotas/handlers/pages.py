@@ -1,0 +1,154 @@
+"""The pages: every visible group and node (``/``), one group with its form (``/groups/{name}``).
+
+Server-rendered tornado templates (autoescaping on), no script. The form posts back to the
+group page with the XSRF token (``_xsrf``); HubOAuth declines the cookie of a post without it.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from jupyterhub.utils import url_path_join
+from tornado.escape import url_escape
+
+from .. import display as fmt
+from ..lowering import ORDER, LoweringError, changes_from_form, form_fields
+from ..usage import GroupUsage
+from .base import QuotaError, QuotasHandler
+
+#: What each key means, for the limits table and the form.
+LABELS = {
+    "max_servers": "servers the group runs at once",
+    "max_servers_per_user": "servers per user",
+    "mem_limit": "memory per server",
+    "cpu_limit": "CPUs per server",
+    "gpus": "GPUs per server",
+    "images": "images",
+    "nodes": "nodes",
+    "gpu_sharing": "servers may share GPUs",
+    "shared_readonly": "shared directory read-only",
+}
+
+
+class PageHandler(QuotasHandler):
+    """An HTML page: login redirect, HTML errors, the prefix and XSRF token in templates."""
+
+    @property
+    def prefix(self) -> str:
+        """The service's URL prefix, e.g. ``/services/quotas/``."""
+        return self.settings["service_prefix"]
+
+    def page_url(self, *parts: str) -> str:
+        """An absolute path under the prefix (parts are URL-escaped)."""
+        return url_path_join(self.prefix, *(url_escape(p, plus=False) for p in parts))
+
+    @property
+    def hub_home(self) -> str:
+        """The Hub's home page."""
+        return url_path_join(getattr(self.hub_auth, "hub_prefix", "/hub/"), "home")
+
+    def prepare(self) -> None:
+        """Send a browser without a session through the Hub's login (GET only)."""
+        if self.request.method in ("GET", "HEAD") and not self.current_user:
+            if self._refused is not None:
+                self.viewer  # noqa: B018 - raises the 403 that names the reason
+            self.redirect(self.get_login_url())
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        """What every template sees besides tornado's defaults."""
+        namespace = super().get_template_namespace()
+        user = self.current_user
+        namespace.update(
+            base=self.prefix,
+            page_url=self.page_url,
+            hub_home=self.hub_home,
+            user_name=user.get("name") if user else None,
+            fmt=fmt,
+            labels=LABELS,
+            order=ORDER,
+        )
+        return namespace
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as an HTML page with the status and a readable (escaped) message."""
+        message = self.error_message(status_code, kwargs)
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        try:
+            self.render("error.html", status_code=status_code, reason=self._reason, message=message)
+        except Exception:  # a broken template must not hide the original error
+            self.log.exception("rendering the error page failed")
+            self.finish(
+                f"<!DOCTYPE html><title>{status_code}</title><h1>{status_code} "
+                f"{html.escape(self._reason)}</h1><p>{html.escape(message)}</p>"
+            )
+
+
+class OverviewPage(PageHandler):
+    """``/``: usage against limits of each group the caller manages, and of each node."""
+
+    async def get(self) -> None:
+        """The overview (403 for callers who manage no group)."""
+        viewer = self.manager()
+        usage = await self.snapshot()
+        groups = [g for g in usage.groups if viewer.can_manage(g.name)]
+        self.render(
+            "index.html",
+            viewer=viewer,
+            groups=groups,
+            nodes=usage.nodes,
+            taken_at=usage.taken_at,
+        )
+
+
+class GroupPage(PageHandler):
+    """``/groups/{name}``: limits, servers, pending spawns; the form that lowers values."""
+
+    async def get(self, name: str) -> None:
+        """The group page (403 unless the caller manages the group)."""
+        self.require_group(name)
+        usage = await self.snapshot()
+        self.render_group(self.find_group(usage, name), saved=self.get_argument("saved", ""))
+
+    async def post(self, name: str) -> None:
+        """The form: lower values within the ceiling, then back to the page (303)."""
+        self.require_group(name)  # identifies the caller first (token or cookie)
+        check = getattr(self.hub_auth, "check_xsrf_cookie", None)
+        if check is not None:
+            check(self)
+        ceiling = self.policy.ceiling_of(name)
+        if ceiling is None or not self.policy.is_lowerable(name):
+            raise QuotaError(404, f"group {name!r} has no share of the servers to lower")
+        form = {
+            k: [v.decode("utf-8", "replace") for v in vs]
+            for k, vs in self.request.body_arguments.items()
+        }
+        try:
+            group = await self.lower(name, changes_from_form(ceiling, form))
+        except (QuotaError, LoweringError) as e:
+            if e.status_code >= 500 or e.status_code in (401, 403, 404):
+                raise
+            self.set_status(e.status_code)
+            usage = await self.snapshot()
+            self.render_group(self.find_group(usage, name), form_error=e.message, form=form)
+            return
+        self.redirect(self.page_url("groups", group.name) + "?saved=1", status=303)
+
+    def render_group(
+        self,
+        group: GroupUsage,
+        *,
+        form_error: str | None = None,
+        form: dict[str, list[str]] | None = None,
+        saved: str = "",
+    ) -> None:
+        """Render the group page."""
+        fields = form_fields(group.ceiling) if group.lowerable and group.ceiling else []
+        self.render(
+            "group.html",
+            group=group,
+            fields=fields,
+            form_error=form_error,
+            form=form,
+            saved=bool(saved) and form_error is None,
+        )
