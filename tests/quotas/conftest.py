@@ -99,9 +99,13 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """One headless Chromium (Debian's) for the session."""
+    """One headless Chromium (Debian's) per test module.
+
+    Not per session: Playwright's sync API keeps an event loop running in the main thread
+    while it lives, and later tests of other tiers call ``asyncio.run`` there.
+    """
     if not os.path.exists(CHROMIUM):
         service_missing(f"Chromium at {CHROMIUM}", "apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
