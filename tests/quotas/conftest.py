@@ -11,7 +11,7 @@ import secrets
 
 import pytest
 
-from tests.conftest import service_missing
+from tests.browser.conftest import chromium  # noqa: F401 - fixture
 from tests.docker.conftest import (  # noqa: F401 - fixtures
     docker_client,
     remove_hub_objects,
@@ -19,15 +19,6 @@ from tests.docker.conftest import (  # noqa: F401 - fixtures
 )
 from tests.hub import HubProcess, free_port
 
-CHROMIUM = os.environ.get("LATTICEHUB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 IMAGE = os.environ.get("LATTICEHUB_IMAGE", "latticehub/singleuser:latest")
 ACCESS = "access:services!service=quotas"
 
@@ -99,25 +90,8 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    """One headless Chromium (Debian's) per test module.
-
-    Not per session: Playwright's sync API keeps an event loop running in the main thread
-    while it lives, and later tests of other tiers call ``asyncio.run`` there.
-    """
-    if not os.path.exists(CHROMIUM):
-        service_missing(f"Chromium at {CHROMIUM}", "apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def new_page(chromium):
+def new_page(chromium):  # noqa: F811 - the imported fixture
     """``new_page(base_url)``: a fresh browser context (own cookies) and page."""
     contexts = []
 

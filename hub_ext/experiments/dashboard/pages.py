@@ -10,12 +10,12 @@ cookie authentication of a request that lacks it.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from ...pages import write_error_page
 from ..access import can_manage_project, can_read_project, can_write_run, require_read
 from ..handlers.base import BaseHandler
 from ..search import SearchError, parse_filter, parse_order_by
@@ -100,15 +100,7 @@ class PageHandler(BaseHandler):
             message = "Internal error: the service's log has the details."
         else:
             message = self._reason
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-        try:
-            self.render("error.html", status_code=status_code, reason=self._reason, message=message)
-        except Exception:  # a broken template must not hide the original error
-            self.log.exception("rendering the error page failed")
-            self.finish(
-                f"<!DOCTYPE html><title>{status_code}</title><h1>{status_code} "
-                f"{html.escape(self._reason)}</h1><p>{html.escape(message)}</p>"
-            )
+        write_error_page(self, status_code, message)
 
 
 class ProjectsPage(PageHandler):

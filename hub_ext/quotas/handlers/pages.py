@@ -6,12 +6,12 @@ group page with the XSRF token (``_xsrf``); HubOAuth declines the cookie of a po
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from jupyterhub.utils import url_path_join
 from tornado.escape import url_escape
 
+from ...pages import write_error_page
 from .. import display as fmt
 from ..lowering import ORDER, LoweringError, changes_from_form, form_fields
 from ..usage import GroupUsage
@@ -73,15 +73,7 @@ class PageHandler(QuotasHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors as an HTML page with the status and a readable (escaped) message."""
         message = self.error_message(status_code, kwargs)
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-        try:
-            self.render("error.html", status_code=status_code, reason=self._reason, message=message)
-        except Exception:  # a broken template must not hide the original error
-            self.log.exception("rendering the error page failed")
-            self.finish(
-                f"<!DOCTYPE html><title>{status_code}</title><h1>{status_code} "
-                f"{html.escape(self._reason)}</h1><p>{html.escape(message)}</p>"
-            )
+        write_error_page(self, status_code, message)
 
 
 class OverviewPage(PageHandler):
