@@ -107,6 +107,9 @@ start_postgres() {
 CREATEDB PASSWORD 'latticehub'\""
     su postgres -c "psql -p $PG_PORT -tAc \"SELECT 1 FROM pg_database WHERE datname='latticehub'\"" \
         | grep -q 1 || su postgres -c "createdb -p $PG_PORT -O latticehub latticehub"
+    # the tests drop their databases WITH (FORCE); that must also end an autovacuum worker,
+    # which runs as no role and so needs pg_signal_backend (idempotent)
+    su postgres -c "psql -p $PG_PORT -qc 'GRANT pg_signal_backend TO latticehub'" >/dev/null
 }
 
 # -- Slurm: munged + slurmctld + slurmd on this host, one node, no slurmdbd (docs/slurm.md) --

@@ -2,6 +2,8 @@
 
 import os
 import secrets
+import time
+import warnings
 
 import pytest
 import sqlalchemy
@@ -34,11 +36,27 @@ def _postgres_url() -> tuple[str, tuple[str, str]]:
 
 
 def _drop(admin_url: str, db: str) -> None:
-    """Drop a database made by :func:`_postgres_url`."""
+    """Drop a database made by :func:`_postgres_url`.
+
+    ``WITH (FORCE)`` ends our own leftover connections, but it refuses while an autovacuum
+    worker (a process of no role we belong to) happens to be in the database, so retry for a
+    few seconds: the worker is done with a test-sized database by then.
+    """
     engine = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-    engine.dispose()
+    deadline = time.monotonic() + 15
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+                return
+            except sqlalchemy.exc.DBAPIError as e:
+                if time.monotonic() > deadline:
+                    warnings.warn(f"test database {db} left behind: {e.orig}", stacklevel=2)
+                    return
+                time.sleep(0.3)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
