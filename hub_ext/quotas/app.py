@@ -23,6 +23,8 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
+from .accounting.recorder import UsageRecorder
+from .accounting.store import SqlUsageStore, UsageStore
 from .docker_source import EngineSource, engine_source
 from .handlers import default_handlers
 from .hub_source import HubError, HubSource
@@ -47,6 +49,8 @@ def make_app(
     hub_auth: Any,
     prefix: str,
     log: Any,
+    usage_store: UsageStore | None = None,
+    recorder: UsageRecorder | None = None,
 ) -> web.Application:
     """The tornado application with every handler under ``prefix``.
 
@@ -57,7 +61,11 @@ def make_app(
         hub_auth: a ``HubOAuth`` (or test double) that identifies callers.
         prefix: the service's URL prefix, e.g. ``/services/quotas/``.
         log: the logger.
+        usage_store: recorded server sessions (default: an in-memory SQLite store).
+        recorder: brings ``usage_store`` up to date before each usage request.
     """
+    if usage_store is None:
+        usage_store = SqlUsageStore("sqlite://")
     handlers: list = [(url_path_join(prefix, path), h) for path, h in default_handlers]
     handlers.append((url_path_join(prefix, "oauth_callback"), OAuthCallbackHandler))
     return web.Application(
@@ -67,6 +75,8 @@ def make_app(
         engine=engine,
         hub_auth=hub_auth,
         log=log,
+        usage_store=usage_store,
+        recorder=recorder,
         service_prefix=prefix,
         template_path=TEMPLATE_DIR,
         cookie_secret=os.urandom(32),
@@ -157,6 +167,52 @@ class QuotasApp(Application):
         help="Seconds HubOAuth caches a token's user model (and so its scopes), e.g. 30.",
     ).tag(config=True)
 
+    usage_db = Unicode(
+        help="""
+        Database URL of the usage record (server sessions), e.g.
+        ``sqlite:////var/lib/latticehub/usage.sqlite`` (the default: ``usage.sqlite`` in
+        ``$LATTICEHUB_STATE``, else in the working directory) or
+        ``postgresql://user:password@host/db``. Default: ``$LATTICEHUB_USAGE_DB`` when set.
+        """,
+    ).tag(config=True)
+
+    @default("usage_db")
+    def _default_usage_db(self) -> str:
+        if os.environ.get("LATTICEHUB_USAGE_DB"):
+            return os.environ["LATTICEHUB_USAGE_DB"]
+        state = os.environ.get("LATTICEHUB_STATE") or os.getcwd()
+        return f"sqlite:///{os.path.join(os.path.abspath(state), 'usage.sqlite')}"
+
+    @validate("usage_db")
+    def _validate_usage_db(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+")):
+            raise TraitError(
+                f"usage_db={value!r}: use sqlite:////absolute/path.sqlite or "
+                "postgresql://user:password@host/database"
+            )
+        return value
+
+    usage_interval = Float(
+        15.0,
+        help="""
+        Seconds between two readings of the engine for usage accounting, e.g. 15. Start and
+        stop times come from the engine's events and are exact; a stop the engine no longer
+        remembers (the service was down longer than its event log reaches) is dated by the
+        first reading that finds the server gone. Default: ``$LATTICEHUB_USAGE_INTERVAL``.
+        """,
+    ).tag(config=True)
+
+    @default("usage_interval")
+    def _default_usage_interval(self) -> float:
+        return float(os.environ.get("LATTICEHUB_USAGE_INTERVAL") or 15.0)
+
+    @validate("usage_interval")
+    def _positive_interval(self, proposal: Any) -> float:
+        if not proposal["value"] > 0:
+            raise TraitError("usage_interval must be > 0 seconds, e.g. 15")
+        return float(proposal["value"])
+
     @validate("bind_timeout", "cache_max_age")
     def _non_negative(self, proposal: Any) -> float:
         if proposal["value"] < 0:
@@ -167,6 +223,7 @@ class QuotasApp(Application):
         "ip": "QuotasApp.ip",
         "port": "QuotasApp.port",
         "policy": "QuotasApp.policy",
+        "usage-db": "QuotasApp.usage_db",
         "log-level": "Application.log_level",
     }
 
@@ -219,8 +276,17 @@ class QuotasApp(Application):
         hub_auth = HubOAuth(cache_max_age=self.cache_max_age)
         hub = HubSource(hub_auth.api_url, hub_auth.api_token)
         engine = engine_source(policy.engine, policy.hub_id, node_name=policy.node_name)
+        usage_store = SqlUsageStore(self.usage_db)
+        recorder = UsageRecorder(usage_store, engine, log=self.log)
         app = make_app(
-            policy=policy, hub=hub, engine=engine, hub_auth=hub_auth, prefix=prefix, log=self.log
+            policy=policy,
+            hub=hub,
+            engine=engine,
+            hub_auth=hub_auth,
+            prefix=prefix,
+            log=self.log,
+            usage_store=usage_store,
+            recorder=recorder,
         )
         self.listen(app)
         self.log.info(
@@ -234,7 +300,10 @@ class QuotasApp(Application):
         )
         loop = asyncio.get_event_loop_policy().get_event_loop()
         # keep references: the loop holds tasks only weakly
-        self._tasks = [loop.create_task(self.check_role(hub, policy))]
+        self._tasks = [
+            loop.create_task(self.check_role(hub, policy)),
+            loop.create_task(recorder.run(self.usage_interval)),
+        ]
         if self.exit_with_hub:
             self._tasks.append(loop.create_task(self.watch_parent()))
         loop.run_forever()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,25 @@ def _iso(value: Any) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class EngineEvent:
+    """A container started (``start``) or stopped (``die``), at the engine's own time.
+
+    Attributes:
+        action: ``start`` or ``die``.
+        id: the container id.
+        time: seconds since the epoch (the engine's clock, to the nanosecond).
+        labels: the container's labels (the engine sends them with each event).
+        image: the container's image.
+    """
+
+    action: str
+    id: str
+    time: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    image: str = ""
+
+
 class EngineSource(abc.ABC):
     """Reads this Hub's objects and the nodes from a container engine."""
 
@@ -50,6 +70,14 @@ class EngineSource(abc.ABC):
     @abc.abstractmethod
     async def nodes(self) -> list[NodeCapacity]:
         """The engine's nodes and their CPUs and memory."""
+
+    async def lifecycle_events(self, since: float, until: float) -> list[EngineEvent]:
+        """This Hub's objects' starts and stops in ``[since, until]``, oldest first.
+
+        Engines that keep no event log return ``[]``; usage accounting then learns stops
+        only by seeing objects gone.
+        """
+        return []
 
 
 class _DockerSDKSource(EngineSource):
@@ -120,6 +148,40 @@ class DockerEngineSource(_DockerSDKSource):
             )
             for c in found
         ]
+
+    async def lifecycle_events(self, since: float, until: float) -> list[EngineEvent]:
+        """``start`` and ``die`` events of this Hub's containers (as ``docker events``).
+
+        The engine keeps a short log of recent events; ``until`` in the past makes the call
+        return at once with what it holds.
+        """
+        filters = {"type": "container", "event": ["start", "die"], "label": self._selector}
+
+        def read(api: Any) -> list[dict]:
+            stream = api.events(since=since, until=until, filters=filters, decode=True)
+            try:
+                return list(stream)
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+
+        found = await self._run("events", read)
+        events = []
+        for e in found:
+            actor = e.get("Actor") or {}
+            attributes = dict(actor.get("Attributes") or {})
+            nano = e.get("timeNano")
+            events.append(
+                EngineEvent(
+                    action=str(e.get("Action") or e.get("status") or ""),
+                    id=str(actor.get("ID") or e.get("id") or ""),
+                    time=nano / 1e9 if nano else float(e.get("time") or 0),
+                    labels=attributes,
+                    image=str(attributes.get("image") or e.get("from") or ""),
+                )
+            )
+        return sorted(events, key=lambda ev: ev.time)
 
     async def nodes(self) -> list[NodeCapacity]:
         """The engine itself, as node ``node_name``."""

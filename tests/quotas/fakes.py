@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from jupyterhub.services.auth import HubOAuth
 
-from hub_ext.quotas.docker_source import EngineSource, EngineUnavailable
+from hub_ext.quotas.docker_source import EngineEvent, EngineSource, EngineUnavailable
 from hub_ext.quotas.usage import EngineObject, NodeCapacity
 from spawner import labels as L
 
@@ -142,3 +142,42 @@ class TokenHubAuth(HubOAuth):
         handler._token_authenticated = True
         model = self.models.get(token.strip())
         return copy.deepcopy(model) if model else None
+
+
+class Clock:
+    """A clock that moves when the test sets ``now``."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedEngine(FakeEngine):
+    """Events in the engine's log, and the running objects, as the test sets them."""
+
+    def __init__(self):
+        super().__init__()
+        self.log: list[EngineEvent] = []
+        self.keep_events = True  # False: the engine's event log forgot everything
+        self.reads: list[tuple[float, float]] = []
+
+    def start(self, object_id: str, at: float, group: str, user: str, **labels: str) -> None:
+        obj = container(group, user, labels=labels)
+        obj = type(obj)(id=object_id, labels=obj.labels, image="img:1", created=at)
+        self.log.append(EngineEvent("start", object_id, at, dict(obj.labels), "img:1"))
+        self.objects_list.append(obj)
+
+    def stop(self, object_id: str, at: float) -> None:
+        labels = next(o.labels for o in self.objects_list if o.id == object_id)
+        self.log.append(EngineEvent("die", object_id, at, dict(labels), "img:1"))
+        self.objects_list = [o for o in self.objects_list if o.id != object_id]
+
+    async def lifecycle_events(self, since: float, until: float) -> list[EngineEvent]:
+        self.reads.append((since, until))
+        if self.fail:
+            raise EngineUnavailable("the Docker engine could not list events: down")
+        if not self.keep_events:
+            return []
+        return sorted((e for e in self.log if since <= e.time <= until), key=lambda e: e.time)
