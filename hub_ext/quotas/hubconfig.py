@@ -30,6 +30,9 @@ ROLE = "quotas-service"
 READ_SCOPES = ("list:users", "read:users:groups", "read:servers", "read:metrics")
 #: Docker client settings passed on from the Hub's environment, when set.
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG")
+#: The Hub's environment the service also reads: where its usage record lives (the Hub
+#: starts services with a bare environment).
+USAGE_ENV = ("LATTICEHUB_STATE", "LATTICEHUB_USAGE_DB", "LATTICEHUB_USAGE_INTERVAL")
 
 
 def policy_document(config: Config, spawner_class: type) -> dict[str, Any]:
@@ -106,7 +109,7 @@ def install(
         raise ValueError("install(c, ..., url='http://127.0.0.1:10102'): the service needs a URL")
     policy = policy_document(c, spawner_class)
     env = {k: v for p in previous for k, v in (p.get("environment") or {}).items()}
-    env.update({k: os.environ[k] for k in DOCKER_ENV if os.environ.get(k)})
+    env.update({k: os.environ[k] for k in DOCKER_ENV + USAGE_ENV if os.environ.get(k)})
     env["LATTICEHUB_QUOTAS_POLICY"] = json.dumps(policy)
     env.update(environment or {})
     services = [s for s in (c.JupyterHub.services or []) if s.get("name") != SERVICE]
@@ -117,6 +120,9 @@ def install(
             "command": [sys.executable, "-m", "hub_ext.quotas"],
             "environment": env,
             "oauth_no_confirm": True,
+            # not in the Hub's Services menu, which shows every service a user may reach:
+            # the header's "Quotas" link (hub_templates/page.html) shows only to managers
+            "display": False,
             # the login token shows the service which groups the user may write (the
             # manager rule, docs/quotas.md); the service writes with its own token
             "oauth_client_allowed_scopes": ["groups"],

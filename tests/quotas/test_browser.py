@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 
 from tests.docker.conftest import remove_hub_objects
-from tests.quotas.conftest import start_quota_hub
+from tests.quotas.conftest import ACCESS, start_quota_hub
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
-QUOTAS_LINK = 'a[href="/services/quotas/"]'
+#: the header's link (hub_templates/page.html); the service is not in the Services menu
+QUOTAS_LINK = "#latticehub-quotas"
+#: cat may reach the service but manages no group: no link, and the service says why
+EXTRA = f"""
+c.JupyterHub.load_roles.append(
+    {{"name": "quotas-visitor", "scopes": [{ACCESS!r}], "users": ["cat"]}}
+)
+"""
 
 
 def login(page, hub, user: str) -> None:
@@ -39,7 +46,7 @@ def shot(page, name: str) -> None:
 
 @pytest.fixture
 def hub(docker_client, test_network, tmp_path):
-    hub = start_quota_hub(tmp_path / "hub", test_network)
+    hub = start_quota_hub(tmp_path / "hub", test_network, extra=EXTRA)
     yield hub
     hub.stop()
     remove_hub_objects(docker_client, hub.env["LATTICEHUB_HUB_ID"])
@@ -51,14 +58,21 @@ def test_admin_sees_all_groups_manager_one_and_the_lowered_limit_shows(hub, new_
     # the admin: the Hub's Services menu links to the service, which shows every group
     admin = new_page(hub.url)
     login(admin, hub, "boss")
-    assert admin.locator(QUOTAS_LINK).count() == 1
-    admin.goto(quotas)  # Hub OAuth (no confirmation page) and back
+    assert admin.locator(QUOTAS_LINK).get_attribute("href") == "/services/quotas/"
+    assert admin.locator('a[href="/services/quotas/"]').count() == 1  # not in Services too
+    admin.click(QUOTAS_LINK)  # Hub OAuth (no confirmation page) and back
     admin.wait_for_url(quotas)
     assert shown_groups(admin) == ["lqcd", "nuclear"]
     assert "All groups" in admin.locator("#scope").inner_text()
     assert admin.locator('#groups tr[data-group="lqcd"] .limit').inner_text() == "2"
     assert admin.locator("#nodes tbody tr").count() == 1
     shot(admin, "admin-overview")
+    admin.click("#nav-usage")  # recorded hours: two charts, the tables, a CSV link
+    admin.wait_for_url(re.compile(r"/services/quotas/usage$"))
+    assert admin.locator("svg.usage-chart").count() == 2
+    assert "format=csv" in admin.locator("#csv").get_attribute("href")
+    shot(admin, "admin-usage")
+    admin.goto(quotas)
 
     # the manager of lqcd: one group; lowers max_servers through the form
     ann = new_page(hub.url)
@@ -103,3 +117,13 @@ def test_admin_sees_all_groups_manager_one_and_the_lowered_limit_shows(hub, new_
     assert mallory.locator(QUOTAS_LINK).count() == 0
     response = mallory.goto(quotas)
     assert response.status == 403
+    assert mallory.locator("#latticehub-experiments").count() == 1  # every user's service
+
+    # a user who may reach the service but manages no group: no link either, and a 403 that
+    # says what a manager holds
+    cat = new_page(hub.url)
+    login(cat, hub, "cat")
+    assert cat.locator(QUOTAS_LINK).count() == 0
+    response = cat.goto(quotas)
+    assert response.status == 403
+    assert "manages no group" in cat.locator("body").inner_text()

@@ -175,3 +175,45 @@ def test_the_service_role_covers_the_listed_groups(quota_hub):
     assert "quotas service on http://127.0.0.1" in log
     assert "the service's role may lower every group with a share" in log
     assert "the quotas service's role lacks" not in log
+
+
+def test_usage_record_brackets_a_scripted_server_run(quota_hub, clients):
+    """A server's recorded hours lie between what the test saw of its start and its stop."""
+    hub, boss, ann = quota_hub, clients["boss"], clients["ann"]
+    for user in docker_ps(hub, "nuclear"):  # free nuclear's one slot (the storm's winner)
+        hub.stop_server(user)
+    before = {
+        r["user"]: r["sessions"]
+        for r in boss("GET", "api/usage?by=user&group=nuclear").json()["items"]
+    }
+    user = next(u for u in ("dan", "erin") if u not in before)  # one the storm refused
+    spawn_requested = time.time()
+    r = hub.spawn(user)
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready(user)
+    ready = time.time()
+    time.sleep(3)
+    # while it runs it counts up to now
+    running = boss("GET", "api/usage?by=user&group=nuclear&period=month").json()["items"]
+    hours = {row["user"]: row["container_hours"] for row in running}
+    assert hours[user] * 3600 >= time.time() - ready - 3.5
+    stop_requested = time.time()
+    hub.stop_server(user)
+    stopped = time.time()
+
+    r = boss("GET", "api/usage?by=user&group=nuclear&format=csv")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv"), r.text
+    rows = [line.split(",") for line in r.text.splitlines()[1:]]
+    seconds = 3600 * sum(float(row[4]) for row in rows if row[2] == user)
+    sessions = sum(int(row[3]) for row in rows if row[2] == user)
+    # the engine's start/die events: after the request, before ready; after the stop
+    # request, before the Hub said it was gone (one day row, unless the run spans midnight)
+    assert stop_requested - ready <= seconds <= stopped - spawn_requested, rows
+    assert sessions in (1, 2) and seconds > 3
+    # a manager of lqcd only sees lqcd's hours
+    mine = ann("GET", "api/usage").json()["items"]
+    assert {row["group"] for row in mine} == {"lqcd"}
+    assert ann("GET", "api/usage?group=nuclear").status_code == 403
+    # the page shows the same total for the group
+    page = boss("GET", "usage?group=nuclear", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and 'data-group="nuclear"' in page.text

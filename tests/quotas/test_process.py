@@ -36,6 +36,7 @@ def test_service_exits_when_its_hub_dies(tmp_path):
         "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
         "JUPYTERHUB_SERVICE_PREFIX": "/services/quotas/",
         "LATTICEHUB_QUOTAS_POLICY": json.dumps({"group_limits": {"lqcd": {}}}),
+        "LATTICEHUB_STATE": str(tmp_path),  # its usage record
     }
     # a stand-in "Hub": starts the service as JupyterHub does (new session), then waits
     parent = subprocess.Popen(
