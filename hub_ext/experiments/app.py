@@ -15,9 +15,10 @@ import requests
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Float, Int, TraitError, Unicode, default, validate
+from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
+from ..parent import stop_when_parent_gone
 from . import dashboard
 from .blobs import BlobStore
 from .handlers import default_handlers
@@ -185,6 +186,16 @@ class ExperimentsApp(Application):
 
     classes = [JobsConfig]
 
+    exit_with_hub = Bool(
+        True,
+        help="""
+        Exit when the Hub that started this service is gone (its parent process changes).
+        A Hub killed with SIGKILL cannot stop its managed services; without this the old
+        service would keep its port and a restarted Hub's service could not bind. Set False
+        when running the service by hand, outside a Hub.
+        """,
+    ).tag(config=True)
+
     aliases = {
         "db-url": "ExperimentsApp.db_url",
         "artifact-dir": "ExperimentsApp.artifact_dir",
@@ -236,6 +247,8 @@ class ExperimentsApp(Application):
             loop.create_task(jobs.run_forever(settings.poll_interval)),
             loop.create_task(monitor.run_forever(interval)),
         ]
+        if self.exit_with_hub:
+            self._tasks.append(loop.create_task(stop_when_parent_gone(self.log)))
         loop.run_forever()
 
 

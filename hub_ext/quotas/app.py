@@ -23,6 +23,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
+from ..parent import stop_when_parent_gone
 from .accounting.recorder import UsageRecorder
 from .accounting.store import SqlUsageStore, UsageStore
 from .docker_source import EngineSource, engine_source
@@ -259,16 +260,6 @@ class QuotasApp(Application):
                 "quotas-service",
             )
 
-    async def watch_parent(self, interval: float = 1.0) -> None:
-        """Stop the service when the Hub (the parent process) is gone."""
-        parent = os.getppid()
-        while True:
-            await asyncio.sleep(interval)
-            if os.getppid() != parent:
-                self.log.warning("the Hub (pid %s) is gone; stopping", parent)
-                asyncio.get_running_loop().stop()
-                return
-
     def start(self) -> None:
         """Serve until stopped."""
         policy = parse_policy(self.policy)
@@ -305,7 +296,7 @@ class QuotasApp(Application):
             loop.create_task(recorder.run(self.usage_interval)),
         ]
         if self.exit_with_hub:
-            self._tasks.append(loop.create_task(self.watch_parent()))
+            self._tasks.append(loop.create_task(stop_when_parent_gone(self.log)))
         loop.run_forever()
 
 

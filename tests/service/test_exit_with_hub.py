@@ -1,4 +1,4 @@
-"""The service process: it serves, and it exits when the Hub that started it is gone."""
+"""The services' processes: each serves, and exits when the Hub that started it is gone."""
 
 from __future__ import annotations
 
@@ -24,25 +24,35 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"{what} within {timeout}s")
 
 
+SERVICES = {
+    "quotas": {"LATTICEHUB_QUOTAS_POLICY": json.dumps({"group_limits": {"lqcd": {}}})},
+    "experiments": {},
+}
+
+
 @pytest.mark.slow
-def test_service_exits_when_its_hub_dies(tmp_path):
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_service_exits_when_its_hub_dies(tmp_path, name):
     port = free_port()
     pid_file = tmp_path / "service.pid"
     env = {
         **os.environ,
         "JUPYTERHUB_API_TOKEN": "t",
         "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
-        "JUPYTERHUB_CLIENT_ID": "service-quotas",
+        "JUPYTERHUB_CLIENT_ID": f"service-{name}",
         "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
-        "JUPYTERHUB_SERVICE_PREFIX": "/services/quotas/",
-        "LATTICEHUB_QUOTAS_POLICY": json.dumps({"group_limits": {"lqcd": {}}}),
-        "LATTICEHUB_STATE": str(tmp_path),  # its usage record
+        "JUPYTERHUB_SERVICE_PREFIX": f"/services/{name}/",
+        # their databases and artifacts in tmp_path
+        "LATTICEHUB_STATE": str(tmp_path),
+        "LATTICEHUB_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "LATTICEHUB_TRACKING_DB": f"sqlite:///{tmp_path / 'tracking.sqlite'}",
+        **SERVICES[name],
     }
     # a stand-in "Hub": starts the service as JupyterHub does (new session), then waits
     parent = subprocess.Popen(
         [sys.executable, "-c",
          "import subprocess, sys, time\n"
-         f"p = subprocess.Popen([sys.executable, '-m', 'hub_ext.quotas'], start_new_session=True)\n"
+         f"p = subprocess.Popen([sys.executable, '-m', 'hub_ext.{name}'], start_new_session=True)\n"
          f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
          "time.sleep(600)\n"],
         env=env,
@@ -51,8 +61,8 @@ def test_service_exits_when_its_hub_dies(tmp_path):
 
         def answers() -> bool:
             try:
-                url = f"http://127.0.0.1:{port}/services/quotas/api/groups"
-                return requests.get(url, timeout=1).status_code == 401
+                url = f"http://127.0.0.1:{port}/services/{name}/api/nobody"
+                return requests.get(url, timeout=1).status_code in (401, 403, 404)
             except requests.RequestException:
                 return False
 
