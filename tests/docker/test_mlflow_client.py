@@ -222,6 +222,10 @@ def test_experiments_runs_search_and_history(hub, as_user):
     client.set_experiment_tag(exp_id, "mlflow.note.content", "the phi^4 scan")
     exp = client.get_experiment(exp_id)
     assert exp.name == "lattice-phi4-v2" and exp.tags["mlflow.note.content"] == "the phi^4 scan"
+    client.set_experiment_tag(exp_id, "scratch", "x")
+    client.delete_experiment_tag(exp_id, "scratch")
+    assert "scratch" not in client.get_experiment(exp_id).tags
+    assert error_code(client.delete_experiment_tag, exp_id, "scratch") == "RESOURCE_DOES_NOT_EXIST"
     client.delete_experiment(exp_id)
     assert client.get_experiment(exp_id).lifecycle_stage == "deleted"
     assert exp_id not in [e.experiment_id for e in client.search_experiments()]

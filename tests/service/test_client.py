@@ -206,3 +206,37 @@ def test_mlflow_routes_identify_the_caller_in_process(service):
                        params={"experiment_id": r.json()["experiment_id"]},
                        headers={"Authorization": "token tok-bob"}, timeout=10)  # fmt: skip
     assert got.status_code == 404
+
+
+@pytest.mark.parametrize("api", ["native", "mlflow"])
+def test_oversize_json_body_gets_413_with_json_and_stores_nothing(service, monkeypatch, api):
+    import requests
+
+    from hub_ext.experiments.handlers import base
+
+    monkeypatch.setattr(base, "MAX_JSON_BODY", 64 * 1024)  # the service's is 16 MiB
+    url, store = service
+    client = TrackingClient(url, "tok-ann")
+    project = client.project("oversize", group="lqcd")
+    run = client.request("POST", "/runs", {"project": project["id"]})
+    points = [{"key": "loss", "value": 0.5, "step": i, "timestamp": 1} for i in range(3000)]
+    if api == "native":
+        target, body = f"{url}/api/v1/runs/{run['id']}/batch", {"metrics": points}
+    else:
+        target, body = (
+            f"{url}/api/2.0/mlflow/runs/log-batch",
+            {"run_id": run["id"], "metrics": points},
+        )
+    r = requests.post(target, json=body, headers={"Authorization": "token tok-ann"}, timeout=30)
+    assert r.status_code == 413, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    error = r.json()
+    assert "65536 bytes" in (error.get("message") or "")
+    if api == "mlflow":
+        assert error["error_code"] == "RESOURCE_LIMIT_EXCEEDED"
+    assert store.get_metric_history(run["id"], "loss") == []
+    # a body under the limit still goes in
+    small = {**body, "metrics": points[:10]}
+    assert requests.post(target, json=small, headers={"Authorization": "token tok-ann"},
+                         timeout=30).status_code == 200  # fmt: skip
+    assert len(store.get_metric_history(run["id"], "loss")) == 10

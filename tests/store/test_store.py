@@ -56,6 +56,10 @@ def test_projects(store):
     p = store.create_project("phi4", owner="ann", group="lqcd", tags={"a": "1"})
     assert p.artifact_location == f"mlflow-artifacts:/{p.id}"
     assert store.get_project(p.id).tags == {"a": "1"}
+    store.set_project_tag(p.id, Tag("b", "2"))
+    store.delete_project_tag(p.id, "a")
+    assert store.get_project(p.id).tags == {"b": "2"}
+    assert code_of(store.delete_project_tag, p.id, "a") == RESOURCE_DOES_NOT_EXIST
     assert store.get_project_by_name("phi4").id == p.id
     assert store.get_project_by_name("nope") is None
     assert code_of(store.create_project, "phi4", owner="bob", group=None) == RESOURCE_ALREADY_EXISTS

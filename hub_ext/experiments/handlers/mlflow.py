@@ -108,6 +108,7 @@ class MlflowHandler(BaseHandler):
         "experiments/delete": ("delete_experiment", False),
         "experiments/restore": ("restore_experiment", False),
         "experiments/set-experiment-tag": ("set_experiment_tag", False),
+        "experiments/delete-experiment-tag": ("delete_experiment_tag", False),
         "runs/create": ("create_run", False),
         "runs/get": ("get_run", True),
         "runs/update": ("update_run", False),
@@ -301,6 +302,14 @@ class MlflowHandler(BaseHandler):
         if tag.key.startswith(RESERVED_TAG_PREFIX):
             raise invalid(f"Tag {tag.key} is set by latticehub, not by clients")
         self.store.set_project_tag(project.id, check_tag(tag))
+        return {}
+
+    def _delete_experiment_tag(self, f: Fields) -> dict[str, Any]:
+        project = self._managed_project(f, "tag")
+        key = f.string("key", required=True)
+        if key.startswith(RESERVED_TAG_PREFIX):
+            raise invalid(f"Tag {key} is set by latticehub, not by clients")
+        self.store.delete_project_tag(project.id, key)
         return {}
 
     # -- runs ------------------------------------------------------------------------------

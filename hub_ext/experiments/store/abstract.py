@@ -93,6 +93,10 @@ class AbstractStore(abc.ABC):
         """Set a project tag."""
 
     @abc.abstractmethod
+    def delete_project_tag(self, project_id: int, key: str) -> None:
+        """Remove a project tag (``RESOURCE_DOES_NOT_EXIST`` when it is not set)."""
+
+    @abc.abstractmethod
     def share_project(self, project_id: int, group: str, share: bool = True) -> Project:
         """Share a project with another group (or stop sharing)."""
 

@@ -295,6 +295,17 @@ class SqlStore(AbstractStore):
                 )
             )
 
+    def delete_project_tag(self, project_id: int, key: str) -> None:
+        """Remove a project tag."""
+        pt = t.project_tags
+        with self.engine.begin() as conn:
+            self._project_row(conn, project_id)
+            result = conn.execute(
+                pt.delete().where(and_(pt.c.project_id == project_id, pt.c.key == key))
+            )
+            if result.rowcount == 0:
+                raise not_found(f"No tag with name: {key} in experiment with id {project_id}. Tag")
+
     def share_project(self, project_id: int, group: str, share: bool = True) -> Project:
         """Share a project with ``group`` (or stop sharing)."""
         check_name(group, "Group")
