@@ -82,6 +82,9 @@ class SlotLedger:
         self._known: set[tuple[str, str]] = set()
         self.loaded = False
         self.load_lock = asyncio.Lock()
+        #: set once the start-up grace for claiming adopted slots is over: from then on an
+        #: unclaimed slot is an orphan (the orphan gauge follows it)
+        self.orphans_reported = False
 
     # -- reading ---------------------------------------------------------------
     def slots(self, pool: str | None = None) -> list[Slot]:

@@ -172,6 +172,7 @@ class GroupLimitsMixin(GroupLimitsConfig):
     async def _report_orphans_later(self) -> None:
         await asyncio.sleep(self.orphan_report_delay)
         orphans = self.ledger.orphans()
+        self.ledger.orphans_reported = True
         metrics.ORPHANS.set(len(orphans))
         for slot in orphans:
             self.log.warning(
@@ -258,6 +259,8 @@ class GroupLimitsMixin(GroupLimitsConfig):
         for name in pools:
             metrics.GROUP_SERVERS.labels(group=name).set(len(ledger.slots(name)))
             metrics.GROUP_QUEUED.labels(group=name).set(ledger.queued(name))
+        if ledger.orphans_reported:  # before that, adopted slots may still be claimed
+            metrics.ORPHANS.set(len(ledger.orphans()))
         if pool is not None and limits is not None:
             cap = limits.max_servers
             metrics.GROUP_SERVER_LIMIT.labels(group=pool).set(-1 if cap is None else cap)

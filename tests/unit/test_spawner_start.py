@@ -332,6 +332,11 @@ async def test_unclaimed_containers_are_reported_as_orphans():
     await asyncio.sleep(0.3)
     assert [s.user for s in spawner.ledger.orphans()] == ["ghost"]
     assert REGISTRY.get_sample_value("latticehub_orphaned_servers") == 1.0
+    # the orphan's container is removed: the next reconcile frees its slot, and the gauge follows
+    fake.running = [c for c in fake.running if c["Id"] != "xg"]
+    await spawner.reconcile()
+    assert spawner.ledger.orphans() == []
+    assert REGISTRY.get_sample_value("latticehub_orphaned_servers") == 0.0
 
 
 def test_optional_limits_default_to_none_so_unlisted_groups_and_groupless_users_are_refused():
