@@ -22,7 +22,7 @@ format:
 	$(VENV)/bin/ruff format .
 
 test-unit:
-	$(PY) -m pytest tests/unit tests/store tests/service tests/widgets tests/quotas $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit tests/store tests/service tests/widgets tests/quotas tests/culling $(PYTEST_ARGS)
 
 # docker, swarm and postgres tiers (real engine, real Hub + proxy, real PostgreSQL)
 test-services:

@@ -235,4 +235,33 @@ for path in sorted(glob.glob(os.path.join(HERE, "jupyterhub_config.d", "*.py")))
 from hub_ext.quotas.hubconfig import install as install_quotas  # noqa: E402
 
 QUOTAS_PORT = int(os.environ.get("LATTICEHUB_QUOTAS_PORT") or EXPERIMENTS_PORT + 1)
-install_quotas(c, Spawner, url=f"http://127.0.0.1:{QUOTAS_PORT}")
+install_quotas(
+    c,
+    Spawner,
+    url=f"http://127.0.0.1:{QUOTAS_PORT}",
+    # its usage record (usage.sqlite) beside the Hub's database, unless LATTICEHUB_USAGE_DB
+    environment={"LATTICEHUB_STATE": STATE},
+)
+
+# -- culler service: idle culling per group (docs/culling.md) ---------------------------
+# Stops idle servers with each group's own timeouts, read from these group_limits keys
+# (seconds): idle_timeout, idle_timeout_busy (used instead while the group holds >= 80% of
+# its max_servers) and max_age (stopped even if active). Groups without them are never
+# culled; when no group has them, no service is declared. It runs jupyterhub-idle-culler's
+# cull_idle every LATTICEHUB_CULL_INTERVAL seconds (default 60) with a per-group decision.
+# Its role "culler-service" is filtered to the groups with idle settings: list:users,
+# read:users:groups, read:servers, read:groups, delete:servers, each "!group=<name>".
+# Declared last, like quotas: a config that changes group_limits afterwards calls
+# install_culling(c) again.
+from hub_ext.culling.hubconfig import install as install_culling  # noqa: E402
+
+if DEMO:
+    # the demo groups: 1 h idle (15 min while the group is busy), at most 12 h per server;
+    # values set for them in jupyterhub_config.d/ win
+    _limits = s.get("group_limits")
+    for _name in ("lqcd", "nuclear"):
+        if isinstance(_limits, dict) and isinstance(_limits.get(_name), dict):
+            _idle = {"idle_timeout": 3600, "idle_timeout_busy": 900, "max_age": 12 * 3600}
+            _limits[_name] = {**_idle, **_limits[_name]}
+    install_quotas(c)  # again: the quotas service shows the same limits, idle keys included
+install_culling(c, Spawner)

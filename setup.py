@@ -29,6 +29,7 @@ setup(
         "prometheus_client>=0.20",
         "sqlalchemy>=2",
         "requests>=2.31",
+        "jupyterhub-idle-culler>=2.0",  # cull_idle(logger=, cull_arbiter=)
     ],
     extras_require={
         "train": ["torch>=2.4", "numpy>=1.26"],

@@ -13,6 +13,7 @@ from pathlib import Path
 from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets.config import Application, Configurable
 
+from hub_ext.culling.app import CullerApp
 from hub_ext.experiments.app import ExperimentsApp
 from hub_ext.experiments.jobs.settings import JobsConfig
 from hub_ext.quotas.app import QuotasApp
@@ -49,6 +50,7 @@ def render() -> str:
         ("experiments service (`ExperimentsApp`)", ExperimentsApp, Application),
         ("experiments jobs (`JobsConfig`; see docs/jobs.md)", JobsConfig, Configurable),
         ("quotas service (`QuotasApp`; see docs/quotas.md)", QuotasApp, Application),
+        ("culler service (`CullerApp`; see docs/culling.md)", CullerApp, Application),
     ]
     shared = set(GroupLimitsConfig.class_traits(config=True))
     for title, cls, parent in sections:

@@ -54,6 +54,11 @@ class GroupLimits:
         shared_dir: volume name or host path template for the group's shared directory.
         shared_readonly: mount the shared directory read-only.
         run_as_user: run the container with the user's own uid/gid from the host's passwd.
+        idle_timeout: seconds a server may stay idle before the culler stops it
+            (docs/culling.md; the spawner itself does not read it).
+        idle_timeout_busy: the shorter idle timeout, seconds, while the group runs at least
+            the culler's busy fraction of ``max_servers``.
+        max_age: seconds after its start when the culler stops a server even if it is active.
     """
 
     max_servers: int | None = None
@@ -69,6 +74,9 @@ class GroupLimits:
     shared_dir: str | None = None
     shared_readonly: bool = False
     run_as_user: bool = False
+    idle_timeout: int | None = None
+    idle_timeout_busy: int | None = None
+    max_age: int | None = None
 
     def describe(self) -> str:
         """One line for logs and messages, e.g. ``max_servers=3, mem_limit=8G``."""
@@ -131,6 +139,21 @@ def _template(value: Any, key: str) -> str:
     return value
 
 
+def _seconds(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{key}={value!r} must be a whole number of seconds > 0, e.g. {key}=3600")
+    return value
+
+
+def _max_age(value: Any, key: str) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"{key}={value!r} must be a whole number of seconds >= 0 (0: no maximum age), "
+            f"e.g. {key}=86400"
+        )
+    return value or None
+
+
 _PARSERS = {
     "max_servers": _count,
     "max_servers_per_user": _count,
@@ -145,6 +168,9 @@ _PARSERS = {
     "shared_dir": _template,
     "shared_readonly": _flag,
     "run_as_user": _flag,
+    "idle_timeout": _seconds,
+    "idle_timeout_busy": _seconds,
+    "max_age": _max_age,
 }
 
 
@@ -170,6 +196,12 @@ def parse_group_limits(raw: Mapping[str, Any], *, where: str = "group_limits") -
             values[key] = _PARSERS[key](value, key)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
+    idle, busy = values.get("idle_timeout"), values.get("idle_timeout_busy")
+    if idle is not None and busy is not None and busy > idle:
+        raise ValueError(
+            f"{where}: idle_timeout_busy={busy!r} must be <= idle_timeout={idle!r} (it is the "
+            f"shorter timeout of a busy group), e.g. idle_timeout_busy={max(idle // 4, 1)}"
+        )
     return GroupLimits(**values)
 
 

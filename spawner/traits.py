@@ -37,6 +37,12 @@ class GroupLimitsConfig(Configurable):
         - ``shared_dir`` (str): volume name or host path of the group's shared directory.
         - ``shared_readonly`` (bool): mount the shared directory read-only.
         - ``run_as_user`` (bool): run as the user's own uid/gid (host passwd).
+        - ``idle_timeout`` (int seconds > 0): the ``culler`` service stops a server idle
+          this long (docs/culling.md); unset: never culled for idleness.
+        - ``idle_timeout_busy`` (int seconds, <= ``idle_timeout``): used instead while the
+          group holds at least 80% of its ``max_servers``.
+        - ``max_age`` (int seconds, 0 = none): stopped this long after its start, active
+          or not.
 
         Templates may use ``{username}`` and ``{group}``. Group managers may *lower*
         values through the group's properties (key ``latticehub``), never raise them.

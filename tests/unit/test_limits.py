@@ -32,6 +32,9 @@ def test_parse_group_limits_valid():
         "shared_dir": "/srv/{group}",
         "shared_readonly": True,
         "run_as_user": True,
+        "idle_timeout": 3600,
+        "idle_timeout_busy": 900,
+        "max_age": 86400,
     }
     assert parse_group_limits(raw) == GL(
         max_servers=3,
@@ -47,6 +50,9 @@ def test_parse_group_limits_valid():
         shared_dir="/srv/{group}",
         shared_readonly=True,
         run_as_user=True,
+        idle_timeout=3600,
+        idle_timeout_busy=900,
+        max_age=86400,
     )
 
 
@@ -91,6 +97,17 @@ def test_parse_group_limits_unknown_key_lists_known_keys():
         ("home", ""),
         ("home", 5),
         ("shared_dir", ["x"]),
+        ("idle_timeout", 0),
+        ("idle_timeout", -5),
+        ("idle_timeout", "1h"),
+        ("idle_timeout", 1.5),
+        ("idle_timeout", True),
+        ("idle_timeout_busy", 0),
+        ("idle_timeout_busy", "900"),
+        ("max_age", -1),
+        ("max_age", "1d"),
+        ("max_age", 2.5),
+        ("max_age", False),
     ],
 )
 def test_parse_group_limits_bad_value_names_key(key, value):
@@ -99,6 +116,37 @@ def test_parse_group_limits_bad_value_names_key(key, value):
     message = str(info.value)
     assert message.startswith("group_limits['lab']: ")
     assert f"{key}={value!r}" in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"idle_timeout": 60}, GL(idle_timeout=60)),
+        ({"idle_timeout_busy": 60}, GL(idle_timeout_busy=60)),
+        ({"idle_timeout": 60, "idle_timeout_busy": 60}, GL(idle_timeout=60, idle_timeout_busy=60)),
+        ({"idle_timeout": 60, "idle_timeout_busy": 15}, GL(idle_timeout=60, idle_timeout_busy=15)),
+        ({"max_age": 0}, GL()),
+        ({"max_age": 7200}, GL(max_age=7200)),
+    ],
+)
+def test_parse_group_limits_idle_keys(raw, expected):
+    assert parse_group_limits(raw) == expected
+
+
+def test_parse_group_limits_busy_timeout_above_idle_timeout_says_fix():
+    with pytest.raises(ValueError) as info:
+        parse_group_limits({"idle_timeout": 600, "idle_timeout_busy": 900}, where="g['lab']")
+    assert str(info.value) == (
+        "g['lab']: idle_timeout_busy=900 must be <= idle_timeout=600 (it is the shorter "
+        "timeout of a busy group), e.g. idle_timeout_busy=150"
+    )
+
+
+@pytest.mark.parametrize("key", ["idle_timeout", "idle_timeout_busy", "max_age"])
+def test_idle_keys_are_admin_only(key):
+    effective, warnings = apply_properties(GL(**{key: 600}), props(**{key: 60}))
+    assert getattr(effective, key) == 600
+    assert warnings == [f"{key!r} cannot be set through group properties; ignored"]
 
 
 @pytest.mark.parametrize("raw", [None, [], "max_servers=3", 3])

@@ -1,0 +1,5 @@
+"""``python -m hub_ext.culling``."""
+
+from .app import main
+
+main()
