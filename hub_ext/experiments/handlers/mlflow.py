@@ -95,6 +95,32 @@ def _deleted(project: Project) -> bool:
     return project.lifecycle_stage == DELETED
 
 
+def plain_metrics(items: list[Any]) -> list[Metric] | None:
+    """Metrics of a batch when every entry is the common plain form, else ``None``.
+
+    The common form (what the mlflow client sends: a non-empty string key, a JSON number
+    value, integer timestamp and step) is taken as it is, which saves most of a batch's
+    parsing time; anything else goes through :class:`Fields`, which accepts the same values
+    and words the errors.
+    """
+    out = []
+    for item in items:
+        if type(item) is not dict:
+            return None
+        key, value = item.get("key"), item.get("value")
+        timestamp, step = item.get("timestamp"), item.get("step", 0)
+        if (
+            type(key) is not str
+            or not key
+            or type(value) not in (float, int)
+            or type(timestamp) is not int
+            or type(step) is not int
+        ):
+            return None
+        out.append(Metric(key, float(value), timestamp, step))
+    return out
+
+
 class MlflowHandler(BaseHandler):
     """``/api/2.0/mlflow/<resource>/<action>``: one handler, dispatched by endpoint."""
 
@@ -459,7 +485,9 @@ class MlflowHandler(BaseHandler):
                 f"bytes, got a request of size {size}."
             )
         run = self._writable_run(f)
-        metrics = [self._metric(entry) for entry in f.entries("metrics")]
+        metrics = plain_metrics(f.items("metrics"))
+        if metrics is None:  # something unusual: the field-by-field checks name it
+            metrics = [self._metric(entry) for entry in f.entries("metrics")]
         params = [Param(k, v) for k, v in f.key_values("params")]
         tags = [Tag(k, v) for k, v in f.key_values("tags")]
         self.store.log_batch(run.id, metrics=metrics, params=params, tags=tags)

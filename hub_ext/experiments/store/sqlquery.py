@@ -98,6 +98,10 @@ def ordering(query: Any, order: Any, index: int) -> tuple[Any, list[Any]]:
     return query, [missing_last, column.asc() if order.ascending else column.desc()]
 
 
+#: The metrics table's columns, in the order of driver-level inserts.
+METRIC_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "is_nan")
+
+
 def metric_row(run_id: str, metric: Metric) -> dict:
     """A metrics row; NaN is stored as 0 with ``is_nan`` set."""
     value = float(metric.value)
@@ -110,6 +114,14 @@ def metric_row(run_id: str, metric: Metric) -> dict:
         "value": 0.0 if is_nan else value,
         "is_nan": is_nan,
     }
+
+
+def metric_tuple(run_id: str, metric: Metric) -> tuple:
+    """:func:`metric_row` as a tuple in :data:`METRIC_COLUMNS` order (driver inserts)."""
+    value = float(metric.value)
+    if value != value:  # NaN
+        return (run_id, metric.key, int(metric.step), int(metric.timestamp), 0.0, True)
+    return (run_id, metric.key, int(metric.step), int(metric.timestamp), value, False)
 
 
 def order_key(row: dict) -> tuple:
