@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub_ext.quotas.policy import Policy
-from spawner.limits import GroupLimits, LimitError, choose_group
+from hub_ext.quotas.policy import charged_group as policy_charged_group
+from spawner.limits import GroupLimits
 
 #: The ``group_limits`` keys the culler reads.
 IDLE_KEYS = ("idle_timeout", "idle_timeout_busy", "max_age")
@@ -155,22 +156,7 @@ def charged_group(policy: Policy, user: Mapping[str, Any], server: Mapping[str, 
     ``user_options["group"]`` when the user chose one, otherwise the spawner's default
     choice (the first of the user's groups with a share, in ``group_limits`` order).
     """
-    options = server.get("user_options") or {}
-    requested = options.get("group") if isinstance(options, Mapping) else None
-    if requested is not None and not isinstance(requested, str):
-        return None
-    try:
-        return choose_group(
-            user=str(user.get("name") or ""),
-            user_groups=list(user.get("groups") or []),
-            requested=requested or None,
-            group_limits=policy.ceilings,
-            unlisted_limits=policy.unlisted,
-            no_group_limits=policy.no_group,
-            no_group_pool=policy.no_group_pool,
-        ).pool
-    except LimitError:
-        return None
+    return policy_charged_group(policy, user, server.get("user_options") or {})
 
 
 @dataclass(frozen=True)

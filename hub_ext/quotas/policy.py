@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spawner.limits import GroupLimits, parse_all_group_limits, parse_group_limits
+from spawner.limits import (
+    GroupLimits,
+    LimitError,
+    choose_group,
+    parse_all_group_limits,
+    parse_group_limits,
+)
 
 #: Engines the service can read: the local Docker engine or a Docker Swarm.
 ENGINES = ("docker", "swarm")
@@ -119,3 +125,32 @@ def parse_policy(raw: Mapping[str, Any] | str) -> Policy:
 
 def _optional(raw: Any, where: str) -> GroupLimits | None:
     return None if raw is None else parse_group_limits(raw, where=where)
+
+
+def charged_group(policy: Policy, user: Mapping[str, Any], options: Any) -> str | None:
+    """The group a server (or pending spawn) is charged to, as the spawner decides it.
+
+    ``options["group"]`` when the user chose one, otherwise the spawner's default choice (the
+    first of the user's groups with a share, in ``group_limits`` order). ``None``: the
+    spawner would refuse it.
+
+    Args:
+        policy: the spawner's limit settings.
+        user: a Hub user model (``name``, ``groups``).
+        options: the server's ``user_options``.
+    """
+    requested = options.get("group") if isinstance(options, Mapping) else None
+    if requested is not None and not isinstance(requested, str):
+        return None
+    try:
+        return choose_group(
+            user=str(user.get("name") or ""),
+            user_groups=list(user.get("groups") or []),
+            requested=requested or None,
+            group_limits=policy.ceilings,
+            unlisted_limits=policy.unlisted,
+            no_group_limits=policy.no_group,
+            no_group_pool=policy.no_group_pool,
+        ).pool
+    except LimitError:
+        return None

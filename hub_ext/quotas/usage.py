@@ -27,12 +27,10 @@ from spawner import labels as L
 from spawner.limits import (
     PROPERTIES_KEY,
     GroupLimits,
-    LimitError,
     apply_properties,
-    choose_group,
 )
 
-from .policy import Policy
+from .policy import Policy, charged_group
 
 #: Server states: a container that the Hub reports ready, one that is still starting or
 #: stopping, a container no Hub server owns, and a spawn with no container yet.
@@ -235,25 +233,6 @@ def _since(now: float, then: float | None) -> float | None:
     return None if then is None else max(now - then, 0.0)
 
 
-def _charged_group(policy: Policy, user: Mapping[str, Any], options: Any) -> str | None:
-    """The group a pending spawn is charged to, as the spawner decides it (``None``: refused)."""
-    requested = options.get("group") if isinstance(options, Mapping) else None
-    if requested is not None and not isinstance(requested, str):
-        return None
-    try:
-        return choose_group(
-            user=str(user.get("name") or ""),
-            user_groups=list(user.get("groups") or []),
-            requested=requested or None,
-            group_limits=policy.ceilings,
-            unlisted_limits=policy.unlisted,
-            no_group_limits=policy.no_group,
-            no_group_pool=policy.no_group_pool,
-        ).pool
-    except LimitError:
-        return None
-
-
 def collect_servers(
     *,
     policy: Policy,
@@ -315,7 +294,7 @@ def collect_servers(
         if key in seen or server.get("pending") != "spawn":
             continue
         options = server.get("user_options") or {}
-        group = _charged_group(policy, user_model, options)
+        group = charged_group(policy, user_model, options)
         if group is None:
             continue
         started = parse_time(server.get("started"))
