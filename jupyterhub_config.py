@@ -264,4 +264,10 @@ if DEMO:
             _idle = {"idle_timeout": 3600, "idle_timeout_busy": 900, "max_age": 12 * 3600}
             _limits[_name] = {**_idle, **_limits[_name]}
     install_quotas(c)  # again: the quotas service shows the same limits, idle keys included
-install_culling(c, Spawner)
+install_culling(
+    c,
+    Spawner,
+    interval=float(os.environ["LATTICEHUB_CULL_INTERVAL"])
+    if os.environ.get("LATTICEHUB_CULL_INTERVAL")
+    else None,
+)
