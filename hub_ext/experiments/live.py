@@ -82,8 +82,13 @@ class LiveBus:
                 feed.topics[topic] = feed.topics.get(topic, 0) + 1
         self._wake(run_id)
 
-    def publish_metrics(self, run_id: str, points: Iterable[dict[str, Any]]) -> None:
-        """Stored metric points ``{key, value, step, timestamp}`` for live readers."""
+    def publish_metrics(self, run_id: str, points: Iterable[Any]) -> None:
+        """Stored metric points for live readers.
+
+        A point is a ``{key, value, step, timestamp}`` dict or a store ``Metric``; a Metric is
+        turned into the dict only when a reader asks (most of a big batch falls out of the
+        ring unread, and writers should not pay for it).
+        """
         with self._lock:
             feed = self._feed(run_id)
             for point in points:
@@ -154,7 +159,7 @@ class LiveBus:
             oldest = feed.ring[0][0] if feed.ring else seq + 1
             if after + 1 < oldest:
                 return [], now, True
-            return [p for s, p in feed.ring if s > after], now, False
+            return [_point_json(p) for s, p in feed.ring if s > after], now, False
 
     async def wait(self, run_id: str, version: int, timeout: float) -> bool:
         """Wait until the run's version passes ``version``; False on timeout."""
@@ -235,3 +240,11 @@ class LiveBus:
             loop.call_soon_threadsafe(release)
         else:
             release()
+
+
+def _point_json(point: Any) -> dict[str, Any]:
+    if isinstance(point, dict):
+        return point
+    from .serialize import metric  # the bus itself knows no entities
+
+    return metric(point)

@@ -10,7 +10,6 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from ..access import can_write_run, require, require_read
-from ..serialize import metric as metric_json
 from ..store.abstract import AbstractStore
 from ..store.entities import Run, Viewer
 from ..store.errors import BAD_REQUEST, UNAUTHENTICATED, TrackingError
@@ -115,7 +114,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         """Hand stored metric points to live readers of the run (NaN, infinities as strings)."""
         bus = self.settings.get("live")
         if bus is not None and metrics:
-            bus.publish_metrics(run_id, [metric_json(m) for m in metrics])
+            bus.publish_metrics(run_id, metrics)  # serialized when a reader asks
 
     def on_finish(self) -> None:
         """After a successful write to a run, wake the run's live readers."""
