@@ -124,6 +124,9 @@ EXPERIMENTS_PORT = int(os.environ.get("LATTICEHUB_EXPERIMENTS_PORT", "10101"))
 # panels and the tracking client in a user's container reach it directly; every request
 # still needs a Hub token or the Hub OAuth cookie.
 EXPERIMENTS_URL = f"http://{HUB_IP}:{EXPERIMENTS_PORT}"
+TRACKING_DB = os.environ.get(
+    "LATTICEHUB_TRACKING_DB", f"sqlite:///{os.path.join(STATE, 'tracking.sqlite')}"
+)
 c.Spawner.environment = {
     "LATTICEHUB_TRACKING_URL": f"{EXPERIMENTS_URL}/services/experiments",
 }
@@ -133,9 +136,7 @@ c.JupyterHub.services = [
         "url": EXPERIMENTS_URL,
         "command": [sys.executable, "-m", "hub_ext.experiments"],
         "environment": {
-            "LATTICEHUB_TRACKING_DB": os.environ.get(
-                "LATTICEHUB_TRACKING_DB", f"sqlite:///{os.path.join(STATE, 'tracking.sqlite')}"
-            ),
+            "LATTICEHUB_TRACKING_DB": TRACKING_DB,
             "LATTICEHUB_ARTIFACT_DIR": os.environ.get(
                 "LATTICEHUB_ARTIFACT_DIR", os.path.join(STATE, "artifacts")
             ),
@@ -239,8 +240,12 @@ install_quotas(
     c,
     Spawner,
     url=f"http://127.0.0.1:{QUOTAS_PORT}",
-    # its usage record (usage.sqlite) beside the Hub's database, unless LATTICEHUB_USAGE_DB
-    environment={"LATTICEHUB_STATE": STATE},
+    # its usage record (usage.sqlite) beside the Hub's database, unless LATTICEHUB_USAGE_DB;
+    # the experiments service's database, read only, for the groups' batch jobs
+    environment={
+        "LATTICEHUB_STATE": STATE,
+        "LATTICEHUB_TRACKING_DB": TRACKING_DB,
+    },
 )
 
 # -- culler service: idle culling per group (docs/culling.md) ---------------------------

@@ -29,6 +29,7 @@ from .accounting.store import SqlUsageStore, UsageStore
 from .docker_source import EngineSource, engine_source
 from .handlers import default_handlers
 from .hub_source import HubError, HubSource
+from .jobs_source import JobSource, TrackingJobSource
 from .policy import Policy, parse_policy
 
 TEMPLATE_DIR = str(Path(__file__).parent / "templates")
@@ -52,6 +53,7 @@ def make_app(
     log: Any,
     usage_store: UsageStore | None = None,
     recorder: UsageRecorder | None = None,
+    job_source: JobSource | None = None,
 ) -> web.Application:
     """The tornado application with every handler under ``prefix``.
 
@@ -64,6 +66,7 @@ def make_app(
         log: the logger.
         usage_store: recorded server sessions (default: an in-memory SQLite store).
         recorder: brings ``usage_store`` up to date before each usage request.
+        job_source: the groups' batch jobs (``None``: the pages show no jobs).
     """
     if usage_store is None:
         usage_store = SqlUsageStore("sqlite://")
@@ -78,6 +81,7 @@ def make_app(
         log=log,
         usage_store=usage_store,
         recorder=recorder,
+        job_source=job_source,
         service_prefix=prefix,
         template_path=TEMPLATE_DIR,
         cookie_secret=os.urandom(32),
@@ -194,6 +198,30 @@ class QuotasApp(Application):
             )
         return value
 
+    tracking_db = Unicode(
+        help="""
+        Database URL of the experiments service (its ``LATTICEHUB_TRACKING_DB``), read only
+        to show each group's queued and running batch jobs, e.g.
+        ``sqlite:////var/lib/latticehub/tracking.sqlite``. Empty: no jobs are shown.
+        Default: ``$LATTICEHUB_TRACKING_DB`` (``jupyterhub_config.py`` passes the
+        experiments service's value).
+        """,
+    ).tag(config=True)
+
+    @default("tracking_db")
+    def _default_tracking_db(self) -> str:
+        return os.environ.get("LATTICEHUB_TRACKING_DB", "")
+
+    @validate("tracking_db")
+    def _validate_tracking_db(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value and not value.startswith(("sqlite:", "postgresql:", "postgresql+")):
+            raise TraitError(
+                f"tracking_db={value!r}: use the experiments service's database URL, e.g. "
+                "sqlite:////var/lib/latticehub/tracking.sqlite, or '' to show no jobs"
+            )
+        return value
+
     usage_interval = Float(
         15.0,
         help="""
@@ -278,6 +306,7 @@ class QuotasApp(Application):
             log=self.log,
             usage_store=usage_store,
             recorder=recorder,
+            job_source=TrackingJobSource(self.tracking_db) if self.tracking_db else None,
         )
         self.listen(app)
         self.log.info(

@@ -30,9 +30,14 @@ ROLE = "quotas-service"
 READ_SCOPES = ("list:users", "read:users:groups", "read:servers", "read:metrics")
 #: Docker client settings passed on from the Hub's environment, when set.
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG")
-#: The Hub's environment the service also reads: where its usage record lives (the Hub
-#: starts services with a bare environment).
-USAGE_ENV = ("LATTICEHUB_STATE", "LATTICEHUB_USAGE_DB", "LATTICEHUB_USAGE_INTERVAL")
+#: The Hub's environment the service also reads: where its usage record lives and the
+#: tracking database with the batch jobs (the Hub starts services with a bare environment).
+USAGE_ENV = (
+    "LATTICEHUB_STATE",
+    "LATTICEHUB_USAGE_DB",
+    "LATTICEHUB_USAGE_INTERVAL",
+    "LATTICEHUB_TRACKING_DB",  # the groups' batch jobs
+)
 
 
 def policy_document(config: Config, spawner_class: type) -> dict[str, Any]:

@@ -159,6 +159,9 @@ def test_refusals(quota_hub, clients, user, method, path, body, status, words):
 
 def test_who_sees_which_groups(quota_hub, clients):
     assert list(clients["boss"].groups()) == ["lqcd", "nuclear"]
+    # the experiments service's job table is read (jupyterhub_config.py passes its URL)
+    jobs = clients["boss"].groups()["lqcd"]["jobs"]
+    assert jobs == {"queued": 0, "running": 0, "per_user": {}}, jobs
     assert list(clients["ann"].groups()) == ["lqcd"]
     page = clients["ann"]("GET", "", headers={"Accept": "text/html"})
     assert page.status_code == 200 and 'data-group="lqcd"' in page.text

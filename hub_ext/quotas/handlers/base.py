@@ -11,6 +11,7 @@ from tornado import web
 from ..access import Viewer, viewer_from_model
 from ..docker_source import EngineSource, EngineUnavailable
 from ..hub_source import HubError, HubSource
+from ..jobs_source import BatchJob, JobsUnavailable
 from ..lowering import LoweringError, plan_lowering
 from ..policy import Policy
 from ..snapshot import take_snapshot
@@ -90,6 +91,25 @@ class QuotasHandler(HubOAuthenticated, web.RequestHandler):
                 "'Authorization: token <Hub API token>'",
             )
         return viewer_from_model(model)
+
+    def batch_jobs(self, groups: list[str]) -> tuple[dict[str, list[BatchJob]] | None, str]:
+        """Queued and running batch jobs of ``groups``, and a warning when unreadable.
+
+        ``None`` (with no warning) when the service has no tracking database configured.
+        """
+        source = self.settings.get("job_source")
+        if source is None:
+            return None, ""
+        try:
+            jobs = source.active_jobs(groups)
+        except JobsUnavailable as e:
+            self.log.warning("batch jobs not shown: %s", e)
+            return None, f"Batch jobs are not shown: {e}"
+        by_group: dict[str, list[BatchJob]] = {g: [] for g in groups}
+        for job in jobs:
+            if job.group in by_group:
+                by_group[job.group].append(job)
+        return by_group, ""
 
     def manager(self) -> Viewer:
         """The caller if they manage at least one group; else 403."""

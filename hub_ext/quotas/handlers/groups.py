@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..jobs_source import jobs_json
 from ..usage import group_json, limits_json
 from .api import APIHandler
 
@@ -13,8 +14,17 @@ class GroupListAPIHandler(APIHandler):
         """Usage of each visible group."""
         viewer = self.manager()
         usage = await self.snapshot()
-        items = [group_json(g, servers=False) for g in usage.groups if viewer.can_manage(g.name)]
-        self.write_items(items, taken_at=usage.taken_at)
+        groups = [g for g in usage.groups if viewer.can_manage(g.name)]
+        jobs, warning = self.batch_jobs([g.name for g in groups])
+        items = [
+            {
+                **group_json(g, servers=False),
+                "jobs": jobs_json(jobs[g.name], items=False) if jobs is not None else None,
+            }
+            for g in groups
+        ]
+        extra = {"jobs_warning": warning} if warning else {}
+        self.write_items(items, taken_at=usage.taken_at, **extra)
 
 
 class GroupAPIHandler(APIHandler):
@@ -24,7 +34,15 @@ class GroupAPIHandler(APIHandler):
         """The group's usage, limits and servers (403 unless the caller manages it)."""
         self.require_group(name)
         usage = await self.snapshot()
-        self.write_json({**group_json(self.find_group(usage, name)), "taken_at": usage.taken_at})
+        jobs, warning = self.batch_jobs([name])
+        self.write_json(
+            {
+                **group_json(self.find_group(usage, name)),
+                "jobs": jobs_json(jobs[name]) if jobs is not None else None,
+                **({"jobs_warning": warning} if warning else {}),
+                "taken_at": usage.taken_at,
+            }
+        )
 
 
 class GroupLimitsAPIHandler(APIHandler):

@@ -84,10 +84,13 @@ class OverviewPage(PageHandler):
         viewer = self.manager()
         usage = await self.snapshot()
         groups = [g for g in usage.groups if viewer.can_manage(g.name)]
+        jobs, jobs_warning = self.batch_jobs([g.name for g in groups])
         self.render(
             "index.html",
             viewer=viewer,
             groups=groups,
+            jobs=jobs,
+            jobs_warning=jobs_warning,
             nodes=usage.nodes,
             taken_at=usage.taken_at,
         )
@@ -136,8 +139,11 @@ class GroupPage(PageHandler):
     ) -> None:
         """Render the group page."""
         fields = form_fields(group.ceiling) if group.lowerable and group.ceiling else []
+        jobs, jobs_warning = self.batch_jobs([group.name])
         self.render(
             "group.html",
+            jobs=jobs[group.name] if jobs is not None else None,
+            jobs_warning=jobs_warning,
             group=group,
             fields=fields,
             form_error=form_error,

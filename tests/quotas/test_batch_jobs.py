@@ -1,0 +1,137 @@
+"""The groups' batch jobs on the quotas API and pages, read from a real tracking database."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import pytest_asyncio
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+from hub_ext.experiments.jobs.states import JobState
+from hub_ext.experiments.jobs.store import Job, SqlJobStore
+from hub_ext.experiments.store import RunStatus, SqlStore
+from hub_ext.quotas.app import make_app
+from hub_ext.quotas.hub_source import HubSource
+from hub_ext.quotas.jobs_source import JobsUnavailable, TrackingJobSource, jobs_json
+from tests.quotas.fakes import PREFIX, FakeEngine, FakeHub, TokenHubAuth, container, server
+from tests.quotas.test_app import MODELS, POLICY
+
+#: (job id, user, group, state, node)
+JOBS = [
+    ("j1", "ann", "lqcd", JobState.RUNNING, "node<1>"),
+    ("j2", "ben", "lqcd", JobState.QUEUED, ""),
+    ("j3", "ann", "lqcd", JobState.FINISHED, "node1"),  # done: not shown
+    ("j4", "dan", "nuclear", JobState.RUNNING, "node2"),
+]
+
+
+@pytest.fixture
+def tracking_db(tmp_path):
+    """A tracking database (the experiments service's schema) holding :data:`JOBS`."""
+    uri = f"sqlite:///{tmp_path / 'tracking.sqlite'}"
+    store = SqlStore(uri)
+    jobs = SqlJobStore(store.engine)
+    for job_id, user, group, state, node in JOBS:
+        project = store.get_project_by_name(group) or store.create_project(
+            group, owner=user, group=group
+        )
+        run = store.create_run(project.id, user=user, status=RunStatus.RUNNING)
+        jobs.create_job(
+            Job(
+                id=job_id,
+                run_id=run.id,
+                project_id=project.id,
+                user=user,
+                group=group,
+                executor="slurm",
+                state=state,
+                created=1_795_000_000_000,
+                external_id=job_id.upper(),
+            )
+        )
+        if node:  # set when the job starts
+            jobs.update_job(job_id, node=node, started=1_795_000_060_000)
+    store.close()
+    return uri
+
+
+def test_source_lists_active_jobs_of_the_asked_groups(tracking_db, tmp_path):
+    source = TrackingJobSource(tracking_db)
+    jobs = source.active_jobs(["lqcd"])
+    assert sorted((j.id, j.state) for j in jobs) == [("j1", "RUNNING"), ("j2", "QUEUED")]
+    assert {j.group for j in source.active_jobs()} == {"lqcd", "nuclear"}
+    summary = jobs_json(jobs, items=False)
+    assert summary == {"queued": 1, "running": 1, "per_user": {"ann": 1, "ben": 1}}
+    source.close()
+    # a database the experiments service has not made yet: a clear error, not a crash
+    empty = TrackingJobSource(f"sqlite:///{tmp_path / 'none.sqlite'}")
+    with pytest.raises(JobsUnavailable, match="job table could not be read"):
+        empty.active_jobs(["lqcd"])
+    empty.close()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def jobs_service(tracking_db):
+    hub = FakeHub(
+        {"lqcd": {"users": ["ann", "ben"], "properties": {}}, "nuclear": {"users": ["dan"]}},
+        [{"name": "ben", "groups": ["lqcd"], "servers": {"": server()}}],
+    )
+    source = TrackingJobSource(tracking_db)
+    app = make_app(
+        policy=POLICY,
+        hub=HubSource("http://hub/hub/api", "t", fetch=hub.fetch),
+        engine=FakeEngine([container("lqcd", "ben")]),
+        hub_auth=TokenHubAuth(MODELS),
+        prefix=PREFIX,
+        log=logging.getLogger("test-jobs"),
+        job_source=source,
+    )
+    sock, port = bind_unused_port()
+    http = HTTPServer(app)
+    http.add_sockets([sock])
+
+    async def get(path, user):
+        request = HTTPRequest(
+            f"http://127.0.0.1:{port}{PREFIX}{path}", headers={"Authorization": f"token {user}"}
+        )
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        return response.code, response.body.decode()
+
+    yield get
+    http.stop()
+    source.close()
+
+
+async def test_api_counts_jobs_per_group_for_whoever_sees_the_group(jobs_service):
+    code, body = await jobs_service("api/groups", "boss")
+    assert code == 200
+    counts = {g["name"]: g["jobs"] for g in json.loads(body)["items"]}
+    assert counts["lqcd"] == {"queued": 1, "running": 1, "per_user": {"ann": 1, "ben": 1}}
+    assert counts["nuclear"] == {"queued": 0, "running": 1, "per_user": {"dan": 1}}
+    code, body = await jobs_service("api/groups", "ann")  # manager of lqcd only
+    assert [g["name"] for g in json.loads(body)["items"]] == ["lqcd"]
+    code, body = await jobs_service("api/groups/lqcd", "ann")
+    items = json.loads(body)["jobs"]["items"]
+    assert [(j["id"], j["state"], j["external_id"]) for j in items] == [
+        ("j1", "RUNNING", "J1"),
+        ("j2", "QUEUED", "J2"),
+    ]
+    assert items[0]["node"] == "node<1>" and items[0]["started"] == 1_795_000_060.0
+    code, _ = await jobs_service("api/groups/nuclear", "ann")
+    assert code == 403
+
+
+async def test_pages_show_the_jobs_escaped(jobs_service):
+    code, body = await jobs_service("", "boss")
+    assert code == 200
+    assert (
+        'class="num jobs"><span class="jobs-running">1</span> / <span class="jobs-queued">1' in body
+    )
+    code, body = await jobs_service("groups/lqcd", "ann")
+    assert code == 200
+    assert 'data-job="j1"' in body and 'data-job="j2"' in body and 'data-job="j3"' not in body
+    assert "node&lt;1&gt;" in body and "node<1>" not in body
