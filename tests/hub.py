@@ -70,6 +70,8 @@ class HubProcess:
             "LATTICEHUB_BIND_URL": self.url,
             "LATTICEHUB_HUB_ID": hub_id,
             "LATTICEHUB_EXPERIMENTS_PORT": str(free_port()),
+            # its own free port: the default (experiments + 1) may be a client's ephemeral port
+            "LATTICEHUB_QUOTAS_PORT": str(free_port()),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
         }
         if db_url:
