@@ -171,9 +171,9 @@ class GroupLimitsMixin(GroupLimitsConfig):
 
     async def _report_orphans_later(self) -> None:
         await asyncio.sleep(self.orphan_report_delay)
-        orphans = self.ledger.orphans()
         self.ledger.orphans_reported = True
-        metrics.ORPHANS.set(len(orphans))
+        self._update_metrics()  # sets the orphan gauge from now on
+        orphans = self.ledger.orphans()
         for slot in orphans:
             self.log.warning(
                 "Orphaned server %s (group %s, object %s) runs in the engine but no Hub "

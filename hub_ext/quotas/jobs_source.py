@@ -112,7 +112,7 @@ class TrackingJobSource(JobSource):
                 user=j.user,
                 group=j.group,
                 executor=j.executor,
-                state=j.state.value if hasattr(j.state, "value") else str(j.state),
+                state=j.state.value,
                 external_id=str(j.external_id or ""),
                 node=j.node or "",
                 created=_seconds(j.created),

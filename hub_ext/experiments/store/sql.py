@@ -89,6 +89,13 @@ class SqlStore(AbstractStore):
         self.engine = create_engine(uri)
         with self.engine.begin() as conn:
             t.migrate(conn)
+        # metric rows go to the driver's executemany as tuples: building one SQLAlchemy
+        # parameter dict per row was most of a 1000-metric batch's time (docs/benchmarks.md)
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self._insert_metrics_sql = (
+            f"INSERT INTO {t.metrics.name} ({', '.join(METRIC_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(METRIC_COLUMNS))}) ON CONFLICT DO NOTHING"
+        )
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -529,27 +536,9 @@ class SqlStore(AbstractStore):
                         f"already logged with value='{stored.get(key)}' for run ID='{run_id}'."
                     )
 
-    def _insert_metrics_sql(self) -> str:
-        """The driver-level ``INSERT ... ON CONFLICT DO NOTHING`` of metric rows (cached).
-
-        A 1000-metric batch spends most of its time in SQLAlchemy building one parameter
-        dict per row; the driver's ``executemany`` with tuples does the same work in a
-        fraction of it (docs/benchmarks.md).
-        """
-        sql = getattr(self, "_metrics_sql", None)
-        if sql is None:
-            mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-            columns = ", ".join(METRIC_COLUMNS)
-            sql = (
-                f"INSERT INTO {t.metrics.name} ({columns}) "
-                f"VALUES ({', '.join([mark] * len(METRIC_COLUMNS))}) ON CONFLICT DO NOTHING"
-            )
-            self._metrics_sql = sql
-        return sql
-
     def _write_metrics(self, conn: Connection, run_id: str, metrics: list[Metric]) -> None:
         rows = [metric_tuple(run_id, m) for m in metrics]
-        conn.exec_driver_sql(self._insert_metrics_sql(), rows)
+        conn.exec_driver_sql(self._insert_metrics_sql, rows)
         latest: dict[str, tuple] = {}
         for row in rows:  # (run_id, key, step, timestamp, value, is_nan)
             best = latest.get(row[1])

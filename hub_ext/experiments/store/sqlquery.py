@@ -102,31 +102,12 @@ def ordering(query: Any, order: Any, index: int) -> tuple[Any, list[Any]]:
 METRIC_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "is_nan")
 
 
-def metric_row(run_id: str, metric: Metric) -> dict:
-    """A metrics row; NaN is stored as 0 with ``is_nan`` set."""
-    value = float(metric.value)
-    is_nan = math.isnan(value)
-    return {
-        "run_id": run_id,
-        "key": metric.key,
-        "step": int(metric.step),
-        "timestamp": int(metric.timestamp),
-        "value": 0.0 if is_nan else value,
-        "is_nan": is_nan,
-    }
-
-
 def metric_tuple(run_id: str, metric: Metric) -> tuple:
-    """:func:`metric_row` as a tuple in :data:`METRIC_COLUMNS` order (driver inserts)."""
+    """A metrics row in :data:`METRIC_COLUMNS` order; NaN is stored as 0 with ``is_nan`` set."""
     value = float(metric.value)
     if value != value:  # NaN
         return (run_id, metric.key, int(metric.step), int(metric.timestamp), 0.0, True)
     return (run_id, metric.key, int(metric.step), int(metric.timestamp), value, False)
-
-
-def order_key(row: dict) -> tuple:
-    """MLflow's order of "latest": step, then timestamp, then value."""
-    return (row["step"], row["timestamp"], row["value"])
 
 
 def metric_entity(row: Any) -> Metric:

@@ -109,7 +109,7 @@ class UsageMixin(QuotasHandler):
             for group in sorted(query.groups):
                 if not viewer.can_manage(group):
                     raise QuotaError(403, f"{viewer.name} is not a manager of group {group!r}")
-        groups = query.groups if query.groups is not None else None
+        groups = query.groups
         if groups is None and not viewer.all_groups:
             groups = viewer.manages
         warning = None
