@@ -46,6 +46,8 @@ setup(
             "playwright>=1.50",
             "schemathesis>=4",
             "hypothesis>=6.100",
+            # flows.fused's kernels are tested on CPU in Triton's interpreter.
+            "triton==3.6.0; platform_system == 'Linux'",
         ],
     },
     entry_points={

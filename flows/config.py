@@ -45,6 +45,7 @@ class TrainConfig:
     amp: str = "none"
     compile: bool = False
     cuda_graph: bool = True
+    kernels: str = "auto"
     forward_kl_data: str = ""
     forward_kl_weight: float = 1.0
     checkpoint_every: int = 500
@@ -66,6 +67,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "dtype": ("float32", "float64"),
     "amp": ("none", "bf16"),
+    "kernels": ("auto", "torch", "triton"),
 }
 
 #: (minimum, maximum) for numeric fields; None = unbounded.

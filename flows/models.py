@@ -104,8 +104,12 @@ def phi4_coupling_flow(
     hidden: Sequence[int] = (8, 8),
     kernel: int = 3,
     autocast_dtype: torch.dtype | None = None,
+    kernels: str = "auto",
 ) -> Flow:
-    """Real NVP flow for phi^4: alternating checkerboard affine couplings (the tutorial's shape)."""
+    """Real NVP flow for phi^4: alternating checkerboard affine couplings (the tutorial's shape).
+
+    ``kernels`` picks the couplings' conditioner kernels (see :class:`AffineCoupling`).
+    """
     if n_layers < 1:
         raise ValueError(f"n_layers must be >= 1, got {n_layers}")
     layers = [
@@ -113,6 +117,7 @@ def phi4_coupling_flow(
             checkerboard((L, L), parity=i % 2),
             ConvNet(1, list(hidden), 2, kernel, final_tanh=True),
             autocast_dtype=autocast_dtype,
+            kernels=kernels,
         )
         for i in range(n_layers)
     ]
@@ -155,7 +160,12 @@ def build_flow(config: dict, autocast_dtype: torch.dtype | None = None) -> Flow:
         if model == "linear":
             return free_field_flow(config["L"])
         return phi4_coupling_flow(
-            config["L"], config["n_layers"], config["hidden"], config["kernel"], autocast_dtype
+            config["L"],
+            config["n_layers"],
+            config["hidden"],
+            config["kernel"],
+            autocast_dtype,
+            config.get("kernels", "auto"),
         )
     if config["action"] == "u1":
         return u1_equivariant_flow(

@@ -16,6 +16,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from flows import fused
+
+#: Conditioner kernels of :class:`AffineCoupling`: PyTorch's, the fused Triton ones, or
+#: the fused ones wherever they can run (CUDA, float32, no autocast, a supported net).
+KERNELS = ("auto", "torch", "triton")
+
 
 class Transform(nn.Module, abc.ABC):
     """An invertible map with a tractable log-determinant."""
@@ -110,15 +116,46 @@ class AffineCoupling(Transform):
         net: conditioner with 1 input and 2 output channels.
         autocast_dtype: if set (e.g. ``torch.bfloat16``), run only the conditioner in this
             precision; the coupling arithmetic and log-det stay in the input dtype.
+        kernels: ``"auto"`` (default) runs :meth:`forward` through the fused Triton kernels of
+            :mod:`flows.fused` where they can run and PyTorch elsewhere; ``"torch"`` always
+            uses PyTorch; ``"triton"`` insists on the fused kernels and raises where they
+            cannot run.
     """
 
     def __init__(
-        self, mask: torch.Tensor, net: nn.Module, autocast_dtype: torch.dtype | None = None
+        self,
+        mask: torch.Tensor,
+        net: nn.Module,
+        autocast_dtype: torch.dtype | None = None,
+        kernels: str = "auto",
     ):
         super().__init__()
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {list(KERNELS)}, got {kernels!r}")
         self.register_buffer("mask", mask.clone())
         self.net = net
         self.autocast_dtype = autocast_dtype
+        self.kernels = kernels
+
+    def _fused_blocker(self, x: torch.Tensor) -> str | None:
+        """Why the fused kernels cannot run this layer on ``x`` (None if they can)."""
+        if not fused.available(x.device):
+            return f"Triton kernels are not available on {x.device.type} (needs CUDA and triton)"
+        if x.dtype != torch.float32:
+            return f"the fused kernels run float32 models, this one is {x.dtype}"
+        if self.autocast_dtype is not None:
+            return "the fused kernels do not run under autocast (amp); use amp 'none'"
+        if torch.compiler.is_compiling():
+            return "the fused kernels are not traced by torch.compile; use compile false"
+        return fused.supports(self.net)
+
+    def _use_fused(self, x: torch.Tensor) -> bool:
+        if self.kernels == "torch":
+            return False
+        reason = self._fused_blocker(x)
+        if reason is not None and self.kernels == "triton":
+            raise RuntimeError(f"kernels='triton' cannot run here: {reason}; use kernels='auto'")
+        return reason is None
 
     def _scale_shift(self, frozen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inp = frozen.unsqueeze(1)
@@ -136,6 +173,9 @@ class AffineCoupling(Transform):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map ``x`` to ``(y, log|det dy/dx|)``."""
+        if self._use_fused(x):
+            convs = [m for m in self.net.modules() if isinstance(m, nn.Conv2d)]
+            return fused.coupling_forward(x, self.mask, convs)
         mask = self.mask.to(x.dtype)
         frozen = mask * x
         s, t = self._scale_shift(frozen)

@@ -1,0 +1,107 @@
+"""The fused Triton coupling against PyTorch's, run by ``test_fused.py`` in a subprocess.
+
+On a machine with CUDA the kernels run compiled on the GPU; elsewhere under
+``TRITON_INTERPRET=1`` (which must be set before Triton is imported, hence the subprocess).
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from flows import fused
+from flows.models import phi4_coupling_flow
+from flows.transforms import AffineCoupling, ConvNet, checkerboard
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = pytest.mark.skipif(
+    not fused.available(DEVICE), reason="needs CUDA or TRITON_INTERPRET=1, and triton"
+)
+
+
+def _layer(L, hidden, parity=0, seed=0):  # noqa: N803
+    torch.manual_seed(seed)
+    layer = AffineCoupling(checkerboard((L, L), parity), ConvNet(1, hidden, 2, 3))
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)  # far from the identity
+    return layer.to(DEVICE)
+
+
+def _grads(layer, x, kernels):
+    layer.kernels = kernels
+    layer.zero_grad()
+    x = x.detach().clone().requires_grad_(True)
+    y, log_det = layer(x)
+    weights = torch.arange(1, x.shape[0] + 1, device=x.device, dtype=x.dtype)
+    (y.pow(2).sum() + (log_det * weights).sum()).backward()
+    return [y.detach(), log_det.detach(), x.grad] + [p.grad for p in layer.net.parameters()]
+
+
+@pytest.mark.parametrize(
+    "L, hidden, batch, parity",
+    [(6, [8, 8], 3, 0), (4, [3], 2, 1), (8, [8, 16, 5], 2, 0), (2, [8, 8], 2, 1), (10, [1], 1, 0)],
+)
+def test_forward_and_gradients_match_pytorch(L, hidden, batch, parity):  # noqa: N803
+    layer = _layer(L, hidden, parity)
+    x = torch.randn(batch, L, L, device=DEVICE)
+    expected = _grads(layer, x, "torch")
+    got = _grads(layer, x, "triton")
+    for e, g in zip(expected, got, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
+
+
+@pytest.mark.parametrize("L, cin, cout", [(5, 1, 8), (6, 8, 2), (3, 3, 5), (7, 8, 1)])
+def test_convolution_and_weight_gradient_match_circular_conv2d(L, cin, cout):  # noqa: N803
+    torch.manual_seed(1)
+    x = torch.randn(2, cin, L, L, device=DEVICE, requires_grad=True)
+    w = torch.randn(cout, cin, 3, 3, device=DEVICE, requires_grad=True)
+    b = torch.randn(cout, device=DEVICE, requires_grad=True)
+    y = torch.tanh(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), w, b))
+    upstream = torch.randn_like(y)
+    y.backward(upstream)
+    got = fused.conv3x3(
+        x.detach(), fused._pack_forward(w.detach()), cout, fused._pad_bias(b), tanh=True
+    )
+    torch.testing.assert_close(got, y.detach(), rtol=1e-5, atol=1e-5)
+    dw, db = fused.wgrad3x3(x.detach(), upstream, gate=got)
+    torch.testing.assert_close(dw, w.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(db, b.grad, rtol=1e-4, atol=1e-4)
+    dx = fused.conv3x3(upstream, fused._pack_transposed(w.detach()), cin, gate=got)
+    torch.testing.assert_close(dx, x.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_log_det_equals_autograd_jacobian():
+    layer = _layer(4, [4], parity=1)
+    layer.kernels = "triton"
+    x = torch.randn(1, 4, 4, device=DEVICE)
+    jac = torch.autograd.functional.jacobian(
+        lambda v: layer(v.view(1, 4, 4))[0].flatten(), x.flatten()
+    )
+    _, log_det = layer(x)
+    torch.testing.assert_close(
+        log_det[0], torch.slogdet(jac.double())[1].float(), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_fused_forward_is_inverted_by_pytorch_inverse():
+    torch.manual_seed(2)
+    flow = phi4_coupling_flow(6, n_layers=2, hidden=[8, 8], kernels="triton").to(DEVICE)
+    x, log_q = flow.sample(8)
+    for layer in flow.transform.layers:
+        layer.kernels = "torch"
+    torch.testing.assert_close(flow.log_prob(x), log_q, rtol=1e-4, atol=1e-3)
+
+
+def test_kernels_triton_refuses_float64_with_the_fix():
+    layer = _layer(4, [4]).double()
+    layer.kernels = "triton"
+    with pytest.raises(RuntimeError, match="float32.*kernels='auto'"):
+        layer(torch.randn(2, 4, 4, device=DEVICE, dtype=torch.float64))
+    layer.kernels = "auto"  # falls back to PyTorch
+    y, _ = layer(torch.randn(2, 4, 4, device=DEVICE, dtype=torch.float64))
+    assert y.dtype == torch.float64
+
+
+def test_index_range_guard_names_the_fix():
+    with pytest.raises(ValueError, match="smaller batch or kernels='torch'"):
+        fused._check_index_range(2**28, 8)
