@@ -123,7 +123,7 @@ if triton is not None:
         TANH: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
-        """out[x] = act(sum W[tap, c] in'[c, x + off(tap)] + b), in' = in (1 - gate^2) if GATE.
+        """out[x] = act(sum W[tap, c] in[c, x + off(tap)] + b), times 1 - gate[x]^2 if GATE.
 
         Channel-first ``[B, C, L, L]`` tensors, one site per thread, all output channels in
         registers; ``weight`` is ``[9, CIN, COUT_P]`` (zero-padded), tap = 3 (di + 1) + dj + 1.
@@ -139,9 +139,6 @@ if triton is not None:
             src = (b * (CIN * L * L) + _shifted(i, j, L, tap // 3 - 1, tap % 3 - 1))[None, :]
             for c in tl.static_range(CIN):
                 v = tl.load(inp + src + c * L * L, mask=valid, other=0.0)
-                if GATE:
-                    g = tl.load(gate + src + c * L * L, mask=valid, other=0.0)
-                    v = v * (1.0 - g * g)
                 w = tl.load(weight + (tap * CIN + c) * COUT_P + cout)
                 acc += w * v
         if BIAS:
@@ -149,6 +146,9 @@ if triton is not None:
         if TANH:
             acc = _tanh(acc)
         offs = (b * (COUT * L * L) + i * L + j)[None, :] + cout * (L * L)
+        if GATE:
+            h = tl.load(gate + offs, mask=valid & (cout < COUT), other=0.0)
+            acc = acc * (1.0 - h * h)
         tl.store(out + offs, acc, mask=valid & (cout < COUT))
 
     @triton.jit
@@ -252,7 +252,8 @@ def conv3x3(
         packed: ``[9, CIN, COUT_P]`` from :func:`_pack_forward` or :func:`_pack_transposed`.
         cout: output channels.
         bias: zero-padded bias ``[COUT_P]`` or None.
-        gate: if given, the input is multiplied by ``1 - gate^2`` as it is loaded (tanh').
+        gate: if given (shaped like the output), the output is multiplied by ``1 - gate^2``:
+            the input gradient of the layer below comes out already through its tanh.
         tanh: apply tanh to the output.
     """
     B, cin, L, _ = inp.shape  # noqa: N806
@@ -351,15 +352,18 @@ class _FusedCoupling(torch.autograd.Function):
         e_s = torch.exp(active * out[:, 0])
         grad_x = grad_y * (mask + active * e_s)
         grad_s = active * (grad_y * x * e_s + grad_log_det[:, None, None])
-        # Gradient w.r.t. the last tanh's output; its derivative is applied as a gate below.
-        grad = torch.stack([grad_s, active * grad_y], 1)
+        # From here ``grad`` is w.r.t. a layer's pre-activation: each input-gradient kernel
+        # applies the tanh derivative of the layer below as it stores, so no kernel has to
+        # load activations and gradients side by side.
+        grad = torch.stack([grad_s, active * grad_y], 1) * (1 - out * out)
         inputs = [(x * mask).unsqueeze(1), *acts[:-1]]
         grads: list[torch.Tensor] = []
         for k in range(n - 1, -1, -1):
             w = weights[k]
-            dw, db = wgrad3x3(inputs[k], grad, gate=acts[k])
+            dw, db = wgrad3x3(inputs[k], grad)
             grads = [dw, db, *grads]
-            grad = conv3x3(grad, _pack_transposed(w), w.shape[1], gate=acts[k])
+            gate = acts[k - 1] if k > 0 else None
+            grad = conv3x3(grad, _pack_transposed(w), w.shape[1], gate=gate)
         grad_x = grad_x + mask * grad[:, 0]
         return (grad_x, None, *grads)
 

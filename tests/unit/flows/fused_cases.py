@@ -66,8 +66,15 @@ def test_convolution_and_weight_gradient_match_circular_conv2d(L, cin, cout):  #
     dw, db = fused.wgrad3x3(x.detach(), upstream, gate=got)
     torch.testing.assert_close(dw, w.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(db, b.grad, rtol=1e-4, atol=1e-4)
-    dx = fused.conv3x3(upstream, fused._pack_transposed(w.detach()), cin, gate=got)
+    dw, db = fused.wgrad3x3(x.detach(), upstream * (1 - got**2))  # pre-activation gradient
+    torch.testing.assert_close(dw, w.grad, rtol=1e-4, atol=1e-4)
+    pre = upstream * (1 - got**2)
+    dx = fused.conv3x3(pre, fused._pack_transposed(w.detach()), cin)
     torch.testing.assert_close(dx, x.grad, rtol=1e-4, atol=1e-4)
+    # The output gate: the input gradient comes out through the tanh below it.
+    below = torch.tanh(torch.randn_like(x))
+    gated = fused.conv3x3(pre, fused._pack_transposed(w.detach()), cin, gate=below)
+    torch.testing.assert_close(gated, x.grad * (1 - below**2), rtol=1e-4, atol=1e-4)
 
 
 def test_log_det_equals_autograd_jacobian():
