@@ -11,6 +11,7 @@ reverse-KL loss, Adam lr 1e-3, batch 64, 2500 steps, float32, no compile. lattic
 
     python bench/flows.py [time-to-quality] [--device cpu|cuda] [--threads N] [--quick]
     python bench/flows.py throughput --L 64 --batch 4096 [--steps 50] [--extra "--amp bf16"]
+    python bench/flows.py layer --device cuda [--L 64 --batch 4096]
 
 time-to-quality (default): training wall time (interpreter start, imports, model construction
 and the final evaluation excluded; latticehub's ``wall_s`` from its summary), steps, steps/s,
@@ -22,6 +23,10 @@ runs with its recommended defaults for the action and lattice (``--action phi4 -
 throughput: steps/s of both at ``--L`` and ``--batch`` over ``--steps`` after ``--warmup``
 steps (latticehub's from its own per-interval rates in ``OUT/run/metrics.jsonl``, so the
 warm-up, compile included, is not counted), and peak GPU memory on CUDA.
+
+layer: one coupling layer (hidden [8, 8]) at ``--L`` and ``--batch``, forward and forward +
+backward per call, with PyTorch's conditioner and with the fused Triton kernels of
+``flows.fused`` (where they can run).
 
 ``--threads N`` sets ``torch.set_num_threads`` for the reference and ``OMP_NUM_THREADS`` for the
 subprocess. ``--json FILE`` writes every number. Prints the command line first, so the figures
@@ -40,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -415,13 +421,61 @@ def memory(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     return {"rows": rows, "largest_L": largest}
 
 
+def layer(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """One phi^4 coupling layer, forward and forward + backward: PyTorch against fused kernels."""
+    from flows import fused
+    from flows.transforms import AffineCoupling, ConvNet, checkerboard
+
+    L = args.L or (8 if args.quick else 64)  # noqa: N806
+    batch = args.batch or (64 if args.quick else 4096)
+    calls = 3 if args.quick else 10
+    torch.manual_seed(args.seed)
+    coupling = AffineCoupling(checkerboard((L, L), 1), ConvNet(1, [8, 8], 2)).to(device)
+    x = torch.randn(batch, L, L, device=device, requires_grad=True)
+
+    def forward() -> None:
+        with torch.no_grad():
+            coupling(x)
+
+    def forward_backward() -> None:
+        y, log_det = coupling(x)
+        (y.sum() + log_det.sum()).backward()
+
+    def per_call_ms(fn: Callable[[], None]) -> float:
+        fn()  # compiles the kernels, warms the allocator
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync(device)
+        return (time.perf_counter() - start) / calls * 1e3
+
+    kinds = ["torch"] + (["triton"] if fused.available(device) else [])
+    rows = {}
+    print(f"\none coupling layer, hidden [8, 8], L={L}, batch {batch}, {calls} calls each")
+    for kind in kinds:
+        coupling.kernels = kind
+        rows[kind] = {
+            "forward_ms": per_call_ms(forward),
+            "fwd_bwd_ms": per_call_ms(forward_backward),
+        }
+        print(f"  {kind:7s} forward {rows[kind]['forward_ms']:8.2f} ms   forward + backward "
+              f"{rows[kind]['fwd_bwd_ms']:8.2f} ms", flush=True)  # fmt: skip
+    if "triton" in rows:
+        ratio = rows["torch"]["fwd_bwd_ms"] / rows["triton"]["fwd_bwd_ms"]
+        print(f"  forward + backward, torch / fused: {ratio:.2f}x")
+    else:
+        print("  (fused kernels not available here: needs CUDA and triton, or TRITON_INTERPRET=1)")
+    return {"L": L, "batch": batch, "layer": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "mode",
         nargs="?",
         default="time-to-quality",
-        choices=("time-to-quality", "throughput", "scaling", "memory"),
+        choices=("time-to-quality", "throughput", "scaling", "memory", "layer"),
     )
     parser.add_argument("--ranks", type=int, default=2, help="scaling: data-parallel ranks")
     parser.add_argument(
@@ -493,6 +547,7 @@ def main() -> None:
         "throughput": throughput,
         "scaling": scaling,
         "memory": memory,
+        "layer": layer,
     }
     run = modes[args.mode]
     results = run(args, device)
