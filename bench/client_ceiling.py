@@ -100,8 +100,6 @@ def main() -> None:
     client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}/services/experiments")
     run = client.create_run(client.create_experiment("ceiling")).info.run_id
     profile = cProfile.Profile() if args.profile else None
-    if profile:
-        profile.enable()
     _time_calls(client, run, args, profile, "in-process server")
 
 

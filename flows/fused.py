@@ -3,13 +3,18 @@
 Why: at L = 64 and batch 4096 a coupling layer's conditioner moves 1, 8, 8 and 2 channels per
 site. cuDNN serves such thin convolutions far below the card's bandwidth, and eager PyTorch
 adds circular-padding copies, separate bias/tanh passes and their backward kernels on top.
-Here each 3x3 periodic convolution is one kernel that gathers the nine neighbours itself (no
-padding copy), multiplies on tensor cores (``tl.dot``, TF32 for float32, as cuDNN does by
-default) and applies bias and tanh before it stores; the backward pass applies the tanh
-derivative as it loads and computes the weight gradient of all nine taps in one sweep.
 
-Activations are channel-last ``[B, L, L, C]`` so a site's channels are contiguous. The
-coupling arithmetic (``x e^s + t``, log-det) stays in float32 PyTorch on one-channel tensors.
+- Activations are channel-blocked ``[B, C_P / V, L, L, V]``: channels padded to a power of
+  two ``C_P`` and cut into vectors of ``V = min(4, C_P)``, so one 128-bit load brings four
+  channels of a site and the loads of a warp cover consecutive sites (whole cache lines).
+- Each periodic 3x3 convolution is one kernel that gathers the nine neighbours itself (no
+  padding copy); a thread owns whole sites, multiplies in plain float32 FMAs and applies bias
+  and tanh before it stores. The input gradient is the same kernel with mirrored, transposed
+  weights; as it stores, it applies the tanh derivative of the layer below.
+- Weight gradients sum all nine taps in one sweep: on tensor cores (``tl.dot``, TF32 products
+  with float32 sums, as cuDNN does by default), or for one-channel inputs in FMAs.
+- Two elementwise kernels do the coupling itself (``x e^s + t``, the log-det terms) and its
+  backward pass.
 
 The module imports without Triton; :func:`available` says whether the kernels can run.
 ``TRITON_INTERPRET=1`` runs them on CPU tensors (slowly), which the unit tests use.
@@ -31,15 +36,24 @@ except ImportError:  # pragma: no cover - exercised where Triton is absent
 
 #: Most channels a conditioner layer may have on the fused path (register budget of a tile).
 MAX_CHANNELS = 32
-#: Lattice sites per program of the convolution kernel.
+#: Lattice sites per program of a convolution with 8 or more input channels (and at most 8
+#: output channels): a thread owns four sites. Wider outputs take proportionally fewer.
 BLOCK = 512
-#: Lattice sites per step of the weight-gradient sweep (its partial sums live in registers).
-WGRAD_BLOCK = 128
-#: Warps per program of the convolution and weight-gradient kernels.
+#: ... with fewer than 8 input channels.
+THIN_BLOCK = 256
+#: Warps per program of the convolution kernel.
 CONV_WARPS = 4
-WGRAD_WARPS = 4
-#: Programs per tap-sweep in the weight-gradient reduction (partial sums, then one torch sum).
+#: Lattice sites per step of the tensor-core weight-gradient sweep (the products' K axis).
+DOT_BLOCK = 128
+#: Lattice sites per step of the FMA weight-gradient sweep (one-channel inputs).
+FMA_BLOCK = 128
+#: Programs of a weight-gradient sweep (partial sums, then one torch sum).
 WGRAD_PROGRAMS = 1024
+#: ``tl.dot`` precision of the weight-gradient products: "tf32" (as cuDNN's default) or
+#: "tf32x3" (three TF32 products, about float32, slower).
+WGRAD_PRECISION = "tf32"
+#: Sites per program of the elementwise coupling kernels.
+EW_BLOCK = 1024
 
 
 def interpreting() -> bool:
@@ -92,19 +106,62 @@ if triton is not None:
 
     @triton.jit
     def _coordinates(sites, L: tl.constexpr):
-        # Sample index and (i, j) of each flat site b * L^2 + i * L + j. L is a compile-time
-        # constant, so these divisions become multiplies and shifts.
+        # First site of the sample and (i, j) of each flat site b L^2 + i L + j. L is a
+        # compile-time constant, so these divisions become multiplies and shifts.
         rem = sites % (L * L)
-        return sites // (L * L), rem // L, rem % L
+        return sites - rem, rem // L, rem % L
 
     @triton.jit
-    def _shifted(i, j, L: tl.constexpr, DI, DJ):
-        # In-sample flat index of the periodic neighbour (i + DI, j + DJ).
+    def _neighbour(i, j, L: tl.constexpr, DI: tl.constexpr, DJ: tl.constexpr):
+        # In-sample index of the periodic neighbour (i + DI, j + DJ); only the side a shift
+        # can leave is wrapped.
         ni = i + DI
-        ni = tl.where(ni < 0, ni + L, tl.where(ni >= L, ni - L, ni))
+        if DI < 0:
+            ni = tl.where(ni < 0, ni + L, ni)
+        if DI > 0:
+            ni = tl.where(ni >= L, ni - L, ni)
         nj = j + DJ
-        nj = tl.where(nj < 0, nj + L, tl.where(nj >= L, nj - L, nj))
+        if DJ < 0:
+            nj = tl.where(nj < 0, nj + L, nj)
+        if DJ > 0:
+            nj = tl.where(nj >= L, nj - L, nj)
         return ni * L + nj
+
+    @triton.jit
+    def _offsets(first, rel, L: tl.constexpr, C_P: tl.constexpr):
+        # [BLOCK, C_P / V, V] offsets of the channels of sites (first + rel) in a
+        # channel-blocked [B, C_P / V, L, L, V] tensor.
+        V: tl.constexpr = 4 if C_P >= 4 else C_P
+        site = (first * C_P + rel * V)[:, None, None]
+        group = (tl.arange(0, C_P // V) * (L * L * V))[None, :, None]
+        return site + group + tl.arange(0, V)[None, None, :]
+
+    @triton.jit
+    def _load_channels(ptr, first, rel, valid, L: tl.constexpr, C_P: tl.constexpr):
+        # [BLOCK, C_P] tile of the channels of sites (first + rel), zero where not valid.
+        offs = _offsets(first, rel, L, C_P)
+        tile = tl.load(ptr + offs, mask=valid[:, None, None], other=0.0)
+        return tl.reshape(tile, [offs.shape[0], C_P])
+
+    @triton.jit
+    def _accumulate(acc, v, wrow, COUT_P: tl.constexpr, VI: tl.constexpr, BLOCK: tl.constexpr):
+        # acc[s, :] += sum_c v[s, c] W[c, :] over the VI channels of one vector load. tl.split
+        # takes the columns out of each thread's registers, so no data crosses threads.
+        if VI == 4:
+            a, b = tl.split(tl.reshape(v, [BLOCK, 2, 2]))  # columns (0, 2) and (1, 3)
+            c0, c2 = tl.split(a)
+            c1, c3 = tl.split(b)
+            acc += c0[:, None, None] * tl.load(wrow)
+            acc += c1[:, None, None] * tl.load(wrow + COUT_P)
+            acc += c2[:, None, None] * tl.load(wrow + 2 * COUT_P)
+            acc += c3[:, None, None] * tl.load(wrow + 3 * COUT_P)
+        elif VI == 2:
+            c0, c1 = tl.split(v)
+            acc += c0[:, None, None] * tl.load(wrow)
+            acc += c1[:, None, None] * tl.load(wrow + COUT_P)
+        else:
+            acc += tl.reshape(v, [BLOCK])[:, None, None] * tl.load(wrow)
+        return acc
 
     @triton.jit
     def _conv3x3_kernel(
@@ -115,111 +172,232 @@ if triton is not None:
         out,
         n_sites,
         L: tl.constexpr,
-        CIN: tl.constexpr,
-        COUT: tl.constexpr,
+        CIN_P: tl.constexpr,
         COUT_P: tl.constexpr,
         GATE: tl.constexpr,
         BIAS: tl.constexpr,
         TANH: tl.constexpr,
+        EVEN: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
-        """out[x] = act(sum W[tap, c] in[c, x + off(tap)] + b), times 1 - gate[x]^2 if GATE.
+        """out[x] = act(sum W[tap, c] in[x + off(tap), c] + b), times 1 - gate[x]^2 if GATE.
 
-        Channel-first ``[B, C, L, L]`` tensors, one site per thread, all output channels in
-        registers; ``weight`` is ``[9, CIN, COUT_P]`` (zero-padded), tap = 3 (di + 1) + dj + 1.
+        Channel-blocked tensors (module docstring); ``weight`` is ``[9, CIN_P, COUT_P]``, tap =
+        3 (di + 1) + dj + 1. Each thread owns whole sites: it loads a neighbour's channels in
+        128-bit vectors and keeps all output channels of its sites in registers.
         """
-        # Tiles are [channels, sites] with sites fastest: each thread owns a few sites and all
-        # their output channels, so every input value is loaded once and feeds COUT FMAs.
+        VI: tl.constexpr = 4 if CIN_P >= 4 else CIN_P
+        VO: tl.constexpr = 4 if COUT_P >= 4 else COUT_P
         sites = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        valid = (sites < n_sites)[None, :]
-        b, i, j = _coordinates(sites, L)
-        cout = tl.arange(0, COUT_P)[:, None]
-        acc = tl.zeros((COUT_P, BLOCK), dtype=tl.float32)
+        valid = sites < n_sites
+        first, i, j = _coordinates(sites, L)
+        # Output channels as [groups, VO]: every tile has its channels inside one thread.
+        cout = (tl.arange(0, COUT_P // VO)[:, None] * VO + tl.arange(0, VO)[None, :])[None]
+        acc = tl.zeros((BLOCK, COUT_P // VO, VO), dtype=tl.float32)
         for tap in tl.static_range(9):
-            src = (b * (CIN * L * L) + _shifted(i, j, L, tap // 3 - 1, tap % 3 - 1))[None, :]
-            for c in tl.static_range(CIN):
-                v = tl.load(inp + src + c * L * L, mask=valid, other=0.0)
-                w = tl.load(weight + (tap * CIN + c) * COUT_P + cout)
-                acc += w * v
+            src = first * CIN_P + _neighbour(i, j, L, tap // 3 - 1, tap % 3 - 1) * VI
+            for g in tl.static_range(CIN_P // VI):
+                offs = (src + g * (L * L * VI))[:, None] + tl.arange(0, VI)[None, :]
+                if EVEN:
+                    v = tl.load(inp + offs)
+                else:
+                    v = tl.load(inp + offs, mask=valid[:, None], other=0.0)
+                wrow = weight + (tap * CIN_P + g * VI) * COUT_P + cout
+                acc = _accumulate(acc, v, wrow, COUT_P, VI, BLOCK)
         if BIAS:
             acc += tl.load(bias + cout)
         if TANH:
             acc = _tanh(acc)
-        offs = (b * (COUT * L * L) + i * L + j)[None, :] + cout * (L * L)
+        offs = _offsets(first, i * L + j, L, COUT_P)
         if GATE:
-            h = tl.load(gate + offs, mask=valid & (cout < COUT), other=0.0)
+            if EVEN:
+                h = tl.load(gate + offs)
+            else:
+                h = tl.load(gate + offs, mask=valid[:, None, None], other=0.0)
             acc = acc * (1.0 - h * h)
-        tl.store(out + offs, acc, mask=valid & (cout < COUT))
+        if EVEN:
+            tl.store(out + offs, acc)
+        else:
+            tl.store(out + offs, acc, mask=valid[:, None, None])
 
     @triton.jit
-    def _wgrad3x3_kernel(
+    def _dot_tap(acc, inp, g, first, i, j, valid, L: tl.constexpr, TAP: tl.constexpr, CIN_P, PREC):
+        # acc += in[x + off(TAP)]^T g[x] on tensor cores (the block of sites is the K axis).
+        rel = _neighbour(i, j, L, TAP // 3 - 1, TAP % 3 - 1)
+        a = _load_channels(inp, first, rel, valid, L, CIN_P)
+        return tl.dot(tl.trans(a), g, acc, input_precision=PREC)
+
+    @triton.jit
+    def _wgrad3x3_dot_kernel(
         inp,
         grad,
-        gate,
         partial_w,
         partial_b,
         n_sites,
-        n_programs,
         L: tl.constexpr,
         BLOCKS_PER_PROGRAM: tl.constexpr,
-        CIN: tl.constexpr,
-        COUT: tl.constexpr,
         CIN_P: tl.constexpr,
         COUT_P: tl.constexpr,
-        GATE: tl.constexpr,
+        PRECISION: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
-        """Partial sums of dW[tap, c, o] = sum_x in[c, x + off(tap)] g[o, x] over some blocks.
+        """Partial sums of dW[tap] = sum_x in[x + off(tap)]^T g[x] over consecutive blocks.
 
-        Program ``9 p + tap`` sums tap ``tap`` over blocks p, p + P, ...; the nine programs of
-        one p read the same gradient tile at about the same time, so eight of the nine reads
-        come from L2. ``g = grad (1 - gate^2)`` if GATE (the tanh derivative), else ``grad``.
-        Writes ``partial_w[p, tap] = [CIN_P, COUT_P]`` and ``partial_b[p, tap] = sum_x g``.
+        Each tap is a ``[CIN_P, BLOCK] x [BLOCK, COUT_P]`` product on tensor cores (``tl.dot``
+        pads the thin sides itself); a program sweeps consecutive blocks, so the neighbour
+        rows of one block are in L1 from the last. Writes ``partial_w[p] = [9, CIN_P, COUT_P]``
+        and ``partial_b[p] = sum_x g[x]``.
         """
-        pid = tl.program_id(0)
-        p = pid // 9
-        tap = pid % 9
-        # [CIN_P, COUT_P, BLOCK] with sites fastest: per-thread partial sums, reduced once.
-        cin = tl.arange(0, CIN_P)[:, None, None]
-        cout = tl.arange(0, COUT_P)[None, :, None]
-        acc = tl.zeros((CIN_P, COUT_P, BLOCK), dtype=tl.float32)
-        acc_b = tl.zeros((1, COUT_P, BLOCK), dtype=tl.float32)
+        p = tl.program_id(0)
+        zero = tl.zeros((CIN_P, COUT_P), dtype=tl.float32)
+        a0, a1, a2, a3, a4, a5, a6, a7, a8 = zero, zero, zero, zero, zero, zero, zero, zero, zero
+        acc_b = tl.zeros((COUT_P,), dtype=tl.float32)
         for k in range(0, BLOCKS_PER_PROGRAM):
-            sites = (p + k * n_programs) * BLOCK + tl.arange(0, BLOCK)
-            valid = (sites < n_sites)[None, None, :]
-            b, i, j = _coordinates(sites, L)
-            goffs = (b * (COUT * L * L) + i * L + j)[None, None, :] + cout * (L * L)
-            gmask = valid & (cout < COUT)
-            g = tl.load(grad + goffs, mask=gmask, other=0.0)
-            if GATE:
-                h = tl.load(gate + goffs, mask=gmask, other=0.0)
-                g = g * (1.0 - h * h)
-            src = b * (CIN * L * L) + _shifted(i, j, L, tap // 3 - 1, tap % 3 - 1)
-            aoffs = src[None, None, :] + cin * (L * L)
-            a = tl.load(inp + aoffs, mask=valid & (cin < CIN), other=0.0)
-            acc += a * g
+            sites = (p * BLOCKS_PER_PROGRAM + k) * BLOCK + tl.arange(0, BLOCK)
+            valid = sites < n_sites
+            first, i, j = _coordinates(sites, L)
+            g = _load_channels(grad, first, i * L + j, valid, L, COUT_P)
+            acc_b += tl.sum(g, axis=0)
+            a0 = _dot_tap(a0, inp, g, first, i, j, valid, L, 0, CIN_P, PRECISION)
+            a1 = _dot_tap(a1, inp, g, first, i, j, valid, L, 1, CIN_P, PRECISION)
+            a2 = _dot_tap(a2, inp, g, first, i, j, valid, L, 2, CIN_P, PRECISION)
+            a3 = _dot_tap(a3, inp, g, first, i, j, valid, L, 3, CIN_P, PRECISION)
+            a4 = _dot_tap(a4, inp, g, first, i, j, valid, L, 4, CIN_P, PRECISION)
+            a5 = _dot_tap(a5, inp, g, first, i, j, valid, L, 5, CIN_P, PRECISION)
+            a6 = _dot_tap(a6, inp, g, first, i, j, valid, L, 6, CIN_P, PRECISION)
+            a7 = _dot_tap(a7, inp, g, first, i, j, valid, L, 7, CIN_P, PRECISION)
+            a8 = _dot_tap(a8, inp, g, first, i, j, valid, L, 8, CIN_P, PRECISION)
+        size: tl.constexpr = CIN_P * COUT_P
+        cout = tl.arange(0, COUT_P)
+        tile = partial_w + p * 9 * size + tl.arange(0, CIN_P)[:, None] * COUT_P + cout[None, :]
+        tl.store(tile, a0)
+        tl.store(tile + size, a1)
+        tl.store(tile + 2 * size, a2)
+        tl.store(tile + 3 * size, a3)
+        tl.store(tile + 4 * size, a4)
+        tl.store(tile + 5 * size, a5)
+        tl.store(tile + 6 * size, a6)
+        tl.store(tile + 7 * size, a7)
+        tl.store(tile + 8 * size, a8)
+        tl.store(partial_b + p * COUT_P + cout, acc_b)
+
+    @triton.jit
+    def _fma_tap(acc, inp, g, first, i, j, valid, L: tl.constexpr, TAP: tl.constexpr):
+        # acc[x] += in[x + off(TAP)] g[x] for a one-channel input.
+        rel = _neighbour(i, j, L, TAP // 3 - 1, TAP % 3 - 1)
+        a = tl.load(inp + first + rel, mask=valid, other=0.0)
+        return acc + a[:, None] * g
+
+    @triton.jit
+    def _wgrad3x3_fma_kernel(
+        inp,
+        grad,
+        partial_w,
+        partial_b,
+        n_sites,
+        L: tl.constexpr,
+        BLOCKS_PER_PROGRAM: tl.constexpr,
+        COUT_P: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        """Partial sums of dW[tap] = sum_x in[x + off(tap)] g[x] for a one-channel input.
+
+        All nine taps' ``[COUT_P]`` products of a thread's sites stay in its registers and are
+        reduced once at the end. Writes ``partial_w[p] = [9, 1, COUT_P]`` and ``partial_b[p]``.
+        """
+        p = tl.program_id(0)
+        zero = tl.zeros((BLOCK, COUT_P), dtype=tl.float32)
+        a0, a1, a2, a3, a4, a5, a6, a7, a8 = zero, zero, zero, zero, zero, zero, zero, zero, zero
+        acc_b = zero
+        for k in range(0, BLOCKS_PER_PROGRAM):
+            sites = (p * BLOCKS_PER_PROGRAM + k) * BLOCK + tl.arange(0, BLOCK)
+            valid = sites < n_sites
+            first, i, j = _coordinates(sites, L)
+            g = _load_channels(grad, first, i * L + j, valid, L, COUT_P)
             acc_b += g
-        tile = tl.arange(0, CIN_P)[:, None] * COUT_P + tl.arange(0, COUT_P)[None, :]
-        tl.store(partial_w + (p * 9 + tap) * CIN_P * COUT_P + tile, tl.sum(acc, axis=2))
-        tl.store(
-            partial_b + (p * 9 + tap) * COUT_P + tl.arange(0, COUT_P)[None, :],
-            tl.sum(acc_b, axis=2),
+            a0 = _fma_tap(a0, inp, g, first, i, j, valid, L, 0)
+            a1 = _fma_tap(a1, inp, g, first, i, j, valid, L, 1)
+            a2 = _fma_tap(a2, inp, g, first, i, j, valid, L, 2)
+            a3 = _fma_tap(a3, inp, g, first, i, j, valid, L, 3)
+            a4 = _fma_tap(a4, inp, g, first, i, j, valid, L, 4)
+            a5 = _fma_tap(a5, inp, g, first, i, j, valid, L, 5)
+            a6 = _fma_tap(a6, inp, g, first, i, j, valid, L, 6)
+            a7 = _fma_tap(a7, inp, g, first, i, j, valid, L, 7)
+            a8 = _fma_tap(a8, inp, g, first, i, j, valid, L, 8)
+        cout = tl.arange(0, COUT_P)
+        row = partial_w + p * 9 * COUT_P + cout
+        tl.store(row, tl.sum(a0, axis=0))
+        tl.store(row + COUT_P, tl.sum(a1, axis=0))
+        tl.store(row + 2 * COUT_P, tl.sum(a2, axis=0))
+        tl.store(row + 3 * COUT_P, tl.sum(a3, axis=0))
+        tl.store(row + 4 * COUT_P, tl.sum(a4, axis=0))
+        tl.store(row + 5 * COUT_P, tl.sum(a5, axis=0))
+        tl.store(row + 6 * COUT_P, tl.sum(a6, axis=0))
+        tl.store(row + 7 * COUT_P, tl.sum(a7, axis=0))
+        tl.store(row + 8 * COUT_P, tl.sum(a8, axis=0))
+        tl.store(partial_b + p * COUT_P + cout, tl.sum(acc_b, axis=0))
+
+    @triton.jit
+    def _coupling_forward_kernel(
+        x, mask, st, y, scale, n_sites, L: tl.constexpr, BLOCK: tl.constexpr
+    ):
+        # y = mask x + (1 - mask) (x e^s + t), with (s, t) the conditioner's two channels.
+        sites = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        valid = sites < n_sites
+        xv = tl.load(x + sites, mask=valid, other=0.0)
+        m = tl.load(mask + sites % (L * L), mask=valid, other=0.0)
+        s, t = tl.split(
+            tl.load(
+                st + sites[:, None] * 2 + tl.arange(0, 2)[None, :], mask=valid[:, None], other=0.0
+            )
         )
+        s = (1.0 - m) * s
+        tl.store(y + sites, m * xv + (1.0 - m) * (xv * tl.exp(s) + t), mask=valid)
+        tl.store(scale + sites, s, mask=valid)
+
+    @triton.jit
+    def _coupling_backward_kernel(
+        grad_y,
+        grad_log_det,
+        x,
+        mask,
+        st,
+        grad_x,
+        grad_st,
+        n_sites,
+        L: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        # Gradients of the coupling w.r.t. x (direct part) and w.r.t. the conditioner's
+        # pre-activation outputs, through its final tanh.
+        sites = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        valid = sites < n_sites
+        gy = tl.load(grad_y + sites, mask=valid, other=0.0)
+        gld = tl.load(grad_log_det + sites // (L * L), mask=valid, other=0.0)
+        xv = tl.load(x + sites, mask=valid, other=0.0)
+        m = tl.load(mask + sites % (L * L), mask=valid, other=0.0)
+        two = tl.arange(0, 2)[None, :]
+        s, t = tl.split(tl.load(st + sites[:, None] * 2 + two, mask=valid[:, None], other=0.0))
+        e = tl.exp((1.0 - m) * s)
+        tl.store(grad_x + sites, gy * (m + (1.0 - m) * e), mask=valid)
+        gs = (1.0 - m) * (gy * xv * e + gld) * (1.0 - s * s)
+        gt = (1.0 - m) * gy * (1.0 - t * t)
+        tl.store(grad_st + sites[:, None] * 2 + two, tl.join(gs, gt), mask=valid[:, None])
 
 
 def _pack_forward(w: torch.Tensor) -> torch.Tensor:
-    """Torch ``[COUT, CIN, 3, 3]`` to ``[9, CIN, COUT_P]`` (tap, in, out), zero-padded."""
+    """Torch ``[COUT, CIN, 3, 3]`` to ``[9, CIN_P, COUT_P]`` (tap, in, out), zero-padded."""
     cout, cin = w.shape[:2]
-    packed = w.new_zeros(9, cin, _pow2(cout))
-    packed[:, :, :cout] = w.permute(2, 3, 1, 0).reshape(9, cin, cout)
+    packed = w.new_zeros(9, _pow2(cin), _pow2(cout))
+    packed[:, :cin, :cout] = w.permute(2, 3, 1, 0).reshape(9, cin, cout)
     return packed
 
 
 def _pack_transposed(w: torch.Tensor) -> torch.Tensor:
     """Weights of the input gradient: taps mirrored, in and out swapped, zero-padded."""
     cout, cin = w.shape[:2]
-    packed = w.new_zeros(9, cout, _pow2(cin))
-    packed[:, :, :cin] = w.flip(2, 3).permute(2, 3, 0, 1).reshape(9, cout, cin)
+    packed = w.new_zeros(9, _pow2(cout), _pow2(cin))
+    packed[:, :cout, :cin] = w.flip(2, 3).permute(2, 3, 0, 1).reshape(9, cout, cin)
     return packed
 
 
@@ -237,30 +415,61 @@ def _check_index_range(n_sites: int, channels: int) -> None:
         )
 
 
+def blocked_shape(batch: int, L: int, channels: int) -> tuple[int, ...]:  # noqa: N803
+    """Shape of a channel-blocked activation: ``[B, C_P / V, L, L, V]``, ``V = min(4, C_P)``."""
+    c_p = _pow2(channels)
+    v = min(4, c_p)
+    return (batch, c_p // v, L, L, v)
+
+
+def to_blocked(t: torch.Tensor) -> torch.Tensor:
+    """``[B, C, L, L]`` to the kernels' channel-blocked layout, padded channels zero."""
+    B, C, L, _ = t.shape  # noqa: N806
+    shape = blocked_shape(B, L, C)
+    flat = t.new_zeros(B, L, L, shape[1] * shape[4])
+    flat[..., :C] = t.permute(0, 2, 3, 1)
+    return flat.reshape(B, L, L, shape[1], shape[4]).permute(0, 3, 1, 2, 4).contiguous()
+
+
+def from_blocked(t: torch.Tensor, channels: int) -> torch.Tensor:
+    """The kernels' channel-blocked layout back to ``[B, channels, L, L]``."""
+    B, _, L, _, _ = t.shape  # noqa: N806
+    return t.permute(0, 2, 3, 1, 4).reshape(B, L, L, -1)[..., :channels].permute(0, 3, 1, 2)
+
+
+def _channels(t: torch.Tensor) -> int:
+    return t.shape[1] * t.shape[4]
+
+
 def conv3x3(
     inp: torch.Tensor,
     packed: torch.Tensor,
-    cout: int,
     bias: torch.Tensor | None = None,
     gate: torch.Tensor | None = None,
     tanh: bool = False,
 ) -> torch.Tensor:
-    """Periodic 3x3 convolution of channel-first ``inp`` ``[B, CIN, L, L]`` with packed weights.
+    """Periodic 3x3 convolution of channel-blocked ``inp`` (see :func:`blocked_shape`).
 
     Args:
-        inp: input activations, contiguous float32.
-        packed: ``[9, CIN, COUT_P]`` from :func:`_pack_forward` or :func:`_pack_transposed`.
-        cout: output channels.
+        inp: input activations, contiguous float32, padded channels zero.
+        packed: ``[9, CIN_P, COUT_P]`` from :func:`_pack_forward` or :func:`_pack_transposed`.
         bias: zero-padded bias ``[COUT_P]`` or None.
         gate: if given (shaped like the output), the output is multiplied by ``1 - gate^2``:
             the input gradient of the layer below comes out already through its tanh.
         tanh: apply tanh to the output.
+
+    Returns:
+        The channel-blocked output; padded channels are zero when the weights' padding is.
     """
-    B, cin, L, _ = inp.shape  # noqa: N806
-    out = inp.new_empty(B, cout, L, L)
+    B, L = inp.shape[0], inp.shape[2]  # noqa: N806
+    cin_p, cout_p = packed.shape[1], packed.shape[2]
+    out = inp.new_empty(blocked_shape(B, L, cout_p))
     n = B * L * L
-    _check_index_range(n, max(cin, cout))
-    _conv3x3_kernel[(triton.cdiv(n, BLOCK),)](
+    _check_index_range(n, max(cin_p, cout_p))
+    # Four sites a thread where eight or more input channels make the loads worth sharing;
+    # wider outputs need proportionally more registers per site.
+    block = BLOCK * 8 // max(8, cout_p) if cin_p >= 8 else THIN_BLOCK
+    _conv3x3_kernel[(triton.cdiv(n, block),)](
         inp,
         gate if gate is not None else inp,
         packed,
@@ -268,58 +477,80 @@ def conv3x3(
         out,
         n,
         L=L,
-        CIN=cin,
-        COUT=cout,
-        COUT_P=packed.shape[2],
+        CIN_P=cin_p,
+        COUT_P=cout_p,
         GATE=gate is not None,
         BIAS=bias is not None,
         TANH=tanh,
-        BLOCK=BLOCK,
+        EVEN=n % block == 0,
+        BLOCK=block,
         num_warps=CONV_WARPS,
     )
     return out
 
 
+def _sweep(n: int, block: int) -> tuple[int, int]:
+    """Blocks per program and programs for a sweep over ``n`` sites in ``block``-site steps."""
+    n_blocks = triton.cdiv(n, block)
+    per_program = triton.cdiv(n_blocks, WGRAD_PROGRAMS)
+    return per_program, triton.cdiv(n_blocks, per_program)
+
+
 def wgrad3x3(
-    inp: torch.Tensor, grad: torch.Tensor, gate: torch.Tensor | None = None
+    inp: torch.Tensor, grad: torch.Tensor, cin: int, cout: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias gradients of a periodic 3x3 convolution, in torch's ``[COUT, CIN, 3, 3]``.
 
     Args:
-        inp: the convolution's input ``[B, CIN, L, L]``.
-        grad: gradient of the loss w.r.t. its output ``[B, COUT, L, L]`` (after tanh if
-            ``gate``), contiguous.
-        gate: the tanh output, whose derivative ``1 - gate^2`` multiplies ``grad``.
+        inp: the convolution's input, channel-blocked.
+        grad: gradient of the loss w.r.t. its pre-activation output (before any tanh),
+            channel-blocked and contiguous.
+        cin: the convolution's real input channels.
+        cout: its real output channels.
     """
-    B, cin, L, _ = inp.shape  # noqa: N806
-    cout = grad.shape[1]
-    cin_p, cout_p = _pow2(cin), _pow2(cout)
+    B, L = inp.shape[0], inp.shape[2]  # noqa: N806
+    cin_p, cout_p = _channels(inp), _channels(grad)
     n = B * L * L
-    _check_index_range(n, max(cin, cout))
-    n_blocks = triton.cdiv(n, WGRAD_BLOCK)
-    programs = min(n_blocks, WGRAD_PROGRAMS)
-    partial_w = inp.new_empty(programs, 9, cin_p, cout_p, dtype=torch.float32)
-    partial_b = inp.new_empty(programs, 9, cout_p, dtype=torch.float32)
-    _wgrad3x3_kernel[(programs * 9,)](
-        inp,
-        grad,
-        gate if gate is not None else grad,
-        partial_w,
-        partial_b,
-        n,
-        programs,
-        L=L,
-        BLOCKS_PER_PROGRAM=triton.cdiv(n_blocks, programs),
-        CIN=cin,
-        COUT=cout,
-        CIN_P=cin_p,
-        COUT_P=cout_p,
-        GATE=gate is not None,
-        BLOCK=WGRAD_BLOCK,
-        num_warps=WGRAD_WARPS,
-    )
+    _check_index_range(n, max(cin_p, cout_p))
+    if cin_p == 1:  # a 1-row product would waste the tensor cores' padding: FMAs
+        per_program, programs = _sweep(n, FMA_BLOCK)
+        partial_w = inp.new_empty(programs, 9, 1, cout_p)
+        partial_b = inp.new_empty(programs, cout_p)
+        _wgrad3x3_fma_kernel[(programs,)](
+            inp,
+            grad,
+            partial_w,
+            partial_b,
+            n,
+            L=L,
+            BLOCKS_PER_PROGRAM=per_program,
+            COUT_P=cout_p,
+            BLOCK=FMA_BLOCK,
+            num_warps=4,
+        )
+    else:
+        per_program, programs = _sweep(n, DOT_BLOCK)
+        partial_w = inp.new_empty(programs, 9, cin_p, cout_p)
+        partial_b = inp.new_empty(programs, cout_p)
+        _wgrad3x3_dot_kernel[(programs,)](
+            inp,
+            grad,
+            partial_w,
+            partial_b,
+            n,
+            L=L,
+            BLOCKS_PER_PROGRAM=per_program,
+            CIN_P=cin_p,
+            COUT_P=cout_p,
+            PRECISION=WGRAD_PRECISION,
+            BLOCK=DOT_BLOCK,
+            # One warp holds one small tile per tap (more would only repeat it); the widest
+            # layers spread their nine tiles over four warps' registers.
+            num_warps=1 if cin_p * cout_p <= 256 else 4,
+            num_stages=1,  # software pipelining only adds registers to this gather loop
+        )
     dw = partial_w.sum(0)[:, :cin, :cout].reshape(3, 3, cin, cout).permute(3, 2, 0, 1)
-    return dw.contiguous(), partial_b[:, 0].sum(0)[:cout]
+    return dw.contiguous(), partial_b.sum(0)[:cout]
 
 
 class _FusedCoupling(torch.autograd.Function):
@@ -328,43 +559,51 @@ class _FusedCoupling(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, mask, *params):  # noqa: D102
         weights, biases = params[0::2], params[1::2]
-        f = (x * mask).unsqueeze(1)
-        acts = [f]
-        h = f
+        h = (x * mask)[:, None, :, :, None]  # channel-blocked, one channel
+        acts = []
         for w, b in zip(weights, biases, strict=True):
-            h = conv3x3(h, _pack_forward(w), w.shape[0], _pad_bias(b), tanh=True)
+            h = conv3x3(h, _pack_forward(w), _pad_bias(b), tanh=True)
             acts.append(h)
-        active = 1 - mask
-        s = active * h[:, 0]
-        t = active * h[:, 1]
-        y = f[:, 0] + active * x * torch.exp(s) + t
-        ctx.save_for_backward(x, mask, *acts[1:], *weights)
-        return y, s.sum((1, 2))
+        y, scale = torch.empty_like(x), torch.empty_like(x)
+        n = x.numel()
+        _coupling_forward_kernel[(triton.cdiv(n, EW_BLOCK),)](
+            x, mask, h, y, scale, n, L=x.shape[1], BLOCK=EW_BLOCK
+        )
+        ctx.save_for_backward(x, mask, *acts, *weights)
+        return y, scale.sum((1, 2))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, grad_log_det):  # noqa: D102
         x, mask, *rest = ctx.saved_tensors
-        n = len(rest) // 2
-        acts, weights = rest[:n], rest[n:]
-        active = 1 - mask
-        out = acts[-1]
-        e_s = torch.exp(active * out[:, 0])
-        grad_x = grad_y * (mask + active * e_s)
-        grad_s = active * (grad_y * x * e_s + grad_log_det[:, None, None])
+        n_layers = len(rest) // 2
+        acts, weights = rest[:n_layers], rest[n_layers:]
+        grad_x = torch.empty_like(x)
         # From here ``grad`` is w.r.t. a layer's pre-activation: each input-gradient kernel
-        # applies the tanh derivative of the layer below as it stores, so no kernel has to
-        # load activations and gradients side by side.
-        grad = torch.stack([grad_s, active * grad_y], 1) * (1 - out * out)
-        inputs = [(x * mask).unsqueeze(1), *acts[:-1]]
+        # applies the tanh derivative of the layer below as it stores.
+        grad = torch.empty_like(acts[-1])
+        n, L = x.numel(), x.shape[1]  # noqa: N806
+        _coupling_backward_kernel[(triton.cdiv(n, EW_BLOCK),)](
+            grad_y.contiguous(),
+            grad_log_det.contiguous(),
+            x,
+            mask,
+            acts[-1],
+            grad_x,
+            grad,
+            n,
+            L=L,
+            BLOCK=EW_BLOCK,
+        )
+        inputs = [(x * mask)[:, None, :, :, None], *acts[:-1]]
         grads: list[torch.Tensor] = []
-        for k in range(n - 1, -1, -1):
+        for k in range(n_layers - 1, -1, -1):
             w = weights[k]
-            dw, db = wgrad3x3(inputs[k], grad)
+            dw, db = wgrad3x3(inputs[k], grad, w.shape[1], w.shape[0])
             grads = [dw, db, *grads]
             gate = acts[k - 1] if k > 0 else None
-            grad = conv3x3(grad, _pack_transposed(w), w.shape[1], gate=gate)
-        grad_x = grad_x + mask * grad[:, 0]
+            grad = conv3x3(grad, _pack_transposed(w), gate=gate)
+        grad_x = grad_x + mask * grad[:, 0, :, :, 0]
         return (grad_x, None, *grads)
 
 
@@ -374,9 +613,10 @@ def coupling_forward(
     """Affine coupling ``(y, log_det)`` of ``x`` ``[B, L, L]`` with the fused conditioner.
 
     Same function as :class:`flows.transforms.AffineCoupling` with a :class:`ConvNet` that
-    :func:`supports` accepts; float32 only.
+    :func:`supports` accepts; float32 only. ``mask`` is ``[L, L]``, 1 on frozen sites.
     """
     if x.dtype != torch.float32:
         raise TypeError(f"the fused coupling runs in float32, got {x.dtype}")
     params = [p for conv in convs for p in (conv.weight, conv.bias)]
-    return _FusedCoupling.apply(x.contiguous(), mask.to(x.dtype), *params)
+    mask = mask.to(x.dtype).contiguous()
+    return _FusedCoupling.apply(x.contiguous(), mask, *params)

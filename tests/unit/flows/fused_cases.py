@@ -13,6 +13,9 @@ from flows.models import phi4_coupling_flow
 from flows.transforms import AffineCoupling, ConvNet, checkerboard
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# The tensor-core weight gradient (layers with >= 8 channels in and out) multiplies in TF32 on
+# a GPU, as cuDNN does by default: about 1e-3 relative there, float32 in the interpreter.
+WGRAD_TOL = 2e-3 if DEVICE == "cuda" else 1e-4
 pytestmark = pytest.mark.skipif(
     not fused.available(DEVICE), reason="needs CUDA or TRITON_INTERPRET=1, and triton"
 )
@@ -47,10 +50,13 @@ def test_forward_and_gradients_match_pytorch(L, hidden, batch, parity):  # noqa:
     expected = _grads(layer, x, "torch")
     got = _grads(layer, x, "triton")
     for e, g in zip(expected, got, strict=True):
-        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
+        tol = WGRAD_TOL if e.dim() == 4 else 1e-4  # conv weights: see WGRAD_TOL
+        torch.testing.assert_close(g, e, rtol=tol, atol=tol * e.abs().max().item())
 
 
-@pytest.mark.parametrize("L, cin, cout", [(5, 1, 8), (6, 8, 2), (3, 3, 5), (7, 8, 1)])
+@pytest.mark.parametrize(
+    "L, cin, cout", [(5, 1, 8), (6, 8, 2), (3, 3, 5), (7, 8, 1), (4, 16, 8), (6, 8, 8)]
+)
 def test_convolution_and_weight_gradient_match_circular_conv2d(L, cin, cout):  # noqa: N803
     torch.manual_seed(1)
     x = torch.randn(2, cin, L, L, device=DEVICE, requires_grad=True)
@@ -59,22 +65,30 @@ def test_convolution_and_weight_gradient_match_circular_conv2d(L, cin, cout):  #
     y = torch.tanh(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), w, b))
     upstream = torch.randn_like(y)
     y.backward(upstream)
-    got = fused.conv3x3(
-        x.detach(), fused._pack_forward(w.detach()), cout, fused._pad_bias(b), tanh=True
-    )
-    torch.testing.assert_close(got, y.detach(), rtol=1e-5, atol=1e-5)
-    dw, db = fused.wgrad3x3(x.detach(), upstream, gate=got)
-    torch.testing.assert_close(dw, w.grad, rtol=1e-4, atol=1e-4)
+    inp = fused.to_blocked(x.detach())
+    got = fused.conv3x3(inp, fused._pack_forward(w.detach()), fused._pad_bias(b), tanh=True)
+    torch.testing.assert_close(got, fused.to_blocked(y.detach()), rtol=1e-5, atol=1e-5)
+    pre = fused.to_blocked(upstream * (1 - y.detach() ** 2))  # pre-activation gradient
+    dw, db = fused.wgrad3x3(inp, pre, cin, cout)
+    torch.testing.assert_close(dw, w.grad, rtol=WGRAD_TOL, atol=WGRAD_TOL * w.grad.abs().max())
     torch.testing.assert_close(db, b.grad, rtol=1e-4, atol=1e-4)
-    dw, db = fused.wgrad3x3(x.detach(), upstream * (1 - got**2))  # pre-activation gradient
-    torch.testing.assert_close(dw, w.grad, rtol=1e-4, atol=1e-4)
-    pre = upstream * (1 - got**2)
-    dx = fused.conv3x3(pre, fused._pack_transposed(w.detach()), cin)
-    torch.testing.assert_close(dx, x.grad, rtol=1e-4, atol=1e-4)
+    dx = fused.conv3x3(pre, fused._pack_transposed(w.detach()))
+    torch.testing.assert_close(dx, fused.to_blocked(x.grad), rtol=1e-4, atol=1e-4)
     # The output gate: the input gradient comes out through the tanh below it.
-    below = torch.tanh(torch.randn_like(x))
-    gated = fused.conv3x3(pre, fused._pack_transposed(w.detach()), cin, gate=below)
-    torch.testing.assert_close(gated, x.grad * (1 - below**2), rtol=1e-4, atol=1e-4)
+    below = fused.to_blocked(torch.tanh(torch.randn_like(x)))
+    gated = fused.conv3x3(pre, fused._pack_transposed(w.detach()), gate=below)
+    expected = fused.to_blocked(x.grad) * (1 - below**2)
+    torch.testing.assert_close(gated, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_blocked_layout_round_trip():
+    t = torch.randn(2, 6, 5, 5, device=DEVICE)
+    blocked = fused.to_blocked(t)
+    assert blocked.shape == fused.blocked_shape(2, 5, 6) == (2, 2, 5, 5, 4)
+    assert (fused.from_blocked(blocked, 8)[:, 6:] == 0).all()  # padded channels are zero
+    torch.testing.assert_close(fused.from_blocked(blocked, 6), t)
+    # Four channels of a site are contiguous: one 128-bit vector.
+    torch.testing.assert_close(blocked[1, 1, 3, 2, :2], t[1, 4:6, 3, 2])
 
 
 def test_log_det_equals_autograd_jacobian():
