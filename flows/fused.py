@@ -231,42 +231,32 @@ def wgrad3x3(
     n = B * L * L
     _check_index_range(n, max(cin_p, cout_p))
     if cin_p == 1:  # a 1-row product would waste the tensor cores' padding: FMAs
-        per_program, programs = _sweep(n, FMA_BLOCK)
-        partial_w = inp.new_empty(programs, 9, 1, cout_p)
-        partial_b = inp.new_empty(programs, cout_p)
-        wgrad3x3_fma_kernel[(programs,)](
-            inp,
-            grad,
-            partial_w,
-            partial_b,
-            n,
-            L=L,
-            BLOCKS_PER_PROGRAM=per_program,
-            COUT_P=cout_p,
-            BLOCK=FMA_BLOCK,
-            num_warps=4,
-        )
+        kernel, block, options = wgrad3x3_fma_kernel, FMA_BLOCK, {"num_warps": 4}
     else:
-        per_program, programs = _sweep(n, DOT_BLOCK)
-        partial_w = inp.new_empty(programs, 9, cin_p, cout_p)
-        partial_b = inp.new_empty(programs, cout_p)
-        wgrad3x3_dot_kernel[(programs,)](
-            inp,
-            grad,
-            partial_w,
-            partial_b,
-            n,
-            L=L,
-            BLOCKS_PER_PROGRAM=per_program,
-            CIN_P=cin_p,
-            COUT_P=cout_p,
-            PRECISION=WGRAD_PRECISION,
-            BLOCK=DOT_BLOCK,
+        kernel, block = wgrad3x3_dot_kernel, DOT_BLOCK
+        options = {
+            "CIN_P": cin_p,
+            "PRECISION": WGRAD_PRECISION,
             # One warp holds one small tile per tap (more would only repeat it); the widest
             # layers spread their nine tiles over four warps' registers.
-            num_warps=1 if cin_p * cout_p <= 256 else 4,
-            num_stages=1,  # software pipelining only adds registers to this gather loop
-        )
+            "num_warps": 1 if cin_p * cout_p <= 256 else 4,
+            "num_stages": 1,  # software pipelining only adds registers to this gather loop
+        }
+    per_program, programs = _sweep(n, block)
+    partial_w = inp.new_empty(programs, 9, cin_p, cout_p)
+    partial_b = inp.new_empty(programs, cout_p)
+    kernel[(programs,)](
+        inp,
+        grad,
+        partial_w,
+        partial_b,
+        n,
+        L=L,
+        BLOCKS_PER_PROGRAM=per_program,
+        COUT_P=cout_p,
+        BLOCK=block,
+        **options,
+    )
     dw = partial_w.sum(0)[:, :cin, :cout].reshape(3, 3, cin, cout).permute(3, 2, 0, 1)
     return dw.contiguous(), partial_b.sum(0)[:cout]
 
