@@ -34,8 +34,7 @@ try:  # Triton ships with CUDA builds of PyTorch; CPU-only installs may lack it.
         conv3x3_kernel,
         coupling_backward_kernel,
         coupling_forward_kernel,
-        wgrad3x3_dot_kernel,
-        wgrad3x3_fma_kernel,
+        wgrad3x3_kernel,
     )
 except ImportError:  # pragma: no cover - exercised where Triton is absent
     triton = None
@@ -230,22 +229,15 @@ def wgrad3x3(
     cin_p, cout_p = _channels(inp), _channels(grad)
     n = B * L * L
     _check_index_range(n, max(cin_p, cout_p))
-    if cin_p == 1:  # a 1-row product would waste the tensor cores' padding: FMAs
-        kernel, block, options = wgrad3x3_fma_kernel, FMA_BLOCK, {"num_warps": 4}
-    else:
-        kernel, block = wgrad3x3_dot_kernel, DOT_BLOCK
-        options = {
-            "CIN_P": cin_p,
-            "PRECISION": WGRAD_PRECISION,
-            # One warp holds one small tile per tap (more would only repeat it); the widest
-            # layers spread their nine tiles over four warps' registers.
-            "num_warps": 1 if cin_p * cout_p <= 256 else 4,
-            "num_stages": 1,  # software pipelining only adds registers to this gather loop
-        }
+    dot = cin_p > 1  # a 1-row product would waste the tensor cores' padding: FMAs
+    block = DOT_BLOCK if dot else FMA_BLOCK
+    # One warp holds one small tile per tap (more would only repeat it); the widest layers
+    # spread their nine tiles over four warps' registers.
+    warps = (1 if cin_p * cout_p <= 256 else 4) if dot else 4
     per_program, programs = _sweep(n, block)
     partial_w = inp.new_empty(programs, 9, cin_p, cout_p)
     partial_b = inp.new_empty(programs, cout_p)
-    kernel[(programs,)](
+    wgrad3x3_kernel[(programs,)](
         inp,
         grad,
         partial_w,
@@ -253,9 +245,15 @@ def wgrad3x3(
         n,
         L=L,
         BLOCKS_PER_PROGRAM=per_program,
+        CIN_P=cin_p,
         COUT_P=cout_p,
+        DOT=dot,
+        PRECISION=WGRAD_PRECISION,
         BLOCK=block,
-        **options,
+        num_warps=warps,
+        # Software pipelining only adds registers to the tensor-core gather loop; 3 is
+        # Triton's default.
+        num_stages=1 if dot else 3,
     )
     dw = partial_w.sum(0)[:, :cin, :cout].reshape(3, 3, cin, cout).permute(3, 2, 0, 1)
     return dw.contiguous(), partial_b.sum(0)[:cout]

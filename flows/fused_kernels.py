@@ -137,15 +137,32 @@ def conv3x3_kernel(
 
 
 @triton.jit
-def _dot_tap(acc, inp, g, first, i, j, valid, L: tl.constexpr, TAP: tl.constexpr, CIN_P, PREC):
-    # acc += in[x + off(TAP)]^T g[x] on tensor cores (the block of sites is the K axis).
+def _wgrad_tap(
+    acc, inp, g, first, i, j, valid, L: tl.constexpr, TAP: tl.constexpr, CIN_P, DOT, PREC
+):
+    # Adds the products of in[x + off(TAP)] and g[x]: summed over the block on tensor cores
+    # (acc [CIN_P, COUT_P]) if DOT, else per site in FMAs for a one-channel input
+    # (acc [BLOCK, COUT_P], summed at the end).
     rel = _neighbour(i, j, L, TAP // 3 - 1, TAP % 3 - 1)
-    a = _load_channels(inp, first, rel, valid, L, CIN_P)
-    return tl.dot(tl.trans(a), g, acc, input_precision=PREC)
+    if DOT:
+        a = _load_channels(inp, first, rel, valid, L, CIN_P)
+        acc = tl.dot(tl.trans(a), g, acc, input_precision=PREC)
+    else:
+        a = tl.load(inp + first + rel, mask=valid, other=0.0)
+        acc = acc + a[:, None] * g
+    return acc
 
 
 @triton.jit
-def wgrad3x3_dot_kernel(
+def _tap_sum(acc, DOT: tl.constexpr):
+    # A tap's [CIN_P, COUT_P] partial sum (the FMA path's acc still has its sites).
+    if not DOT:
+        acc = tl.sum(acc, axis=0)[None, :]
+    return acc
+
+
+@triton.jit
+def wgrad3x3_kernel(
     inp,
     grad,
     partial_w,
@@ -155,106 +172,61 @@ def wgrad3x3_dot_kernel(
     BLOCKS_PER_PROGRAM: tl.constexpr,
     CIN_P: tl.constexpr,
     COUT_P: tl.constexpr,
+    DOT: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """Partial sums of dW[tap] = sum_x in[x + off(tap)]^T g[x] over consecutive blocks.
 
-    Each tap is a ``[CIN_P, BLOCK] x [BLOCK, COUT_P]`` product on tensor cores (``tl.dot``
-    pads the thin sides itself); a program sweeps consecutive blocks, so the neighbour
-    rows of one block are in L1 from the last. Writes ``partial_w[p] = [9, CIN_P, COUT_P]``
-    and ``partial_b[p] = sum_x g[x]``.
+    A program sweeps consecutive blocks, so the neighbour rows of one block are in L1 from
+    the last, and sums all nine taps at once. With DOT each tap is a ``[CIN_P, BLOCK] x
+    [BLOCK, COUT_P]`` product on tensor cores (``tl.dot`` pads the thin sides itself).
+    Without, the input has one channel and the nine taps' ``[COUT_P]`` products of a
+    thread's sites stay in its registers until one reduction at the end. Writes
+    ``partial_w[p] = [9, CIN_P, COUT_P]`` and ``partial_b[p] = sum_x g[x]``.
     """
     p = tl.program_id(0)
-    zero = tl.zeros((CIN_P, COUT_P), dtype=tl.float32)
+    if DOT:
+        zero = tl.zeros((CIN_P, COUT_P), dtype=tl.float32)
+        acc_b = tl.zeros((COUT_P,), dtype=tl.float32)
+    else:
+        zero = tl.zeros((BLOCK, COUT_P), dtype=tl.float32)
+        acc_b = zero
     a0, a1, a2, a3, a4, a5, a6, a7, a8 = zero, zero, zero, zero, zero, zero, zero, zero, zero
-    acc_b = tl.zeros((COUT_P,), dtype=tl.float32)
     for k in range(0, BLOCKS_PER_PROGRAM):
         sites = (p * BLOCKS_PER_PROGRAM + k) * BLOCK + tl.arange(0, BLOCK)
         valid = sites < n_sites
         first, i, j = _coordinates(sites, L)
         g = _load_channels(grad, first, i * L + j, valid, L, COUT_P)
-        acc_b += tl.sum(g, axis=0)
-        a0 = _dot_tap(a0, inp, g, first, i, j, valid, L, 0, CIN_P, PRECISION)
-        a1 = _dot_tap(a1, inp, g, first, i, j, valid, L, 1, CIN_P, PRECISION)
-        a2 = _dot_tap(a2, inp, g, first, i, j, valid, L, 2, CIN_P, PRECISION)
-        a3 = _dot_tap(a3, inp, g, first, i, j, valid, L, 3, CIN_P, PRECISION)
-        a4 = _dot_tap(a4, inp, g, first, i, j, valid, L, 4, CIN_P, PRECISION)
-        a5 = _dot_tap(a5, inp, g, first, i, j, valid, L, 5, CIN_P, PRECISION)
-        a6 = _dot_tap(a6, inp, g, first, i, j, valid, L, 6, CIN_P, PRECISION)
-        a7 = _dot_tap(a7, inp, g, first, i, j, valid, L, 7, CIN_P, PRECISION)
-        a8 = _dot_tap(a8, inp, g, first, i, j, valid, L, 8, CIN_P, PRECISION)
+        if DOT:
+            acc_b += tl.sum(g, axis=0)
+        else:
+            acc_b += g
+        a0 = _wgrad_tap(a0, inp, g, first, i, j, valid, L, 0, CIN_P, DOT, PRECISION)
+        a1 = _wgrad_tap(a1, inp, g, first, i, j, valid, L, 1, CIN_P, DOT, PRECISION)
+        a2 = _wgrad_tap(a2, inp, g, first, i, j, valid, L, 2, CIN_P, DOT, PRECISION)
+        a3 = _wgrad_tap(a3, inp, g, first, i, j, valid, L, 3, CIN_P, DOT, PRECISION)
+        a4 = _wgrad_tap(a4, inp, g, first, i, j, valid, L, 4, CIN_P, DOT, PRECISION)
+        a5 = _wgrad_tap(a5, inp, g, first, i, j, valid, L, 5, CIN_P, DOT, PRECISION)
+        a6 = _wgrad_tap(a6, inp, g, first, i, j, valid, L, 6, CIN_P, DOT, PRECISION)
+        a7 = _wgrad_tap(a7, inp, g, first, i, j, valid, L, 7, CIN_P, DOT, PRECISION)
+        a8 = _wgrad_tap(a8, inp, g, first, i, j, valid, L, 8, CIN_P, DOT, PRECISION)
     size: tl.constexpr = CIN_P * COUT_P
     cout = tl.arange(0, COUT_P)
     tile = partial_w + p * 9 * size + tl.arange(0, CIN_P)[:, None] * COUT_P + cout[None, :]
-    tl.store(tile, a0)
-    tl.store(tile + size, a1)
-    tl.store(tile + 2 * size, a2)
-    tl.store(tile + 3 * size, a3)
-    tl.store(tile + 4 * size, a4)
-    tl.store(tile + 5 * size, a5)
-    tl.store(tile + 6 * size, a6)
-    tl.store(tile + 7 * size, a7)
-    tl.store(tile + 8 * size, a8)
-    tl.store(partial_b + p * COUT_P + cout, acc_b)
-
-
-@triton.jit
-def _fma_tap(acc, inp, g, first, i, j, valid, L: tl.constexpr, TAP: tl.constexpr):
-    # acc[x] += in[x + off(TAP)] g[x] for a one-channel input.
-    rel = _neighbour(i, j, L, TAP // 3 - 1, TAP % 3 - 1)
-    a = tl.load(inp + first + rel, mask=valid, other=0.0)
-    return acc + a[:, None] * g
-
-
-@triton.jit
-def wgrad3x3_fma_kernel(
-    inp,
-    grad,
-    partial_w,
-    partial_b,
-    n_sites,
-    L: tl.constexpr,
-    BLOCKS_PER_PROGRAM: tl.constexpr,
-    COUT_P: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    """Partial sums of dW[tap] = sum_x in[x + off(tap)] g[x] for a one-channel input.
-
-    All nine taps' ``[COUT_P]`` products of a thread's sites stay in its registers and are
-    reduced once at the end. Writes ``partial_w[p] = [9, 1, COUT_P]`` and ``partial_b[p]``.
-    """
-    p = tl.program_id(0)
-    zero = tl.zeros((BLOCK, COUT_P), dtype=tl.float32)
-    a0, a1, a2, a3, a4, a5, a6, a7, a8 = zero, zero, zero, zero, zero, zero, zero, zero, zero
-    acc_b = zero
-    for k in range(0, BLOCKS_PER_PROGRAM):
-        sites = (p * BLOCKS_PER_PROGRAM + k) * BLOCK + tl.arange(0, BLOCK)
-        valid = sites < n_sites
-        first, i, j = _coordinates(sites, L)
-        g = _load_channels(grad, first, i * L + j, valid, L, COUT_P)
-        acc_b += g
-        a0 = _fma_tap(a0, inp, g, first, i, j, valid, L, 0)
-        a1 = _fma_tap(a1, inp, g, first, i, j, valid, L, 1)
-        a2 = _fma_tap(a2, inp, g, first, i, j, valid, L, 2)
-        a3 = _fma_tap(a3, inp, g, first, i, j, valid, L, 3)
-        a4 = _fma_tap(a4, inp, g, first, i, j, valid, L, 4)
-        a5 = _fma_tap(a5, inp, g, first, i, j, valid, L, 5)
-        a6 = _fma_tap(a6, inp, g, first, i, j, valid, L, 6)
-        a7 = _fma_tap(a7, inp, g, first, i, j, valid, L, 7)
-        a8 = _fma_tap(a8, inp, g, first, i, j, valid, L, 8)
-    cout = tl.arange(0, COUT_P)
-    row = partial_w + p * 9 * COUT_P + cout
-    tl.store(row, tl.sum(a0, axis=0))
-    tl.store(row + COUT_P, tl.sum(a1, axis=0))
-    tl.store(row + 2 * COUT_P, tl.sum(a2, axis=0))
-    tl.store(row + 3 * COUT_P, tl.sum(a3, axis=0))
-    tl.store(row + 4 * COUT_P, tl.sum(a4, axis=0))
-    tl.store(row + 5 * COUT_P, tl.sum(a5, axis=0))
-    tl.store(row + 6 * COUT_P, tl.sum(a6, axis=0))
-    tl.store(row + 7 * COUT_P, tl.sum(a7, axis=0))
-    tl.store(row + 8 * COUT_P, tl.sum(a8, axis=0))
-    tl.store(partial_b + p * COUT_P + cout, tl.sum(acc_b, axis=0))
+    tl.store(tile, _tap_sum(a0, DOT))
+    tl.store(tile + size, _tap_sum(a1, DOT))
+    tl.store(tile + 2 * size, _tap_sum(a2, DOT))
+    tl.store(tile + 3 * size, _tap_sum(a3, DOT))
+    tl.store(tile + 4 * size, _tap_sum(a4, DOT))
+    tl.store(tile + 5 * size, _tap_sum(a5, DOT))
+    tl.store(tile + 6 * size, _tap_sum(a6, DOT))
+    tl.store(tile + 7 * size, _tap_sum(a7, DOT))
+    tl.store(tile + 8 * size, _tap_sum(a8, DOT))
+    if DOT:
+        tl.store(partial_b + p * COUT_P + cout, acc_b)
+    else:
+        tl.store(partial_b + p * COUT_P + cout, tl.sum(acc_b, axis=0))
 
 
 @triton.jit
