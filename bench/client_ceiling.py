@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import pstats
+import socket
 import sys
 import tempfile
 import threading
@@ -103,12 +104,27 @@ def main() -> None:
     _time_calls(client, run, args, profile, "in-process server")
 
 
+def _wait_for_port(port: int, timeout: float) -> None:
+    """Until the server in the other process accepts connections (its start is not timed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the null server did not listen on port {port} in {timeout} s"
+                ) from None
+            time.sleep(0.05)
+
+
 def _run_against_null_server(args: argparse.Namespace) -> None:
     port = free_port()
     server = multiprocessing.Process(target=_null_server, args=(port, args.history), daemon=True)
     server.start()
     try:
-        time.sleep(1.0)
+        _wait_for_port(port, timeout=30.0)
         os.environ["MLFLOW_TRACKING_TOKEN"] = "tok-any"
         from mlflow import MlflowClient
 
