@@ -1,5 +1,11 @@
 """``python -m hub_ext.culling``."""
 
-from .app import main
+import os
 
-main()
+# Read before the imports below: they take seconds on a loaded node, and a Hub killed in
+# that window would leave init as the parent this service then compares against.
+_HUB_PID = os.getppid()
+
+from .app import main  # noqa: E402
+
+main(hub_pid=_HUB_PID)

@@ -300,6 +300,24 @@ class CullerApp(Application):
         """,
     ).tag(config=True)
 
+    hub_pid = Int(
+        0,
+        help="""
+        The parent process (the Hub) that ``exit_with_hub`` compares against; 0 (the
+        default) means the parent when ``run`` begins. ``python -m hub_ext.culling`` reads
+        its parent before anything else, so a Hub killed during start-up is still noticed.
+        Set by the entry point, not by configuration.
+        """,
+    )
+
+    @validate("hub_pid")
+    def _valid_hub_pid(self, proposal: Any) -> int:
+        if proposal.value < 0:
+            raise TraitError(
+                f"hub_pid must be a process id or 0 (the parent), not {proposal.value}"
+            )
+        return proposal.value
+
     once = Bool(
         False,
         help="Run one round and exit (for cron jobs and checks); the default runs forever.",
@@ -352,7 +370,7 @@ class CullerApp(Application):
             self.busy_fraction * 100,
             ", ".join(groups) or "none listed",
         )
-        parent = os.getppid()
+        parent = self.hub_pid or os.getppid()
         while True:
             await self.run_round(hub, policy)
             if self.once:
@@ -376,6 +394,10 @@ class CullerApp(Application):
             self.log.info("interrupted; stopping")
 
 
-def main() -> None:
-    """Console entry point."""
-    CullerApp.launch_instance()
+def main(hub_pid: int = 0) -> None:
+    """Console entry point.
+
+    Args:
+        hub_pid: the Hub's process id as read first thing at start-up (0: the parent now).
+    """
+    CullerApp.launch_instance(hub_pid=hub_pid)

@@ -228,6 +228,7 @@ def test_help_lists_the_options():
 @pytest.mark.slow
 def test_service_exits_when_its_hub_dies(tmp_path):
     pid_file = tmp_path / "culler.pid"
+    log_file = tmp_path / "culler.log"
     env = {
         **os.environ,
         "JUPYTERHUB_API_TOKEN": "t",
@@ -239,7 +240,9 @@ def test_service_exits_when_its_hub_dies(tmp_path):
     parent = subprocess.Popen(
         [sys.executable, "-c",
          "import subprocess, sys, time\n"
-         "p = subprocess.Popen([sys.executable, '-m', 'hub_ext.culling'], start_new_session=True)\n"
+         f"log = open({str(log_file)!r}, 'w')\n"
+         "p = subprocess.Popen([sys.executable, '-m', 'hub_ext.culling'], start_new_session=True,\n"
+         "                     stdout=log, stderr=log)\n"
          f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
          "time.sleep(600)\n"],
         env=env,
@@ -250,7 +253,12 @@ def test_service_exits_when_its_hub_dies(tmp_path):
             assert time.monotonic() < deadline, "the stand-in Hub did not start the culler"
             time.sleep(0.1)
         culler = int(pid_file.read_text())
-        time.sleep(2)  # the culler runs its first round (the Hub API is down: logged)
+        # the culler runs its first round (the Hub API is down: logged)
+        deadline = time.monotonic() + 30
+        while "round skipped" not in log_file.read_text():
+            assert time.monotonic() < deadline, f"no first round: {log_file.read_text()}"
+            assert os.path.exists(f"/proc/{culler}"), f"the culler exited: {log_file.read_text()}"
+            time.sleep(0.1)
         assert os.path.exists(f"/proc/{culler}"), "the culler exited on its own"
         parent.send_signal(signal.SIGKILL)  # as a Hub killed with SIGKILL
         parent.wait(10)
