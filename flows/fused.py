@@ -50,6 +50,11 @@ THIN_BLOCK = 256
 CONV_WARPS = 4
 #: Lattice sites per step of the tensor-core weight-gradient sweep (the products' K axis).
 DOT_BLOCK = 128
+#: Warps per program of the tensor-core weight-gradient sweep: one holds a small tile per
+#: tap (more would only repeat it); layers with more than 256 weights per tap take
+#: ``DOT_WIDE_WARPS`` to spread their nine tiles over more registers.
+DOT_WARPS = 1
+DOT_WIDE_WARPS = 4
 #: Lattice sites per step of the FMA weight-gradient sweep (one-channel inputs).
 FMA_BLOCK = 128
 #: Programs of a weight-gradient sweep (partial sums, then one torch sum).
@@ -231,9 +236,7 @@ def wgrad3x3(
     _check_index_range(n, max(cin_p, cout_p))
     dot = cin_p > 1  # a 1-row product would waste the tensor cores' padding: FMAs
     block = DOT_BLOCK if dot else FMA_BLOCK
-    # One warp holds one small tile per tap (more would only repeat it); the widest layers
-    # spread their nine tiles over four warps' registers.
-    warps = (1 if cin_p * cout_p <= 256 else 4) if dot else 4
+    warps = (DOT_WARPS if cin_p * cout_p <= 256 else DOT_WIDE_WARPS) if dot else 4
     per_program, programs = _sweep(n, block)
     partial_w = inp.new_empty(programs, 9, cin_p, cout_p)
     partial_b = inp.new_empty(programs, cout_p)
