@@ -13,7 +13,9 @@ adds circular-padding copies, separate bias/tanh passes and their backward kerne
   weights; as it stores, it applies the tanh derivative of the layer below.
 - Weight gradients sum all nine taps in one sweep: on tensor cores (``tl.dot``, TF32 products
   with float32 sums, as cuDNN does by default), or for one-channel inputs in FMAs.
-- Two elementwise kernels do the coupling itself (``x e^s + t``, the log-det terms) and its
+- The coupling itself (``x e^s + t``, the log-det terms) is the last convolution's epilogue;
+  the first convolution reads ``x`` through the mask, and the last input-gradient kernel
+  adds its masked result to ``x``'s gradient in place. One elementwise kernel starts the
   backward pass.
 
 The module imports without Triton; :func:`available` says whether the kernels can run.
@@ -31,9 +33,12 @@ try:  # Triton ships with CUDA builds of PyTorch; CPU-only installs may lack it.
     import triton
 
     from flows.fused_kernels import (
+        DOT,
+        DUAL,
+        FMA,
+        FMA_MASKED,
         conv3x3_kernel,
         coupling_backward_kernel,
-        coupling_forward_kernel,
         wgrad3x3_kernel,
     )
 except ImportError:  # pragma: no cover - exercised where Triton is absent
@@ -62,7 +67,7 @@ WGRAD_PROGRAMS = 1024
 #: ``tl.dot`` precision of the weight-gradient products: "tf32" (as cuDNN's default) or
 #: "tf32x3" (three TF32 products, about float32, slower).
 WGRAD_PRECISION = "tf32"
-#: Sites per program of the elementwise coupling kernels.
+#: Sites per program of the elementwise coupling kernel (backward).
 EW_BLOCK = 1024
 
 
@@ -169,6 +174,7 @@ def conv3x3(
     bias: torch.Tensor | None = None,
     gate: torch.Tensor | None = None,
     tanh: bool = False,
+    input_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Periodic 3x3 convolution of channel-blocked ``inp`` (see :func:`blocked_shape`).
 
@@ -179,24 +185,105 @@ def conv3x3(
         gate: if given (shaped like the output), the output is multiplied by ``1 - gate^2``:
             the input gradient of the layer below comes out already through its tanh.
         tanh: apply tanh to the output.
+        input_mask: ``[L, L]``; a one-channel input is multiplied by it as it is read (the
+            coupling's frozen sites, without a masked copy of the input).
 
     Returns:
         The channel-blocked output; padded channels are zero when the weights' padding is.
     """
+    if input_mask is not None and packed.shape[1] != 1:
+        raise ValueError("input_mask applies to one-channel inputs only")
+    B, L = inp.shape[0], inp.shape[2]  # noqa: N806
+    out = inp.new_empty(blocked_shape(B, L, packed.shape[2]))
+    _launch_conv(
+        inp, packed, out, bias=bias, gate=gate, tanh=tanh, mask=input_mask, mask_input=True
+    )
+    return out
+
+
+def conv3x3_add_masked(
+    inp: torch.Tensor, packed: torch.Tensor, base: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """``base += mask * conv(inp)`` in place for a one-channel output; returns ``base``.
+
+    The coupling's input gradient: the part through the conditioner counts on the frozen
+    sites only, and is added to the direct part without a temporary.
+    """
+    if packed.shape[2] != 1 or not base.is_contiguous():
+        raise ValueError("conv3x3_add_masked needs one output channel and a contiguous base")
+    _launch_conv(inp, packed, base, mask=mask, add_masked=True)
+    return base
+
+
+def conv3x3_coupling(
+    inp: torch.Tensor,
+    packed: torch.Tensor,
+    bias: torch.Tensor,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    input_masked: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The conditioner's last convolution (to ``(s, t)``, tanh) and the coupling it drives.
+
+    ``input_masked``: a one-channel input is multiplied by ``mask`` as it is read (a
+    conditioner of a single convolution).
+
+    Returns:
+        ``(st, y, scale)``: the channel-blocked ``tanh`` output (kept for the backward pass),
+        ``y = mask x + (1 - mask) (x e^s + t)`` and ``scale = (1 - mask) s`` (its sum per
+        sample is the log-det), both shaped like ``x`` ``[B, L, L]``.
+    """
+    if packed.shape[2] != 2:
+        raise ValueError("conv3x3_coupling needs two output channels (s, t)")
+    if input_masked and packed.shape[1] != 1:
+        raise ValueError("input_masked applies to one-channel inputs only")
+    B, L = inp.shape[0], inp.shape[2]  # noqa: N806
+    st = inp.new_empty(blocked_shape(B, L, 2))
+    y, scale = torch.empty_like(x), torch.empty_like(x)
+    _launch_conv(
+        inp,
+        packed,
+        st,
+        bias=bias,
+        tanh=True,
+        mask=mask,
+        mask_input=input_masked,
+        coupling=(x, y, scale),
+    )
+    return st, y, scale
+
+
+def _launch_conv(
+    inp: torch.Tensor,
+    packed: torch.Tensor,
+    out: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    gate: torch.Tensor | None = None,
+    tanh: bool = False,
+    mask: torch.Tensor | None = None,
+    mask_input: bool = False,
+    add_masked: bool = False,
+    coupling: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> None:
     B, L = inp.shape[0], inp.shape[2]  # noqa: N806
     cin_p, cout_p = packed.shape[1], packed.shape[2]
-    out = inp.new_empty(blocked_shape(B, L, cout_p))
     n = B * L * L
     _check_index_range(n, max(cin_p, cout_p))
     # Four sites a thread where eight or more input channels make the loads worth sharing;
     # wider outputs need proportionally more registers per site.
     block = BLOCK * 8 // max(8, cout_p) if cin_p >= 8 else THIN_BLOCK
+    x, y, scale = coupling if coupling is not None else (inp, inp, inp)
     conv3x3_kernel[(triton.cdiv(n, block),)](
         inp,
         gate if gate is not None else inp,
         packed,
         bias if bias is not None else packed,
         out,
+        mask if mask is not None else inp,
+        x,
+        y,
+        scale,
         n,
         L=L,
         CIN_P=cin_p,
@@ -204,11 +291,13 @@ def conv3x3(
         GATE=gate is not None,
         BIAS=bias is not None,
         TANH=tanh,
+        MASK_INPUT=mask is not None and mask_input,
+        ADD_MASKED=add_masked,
+        COUPLING=coupling is not None,
         EVEN=n % block == 0,
         BLOCK=block,
         num_warps=CONV_WARPS,
     )
-    return out
 
 
 def _sweep(n: int, block: int) -> tuple[int, int]:
@@ -219,7 +308,11 @@ def _sweep(n: int, block: int) -> tuple[int, int]:
 
 
 def wgrad3x3(
-    inp: torch.Tensor, grad: torch.Tensor, cin: int, cout: int
+    inp: torch.Tensor,
+    grad: torch.Tensor,
+    cin: int,
+    cout: int,
+    input_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias gradients of a periodic 3x3 convolution, in torch's ``[COUT, CIN, 3, 3]``.
 
@@ -229,20 +322,28 @@ def wgrad3x3(
             channel-blocked and contiguous.
         cin: the convolution's real input channels.
         cout: its real output channels.
+        input_mask: ``[L, L]``; a one-channel input is multiplied by it as it is read.
     """
     B, L = inp.shape[0], inp.shape[2]  # noqa: N806
     cin_p, cout_p = _channels(inp), _channels(grad)
     n = B * L * L
     _check_index_range(n, max(cin_p, cout_p))
     dot = cin_p > 1  # a 1-row product would waste the tensor cores' padding: FMAs
+    if input_mask is not None and dot:
+        raise ValueError("input_mask applies to one-channel inputs only")
+    if dot:
+        way = DUAL if cout_p < cin_p else DOT
+    else:
+        way = FMA if input_mask is None else FMA_MASKED
     block = DOT_BLOCK if dot else FMA_BLOCK
     warps = (DOT_WARPS if cin_p * cout_p <= 256 else DOT_WIDE_WARPS) if dot else 4
     per_program, programs = _sweep(n, block)
-    partial_w = inp.new_empty(programs, 9, cin_p, cout_p)
-    partial_b = inp.new_empty(programs, cout_p)
+    partial_w = inp.new_empty(9, cin_p, cout_p, programs)
+    partial_b = inp.new_empty(cout_p, programs)
     wgrad3x3_kernel[(programs,)](
         inp,
         grad,
+        input_mask if input_mask is not None else inp,
         partial_w,
         partial_b,
         n,
@@ -250,7 +351,7 @@ def wgrad3x3(
         BLOCKS_PER_PROGRAM=per_program,
         CIN_P=cin_p,
         COUT_P=cout_p,
-        DOT=dot,
+        WAY=way,
         PRECISION=WGRAD_PRECISION,
         BLOCK=block,
         num_warps=warps,
@@ -258,8 +359,8 @@ def wgrad3x3(
         # Triton's default.
         num_stages=1 if dot else 3,
     )
-    dw = partial_w.sum(0)[:, :cin, :cout].reshape(3, 3, cin, cout).permute(3, 2, 0, 1)
-    return dw.contiguous(), partial_b.sum(0)[:cout]
+    dw = partial_w.sum(-1)[:, :cin, :cout].reshape(3, 3, cin, cout).permute(3, 2, 0, 1)
+    return dw.contiguous(), partial_b.sum(-1)[:cout]
 
 
 class _FusedCoupling(torch.autograd.Function):
@@ -268,16 +369,16 @@ class _FusedCoupling(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, mask, *params):  # noqa: D102
         weights, biases = params[0::2], params[1::2]
-        h = (x * mask)[:, None, :, :, None]  # channel-blocked, one channel
+        # The first convolution reads x itself (one channel) through the mask.
+        h = x[:, None, :, :, None]
         acts = []
-        for w, b in zip(weights, biases, strict=True):
-            h = conv3x3(h, _pack_forward(w), _pad_bias(b), tanh=True)
+        for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            packed, bias = _pack_forward(w), _pad_bias(b)
+            if k == len(weights) - 1:
+                h, y, scale = conv3x3_coupling(h, packed, bias, x, mask, input_masked=k == 0)
+            else:
+                h = conv3x3(h, packed, bias, tanh=True, input_mask=mask if k == 0 else None)
             acts.append(h)
-        y, scale = torch.empty_like(x), torch.empty_like(x)
-        n = x.numel()
-        coupling_forward_kernel[(triton.cdiv(n, EW_BLOCK),)](
-            x, mask, h, y, scale, n, L=x.shape[1], BLOCK=EW_BLOCK
-        )
         ctx.save_for_backward(x, mask, *acts, *weights)
         return y, scale.sum((1, 2))
 
@@ -304,15 +405,17 @@ class _FusedCoupling(torch.autograd.Function):
             L=L,
             BLOCK=EW_BLOCK,
         )
-        inputs = [(x * mask)[:, None, :, :, None], *acts[:-1]]
+        inputs = [x[:, None, :, :, None], *acts[:-1]]
         grads: list[torch.Tensor] = []
         for k in range(n_layers - 1, -1, -1):
             w = weights[k]
-            dw, db = wgrad3x3(inputs[k], grad, w.shape[1], w.shape[0])
+            first = k == 0
+            dw, db = wgrad3x3(inputs[k], grad, w.shape[1], w.shape[0], mask if first else None)
             grads = [dw, db, *grads]
-            gate = acts[k - 1] if k > 0 else None
-            grad = conv3x3(grad, _pack_transposed(w), gate=gate)
-        grad_x = grad_x + mask * grad[:, 0, :, :, 0]
+            if first:  # x's gradient through the conditioner: frozen sites, added in place
+                conv3x3_add_masked(grad, _pack_transposed(w), grad_x, mask)
+            else:
+                grad = conv3x3(grad, _pack_transposed(w), gate=acts[k - 1])
         return (grad_x, None, *grads)
 
 

@@ -85,6 +85,10 @@ def conv3x3_kernel(
     weight,
     bias,
     out,
+    mask,
+    x,
+    y,
+    scale,
     n_sites,
     L: tl.constexpr,
     CIN_P: tl.constexpr,
@@ -92,6 +96,9 @@ def conv3x3_kernel(
     GATE: tl.constexpr,
     BIAS: tl.constexpr,
     TANH: tl.constexpr,
+    MASK_INPUT: tl.constexpr,
+    ADD_MASKED: tl.constexpr,
+    COUPLING: tl.constexpr,
     EVEN: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -100,6 +107,11 @@ def conv3x3_kernel(
     Channel-blocked tensors (module docstring); ``weight`` is ``[9, CIN_P, COUT_P]``, tap =
     3 (di + 1) + dj + 1. Each thread owns whole sites: it loads a neighbour's channels in
     128-bit vectors and keeps all output channels of its sites in registers.
+
+    Fused ends (``mask`` is ``[L, L]``): MASK_INPUT multiplies a one-channel input by the
+    mask as it is read; ADD_MASKED adds ``mask[x]`` times a one-channel result to ``out``
+    instead of overwriting it; COUPLING also applies the coupling with the two-channel
+    result (s, t): ``y = mask x + (1 - mask) (x e^s + t)`` and ``scale = (1 - mask) s``.
     """
     VI: tl.constexpr = 4 if CIN_P >= 4 else CIN_P
     VO: tl.constexpr = 4 if COUT_P >= 4 else COUT_P
@@ -110,53 +122,78 @@ def conv3x3_kernel(
     cout = (tl.arange(0, COUT_P // VO)[:, None] * VO + tl.arange(0, VO)[None, :])[None]
     acc = tl.zeros((BLOCK, COUT_P // VO, VO), dtype=tl.float32)
     for tap in tl.static_range(9):
-        src = first * CIN_P + _neighbour(i, j, L, tap // 3 - 1, tap % 3 - 1) * VI
+        rel = _neighbour(i, j, L, tap // 3 - 1, tap % 3 - 1)
+        src = first * CIN_P + rel * VI
         for g in tl.static_range(CIN_P // VI):
             offs = (src + g * (L * L * VI))[:, None] + tl.arange(0, VI)[None, :]
             if EVEN:
                 v = tl.load(inp + offs)
             else:
                 v = tl.load(inp + offs, mask=valid[:, None], other=0.0)
+            if MASK_INPUT:
+                v = v * tl.load(mask + rel)[:, None]
             wrow = weight + (tap * CIN_P + g * VI) * COUT_P + cout
             acc = _accumulate(acc, v, wrow, COUT_P, VI, BLOCK)
     if BIAS:
         acc += tl.load(bias + cout)
     if TANH:
         acc = _tanh(acc)
-    offs = _offsets(first, i * L + j, L, COUT_P)
+    here = i * L + j
+    offs = _offsets(first, here, L, COUT_P)
     if GATE:
         if EVEN:
             h = tl.load(gate + offs)
         else:
             h = tl.load(gate + offs, mask=valid[:, None, None], other=0.0)
         acc = acc * (1.0 - h * h)
+    if ADD_MASKED:  # one channel: offs are the sites
+        m = tl.load(mask + here)[:, None, None]
+        acc = tl.load(out + offs, mask=valid[:, None, None], other=0.0) + m * acc
     if EVEN:
         tl.store(out + offs, acc)
     else:
         tl.store(out + offs, acc, mask=valid[:, None, None])
+    if COUPLING:  # two channels (s, t), already through tanh
+        s, t = tl.split(tl.reshape(acc, [BLOCK, 2]))
+        m = tl.load(mask + here)
+        xv = tl.load(x + sites, mask=valid, other=0.0)
+        s = (1.0 - m) * s
+        tl.store(y + sites, m * xv + (1.0 - m) * (xv * tl.exp(s) + t), mask=valid)
+        tl.store(scale + sites, s, mask=valid)
+
+
+#: Ways of wgrad3x3_kernel: per-site FMAs (one-channel input, times a mask with FMA_MASKED),
+#: tensor cores gathering the input per tap (DOT) or the gradient (DUAL).
+FMA, FMA_MASKED, DOT, DUAL = 0, 1, 2, 3
 
 
 @triton.jit
 def _wgrad_tap(
-    acc, inp, g, first, i, j, valid, L: tl.constexpr, TAP: tl.constexpr, CIN_P, DOT, PREC
-):
-    # Adds the products of in[x + off(TAP)] and g[x]: summed over the block on tensor cores
-    # (acc [CIN_P, COUT_P]) if DOT, else per site in FMAs for a one-channel input
-    # (acc [BLOCK, COUT_P], summed at the end).
-    rel = _neighbour(i, j, L, TAP // 3 - 1, TAP % 3 - 1)
-    if DOT:
-        a = _load_channels(inp, first, rel, valid, L, CIN_P)
-        acc = tl.dot(tl.trans(a), g, acc, input_precision=PREC)
+    acc, inp, grad, mask, own, first, i, j, valid, L: tl.constexpr, TAP: tl.constexpr,
+    CIN_P: tl.constexpr, COUT_P: tl.constexpr, WAY: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    # Adds tap TAP's products of in[x + off] and g[x] (see wgrad3x3_kernel for ``own``).
+    if WAY == 3:  # DUAL: sum_y in[y]^T g[y - off], the thin gradient gathered per tap
+        rel = _neighbour(i, j, L, 1 - TAP // 3, 1 - TAP % 3)
+        g = _load_channels(grad, first, rel, valid, L, COUT_P)
+        acc = tl.dot(own, g, acc, input_precision=PREC)
     else:
-        a = tl.load(inp + first + rel, mask=valid, other=0.0)
-        acc = acc + a[:, None] * g
+        rel = _neighbour(i, j, L, TAP // 3 - 1, TAP % 3 - 1)
+        if WAY == 2:  # DOT
+            a = _load_channels(inp, first, rel, valid, L, CIN_P)
+            acc = tl.dot(tl.trans(a), own, acc, input_precision=PREC)
+        else:
+            a = tl.load(inp + first + rel, mask=valid, other=0.0)
+            if WAY == 1:  # FMA_MASKED
+                a = a * tl.load(mask + rel)
+            acc = acc + a[:, None] * own
     return acc
 
 
 @triton.jit
-def _tap_sum(acc, DOT: tl.constexpr):
+def _tap_sum(acc, DOTS: tl.constexpr):
     # A tap's [CIN_P, COUT_P] partial sum (the FMA path's acc still has its sites).
-    if not DOT:
+    if not DOTS:
         acc = tl.sum(acc, axis=0)[None, :]
     return acc
 
@@ -165,6 +202,7 @@ def _tap_sum(acc, DOT: tl.constexpr):
 def wgrad3x3_kernel(
     inp,
     grad,
+    mask,
     partial_w,
     partial_b,
     n_sites,
@@ -172,21 +210,27 @@ def wgrad3x3_kernel(
     BLOCKS_PER_PROGRAM: tl.constexpr,
     CIN_P: tl.constexpr,
     COUT_P: tl.constexpr,
-    DOT: tl.constexpr,
+    WAY: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """Partial sums of dW[tap] = sum_x in[x + off(tap)]^T g[x] over consecutive blocks.
 
     A program sweeps consecutive blocks, so the neighbour rows of one block are in L1 from
-    the last, and sums all nine taps at once. With DOT each tap is a ``[CIN_P, BLOCK] x
-    [BLOCK, COUT_P]`` product on tensor cores (``tl.dot`` pads the thin sides itself).
-    Without, the input has one channel and the nine taps' ``[COUT_P]`` products of a
+    the last, and sums all nine taps at once; WAY is one of the constants above. With DOT
+    and DUAL each tap is a ``[CIN_P, BLOCK] x [BLOCK, COUT_P]`` product on tensor cores
+    (``tl.dot`` pads the thin sides itself). The tile gathered per tap goes through a
+    layout conversion, so DUAL gathers the narrower side, the gradient (``sum_y in[y]^T
+    g[y - off]``), and converts the input once per block. With FMA the input has one
+    channel (times ``mask`` with FMA_MASKED) and the nine taps' ``[COUT_P]`` products of a
     thread's sites stay in its registers until one reduction at the end. Writes
-    ``partial_w[p] = [9, CIN_P, COUT_P]`` and ``partial_b[p] = sum_x g[x]``.
+    ``partial_w[..., p]`` (``[9, CIN_P, COUT_P, programs]``, so the final sum runs along
+    contiguous memory) and ``partial_b[:, p] = sum_x g[x]``.
     """
     p = tl.program_id(0)
-    if DOT:
+    programs = tl.num_programs(0)
+    DOTS: tl.constexpr = WAY >= 2
+    if DOTS:
         zero = tl.zeros((CIN_P, COUT_P), dtype=tl.float32)
         acc_b = tl.zeros((COUT_P,), dtype=tl.float32)
     else:
@@ -198,53 +242,58 @@ def wgrad3x3_kernel(
         valid = sites < n_sites
         first, i, j = _coordinates(sites, L)
         g = _load_channels(grad, first, i * L + j, valid, L, COUT_P)
-        if DOT:
+        if DOTS:
             acc_b += tl.sum(g, axis=0)
         else:
             acc_b += g
-        a0 = _wgrad_tap(a0, inp, g, first, i, j, valid, L, 0, CIN_P, DOT, PRECISION)
-        a1 = _wgrad_tap(a1, inp, g, first, i, j, valid, L, 1, CIN_P, DOT, PRECISION)
-        a2 = _wgrad_tap(a2, inp, g, first, i, j, valid, L, 2, CIN_P, DOT, PRECISION)
-        a3 = _wgrad_tap(a3, inp, g, first, i, j, valid, L, 3, CIN_P, DOT, PRECISION)
-        a4 = _wgrad_tap(a4, inp, g, first, i, j, valid, L, 4, CIN_P, DOT, PRECISION)
-        a5 = _wgrad_tap(a5, inp, g, first, i, j, valid, L, 5, CIN_P, DOT, PRECISION)
-        a6 = _wgrad_tap(a6, inp, g, first, i, j, valid, L, 6, CIN_P, DOT, PRECISION)
-        a7 = _wgrad_tap(a7, inp, g, first, i, j, valid, L, 7, CIN_P, DOT, PRECISION)
-        a8 = _wgrad_tap(a8, inp, g, first, i, j, valid, L, 8, CIN_P, DOT, PRECISION)
+        # ``own``: the operand every tap shares (the input's with DUAL, else the gradient's)
+        if WAY == 3:
+            own = tl.trans(_load_channels(inp, first, i * L + j, valid, L, CIN_P))
+        else:
+            own = g
+        a0 = _wgrad_tap(
+            a0, inp, grad, mask, own, first, i, j, valid, L, 0, CIN_P, COUT_P, WAY, PRECISION
+        )
+        a1 = _wgrad_tap(
+            a1, inp, grad, mask, own, first, i, j, valid, L, 1, CIN_P, COUT_P, WAY, PRECISION
+        )
+        a2 = _wgrad_tap(
+            a2, inp, grad, mask, own, first, i, j, valid, L, 2, CIN_P, COUT_P, WAY, PRECISION
+        )
+        a3 = _wgrad_tap(
+            a3, inp, grad, mask, own, first, i, j, valid, L, 3, CIN_P, COUT_P, WAY, PRECISION
+        )
+        a4 = _wgrad_tap(
+            a4, inp, grad, mask, own, first, i, j, valid, L, 4, CIN_P, COUT_P, WAY, PRECISION
+        )
+        a5 = _wgrad_tap(
+            a5, inp, grad, mask, own, first, i, j, valid, L, 5, CIN_P, COUT_P, WAY, PRECISION
+        )
+        a6 = _wgrad_tap(
+            a6, inp, grad, mask, own, first, i, j, valid, L, 6, CIN_P, COUT_P, WAY, PRECISION
+        )
+        a7 = _wgrad_tap(
+            a7, inp, grad, mask, own, first, i, j, valid, L, 7, CIN_P, COUT_P, WAY, PRECISION
+        )
+        a8 = _wgrad_tap(
+            a8, inp, grad, mask, own, first, i, j, valid, L, 8, CIN_P, COUT_P, WAY, PRECISION
+        )
     size: tl.constexpr = CIN_P * COUT_P
     cout = tl.arange(0, COUT_P)
-    tile = partial_w + p * 9 * size + tl.arange(0, CIN_P)[:, None] * COUT_P + cout[None, :]
-    tl.store(tile, _tap_sum(a0, DOT))
-    tl.store(tile + size, _tap_sum(a1, DOT))
-    tl.store(tile + 2 * size, _tap_sum(a2, DOT))
-    tl.store(tile + 3 * size, _tap_sum(a3, DOT))
-    tl.store(tile + 4 * size, _tap_sum(a4, DOT))
-    tl.store(tile + 5 * size, _tap_sum(a5, DOT))
-    tl.store(tile + 6 * size, _tap_sum(a6, DOT))
-    tl.store(tile + 7 * size, _tap_sum(a7, DOT))
-    tl.store(tile + 8 * size, _tap_sum(a8, DOT))
-    if DOT:
-        tl.store(partial_b + p * COUT_P + cout, acc_b)
+    tile = partial_w + ((tl.arange(0, CIN_P)[:, None] * COUT_P + cout[None, :]) * programs + p)
+    tl.store(tile, _tap_sum(a0, DOTS))
+    tl.store(tile + size * programs, _tap_sum(a1, DOTS))
+    tl.store(tile + 2 * size * programs, _tap_sum(a2, DOTS))
+    tl.store(tile + 3 * size * programs, _tap_sum(a3, DOTS))
+    tl.store(tile + 4 * size * programs, _tap_sum(a4, DOTS))
+    tl.store(tile + 5 * size * programs, _tap_sum(a5, DOTS))
+    tl.store(tile + 6 * size * programs, _tap_sum(a6, DOTS))
+    tl.store(tile + 7 * size * programs, _tap_sum(a7, DOTS))
+    tl.store(tile + 8 * size * programs, _tap_sum(a8, DOTS))
+    if DOTS:
+        tl.store(partial_b + cout * programs + p, acc_b)
     else:
-        tl.store(partial_b + p * COUT_P + cout, tl.sum(acc_b, axis=0))
-
-
-@triton.jit
-def coupling_forward_kernel(x, mask, st, y, scale, n_sites, L: tl.constexpr, BLOCK: tl.constexpr):
-    """The coupling ``y = mask x + (1 - mask) (x e^s + t)``, (s, t) the conditioner's output.
-
-    Also writes ``scale = (1 - mask) s``, whose sum per sample is the log-det.
-    """
-    sites = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = sites < n_sites
-    xv = tl.load(x + sites, mask=valid, other=0.0)
-    m = tl.load(mask + sites % (L * L), mask=valid, other=0.0)
-    s, t = tl.split(
-        tl.load(st + sites[:, None] * 2 + tl.arange(0, 2)[None, :], mask=valid[:, None], other=0.0)
-    )
-    s = (1.0 - m) * s
-    tl.store(y + sites, m * xv + (1.0 - m) * (xv * tl.exp(s) + t), mask=valid)
-    tl.store(scale + sites, s, mask=valid)
+        tl.store(partial_b + cout * programs + p, tl.sum(acc_b, axis=0))
 
 
 @triton.jit

@@ -42,7 +42,14 @@ def _grads(layer, x, kernels):
 
 @pytest.mark.parametrize(
     "L, hidden, batch, parity",
-    [(6, [8, 8], 3, 0), (4, [3], 2, 1), (8, [8, 16, 5], 2, 0), (2, [8, 8], 2, 1), (10, [1], 1, 0)],
+    [
+        (6, [8, 8], 3, 0),
+        (4, [3], 2, 1),
+        (8, [8, 16, 5], 2, 0),
+        (2, [8, 8], 2, 1),
+        (10, [1], 1, 0),
+        (5, [], 2, 1),  # one convolution: reads x through the mask and drives the coupling
+    ],
 )
 def test_forward_and_gradients_match_pytorch(L, hidden, batch, parity):  # noqa: N803
     layer = _layer(L, hidden, parity)
@@ -79,6 +86,84 @@ def test_convolution_and_weight_gradient_match_circular_conv2d(L, cin, cout):  #
     gated = fused.conv3x3(pre, fused._pack_transposed(w.detach()), gate=below)
     expected = fused.to_blocked(x.grad) * (1 - below**2)
     torch.testing.assert_close(gated, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_ends_match_their_unfused_definitions():
+    torch.manual_seed(3)
+    L = 6  # noqa: N806
+    x = torch.randn(3, L, L, device=DEVICE)
+    mask = checkerboard((L, L), 1).to(DEVICE)
+    masked = (x * mask)[:, None]
+
+    def conv(inp, w, b=None):
+        return F.conv2d(F.pad(inp, (1, 1, 1, 1), mode="circular"), w, b)
+
+    # The first convolution reads x through the mask.
+    w1, b1 = torch.randn(8, 1, 3, 3, device=DEVICE), torch.randn(8, device=DEVICE)
+    got = fused.conv3x3(
+        x[:, None, :, :, None], fused._pack_forward(w1), fused._pad_bias(b1), tanh=True,
+        input_mask=mask,
+    )  # fmt: skip
+    torch.testing.assert_close(got, fused.to_blocked(torch.tanh(conv(masked, w1, b1))))
+    g = torch.randn(3, 8, L, L, device=DEVICE)
+    dw, db = fused.wgrad3x3(x[:, None, :, :, None], fused.to_blocked(g), 1, 8, input_mask=mask)
+    w = w1.clone().requires_grad_(True)
+    conv(masked, w).backward(g)
+    torch.testing.assert_close(dw, w.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(db, g.sum((0, 2, 3)), rtol=1e-4, atol=1e-4)
+    # The last input gradient is added, on frozen sites only, to x's direct gradient.
+    base = torch.randn(3, L, L, device=DEVICE)
+    expected = base + mask * conv(g, w1.flip(2, 3).transpose(0, 1))[:, 0]
+    out = fused.conv3x3_add_masked(fused.to_blocked(g), fused._pack_transposed(w1), base, mask)
+    assert out is base
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    # The last convolution drives the coupling.
+    h = torch.tanh(torch.randn(3, 8, L, L, device=DEVICE))
+    w3, b3 = torch.randn(2, 8, 3, 3, device=DEVICE) * 0.3, torch.randn(2, device=DEVICE)
+    st, y, scale = fused.conv3x3_coupling(
+        fused.to_blocked(h), fused._pack_forward(w3), fused._pad_bias(b3), x, mask
+    )
+    s, t = torch.tanh(conv(h, w3, b3)).unbind(1)
+    torch.testing.assert_close(st, fused.to_blocked(torch.stack([s, t], 1)))
+    free = 1 - mask
+    torch.testing.assert_close(y, mask * x + free * (x * torch.exp(s) + t), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scale, free * s, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: fused.conv3x3(_blocked(8), _packed(8, 8), input_mask=_mask()), "one-channel"),
+        (lambda: fused.wgrad3x3(_blocked(8), _blocked(8), 8, 8, _mask()), "one-channel"),
+        (
+            lambda: fused.conv3x3_add_masked(_blocked(8), _packed(8, 2), _x(), _mask()),
+            "one output channel",
+        ),
+        (
+            lambda: fused.conv3x3_coupling(_blocked(8), _packed(8, 8), None, _x(), _mask()),
+            "two output channels",
+        ),
+    ],
+)
+def test_fused_ends_refuse_shapes_they_do_not_handle(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def _blocked(c):
+    return fused.to_blocked(torch.randn(2, c, 4, 4, device=DEVICE))
+
+
+def _packed(cin, cout):
+    return fused._pack_forward(torch.randn(cout, cin, 3, 3, device=DEVICE))
+
+
+def _mask():
+    return checkerboard((4, 4), 0).to(DEVICE)
+
+
+def _x():
+    return torch.randn(2, 4, 4, device=DEVICE)
 
 
 def test_blocked_layout_round_trip():
