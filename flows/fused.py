@@ -13,10 +13,10 @@ adds circular-padding copies, separate bias/tanh passes and their backward kerne
   weights; as it stores, it applies the tanh derivative of the layer below.
 - Weight gradients sum all nine taps in one sweep: on tensor cores (``tl.dot``, TF32 products
   with float32 sums, as cuDNN does by default), or for one-channel inputs in FMAs.
-- The coupling itself (``x e^s + t``, the log-det terms) is the last convolution's epilogue;
-  the first convolution reads ``x`` through the mask, and the last input-gradient kernel
-  adds its masked result to ``x``'s gradient in place. One elementwise kernel starts the
-  backward pass.
+- Two elementwise kernels do the coupling itself (``x e^s + t``, the log-det terms) and
+  start its backward pass. The first convolution (and its weight gradient) reads ``x``
+  through the mask, and the last input-gradient kernel adds its masked result to ``x``'s
+  gradient in place, so no masked copies are made.
 
 The module imports without Triton; :func:`available` says whether the kernels can run.
 ``TRITON_INTERPRET=1`` runs them on CPU tensors (slowly), which the unit tests use.
@@ -39,6 +39,7 @@ try:  # Triton ships with CUDA builds of PyTorch; CPU-only installs may lack it.
         FMA_MASKED,
         conv3x3_kernel,
         coupling_backward_kernel,
+        coupling_forward_kernel,
         wgrad3x3_kernel,
     )
 except ImportError:  # pragma: no cover - exercised where Triton is absent
@@ -67,7 +68,7 @@ WGRAD_PROGRAMS = 1024
 #: ``tl.dot`` precision of the weight-gradient products: "tf32" (as cuDNN's default) or
 #: "tf32x3" (three TF32 products, about float32, slower).
 WGRAD_PRECISION = "tf32"
-#: Sites per program of the elementwise coupling kernel (backward).
+#: Sites per program of the elementwise coupling kernels.
 EW_BLOCK = 1024
 
 
@@ -215,44 +216,6 @@ def conv3x3_add_masked(
     return base
 
 
-def conv3x3_coupling(
-    inp: torch.Tensor,
-    packed: torch.Tensor,
-    bias: torch.Tensor,
-    x: torch.Tensor,
-    mask: torch.Tensor,
-    input_masked: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The conditioner's last convolution (to ``(s, t)``, tanh) and the coupling it drives.
-
-    ``input_masked``: a one-channel input is multiplied by ``mask`` as it is read (a
-    conditioner of a single convolution).
-
-    Returns:
-        ``(st, y, scale)``: the channel-blocked ``tanh`` output (kept for the backward pass),
-        ``y = mask x + (1 - mask) (x e^s + t)`` and ``scale = (1 - mask) s`` (its sum per
-        sample is the log-det), both shaped like ``x`` ``[B, L, L]``.
-    """
-    if packed.shape[2] != 2:
-        raise ValueError("conv3x3_coupling needs two output channels (s, t)")
-    if input_masked and packed.shape[1] != 1:
-        raise ValueError("input_masked applies to one-channel inputs only")
-    B, L = inp.shape[0], inp.shape[2]  # noqa: N806
-    st = inp.new_empty(blocked_shape(B, L, 2))
-    y, scale = torch.empty_like(x), torch.empty_like(x)
-    _launch_conv(
-        inp,
-        packed,
-        st,
-        bias=bias,
-        tanh=True,
-        mask=mask,
-        mask_input=input_masked,
-        coupling=(x, y, scale),
-    )
-    return st, y, scale
-
-
 def _launch_conv(
     inp: torch.Tensor,
     packed: torch.Tensor,
@@ -264,7 +227,6 @@ def _launch_conv(
     mask: torch.Tensor | None = None,
     mask_input: bool = False,
     add_masked: bool = False,
-    coupling: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
     B, L = inp.shape[0], inp.shape[2]  # noqa: N806
     cin_p, cout_p = packed.shape[1], packed.shape[2]
@@ -273,7 +235,6 @@ def _launch_conv(
     # Four sites a thread where eight or more input channels make the loads worth sharing;
     # wider outputs need proportionally more registers per site.
     block = BLOCK * 8 // max(8, cout_p) if cin_p >= 8 else THIN_BLOCK
-    x, y, scale = coupling if coupling is not None else (inp, inp, inp)
     conv3x3_kernel[(triton.cdiv(n, block),)](
         inp,
         gate if gate is not None else inp,
@@ -281,9 +242,6 @@ def _launch_conv(
         bias if bias is not None else packed,
         out,
         mask if mask is not None else inp,
-        x,
-        y,
-        scale,
         n,
         L=L,
         CIN_P=cin_p,
@@ -293,7 +251,6 @@ def _launch_conv(
         TANH=tanh,
         MASK_INPUT=mask is not None and mask_input,
         ADD_MASKED=add_masked,
-        COUPLING=coupling is not None,
         EVEN=n % block == 0,
         BLOCK=block,
         num_warps=CONV_WARPS,
@@ -373,12 +330,14 @@ class _FusedCoupling(torch.autograd.Function):
         h = x[:, None, :, :, None]
         acts = []
         for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
-            packed, bias = _pack_forward(w), _pad_bias(b)
-            if k == len(weights) - 1:
-                h, y, scale = conv3x3_coupling(h, packed, bias, x, mask, input_masked=k == 0)
-            else:
-                h = conv3x3(h, packed, bias, tanh=True, input_mask=mask if k == 0 else None)
+            masked = mask if k == 0 else None
+            h = conv3x3(h, _pack_forward(w), _pad_bias(b), tanh=True, input_mask=masked)
             acts.append(h)
+        y, scale = torch.empty_like(x), torch.empty_like(x)
+        n = x.numel()
+        coupling_forward_kernel[(triton.cdiv(n, EW_BLOCK),)](
+            x, mask, h, y, scale, n, L=x.shape[1], BLOCK=EW_BLOCK
+        )
         ctx.save_for_backward(x, mask, *acts, *weights)
         return y, scale.sum((1, 2))
 

@@ -86,9 +86,6 @@ def conv3x3_kernel(
     bias,
     out,
     mask,
-    x,
-    y,
-    scale,
     n_sites,
     L: tl.constexpr,
     CIN_P: tl.constexpr,
@@ -98,7 +95,6 @@ def conv3x3_kernel(
     TANH: tl.constexpr,
     MASK_INPUT: tl.constexpr,
     ADD_MASKED: tl.constexpr,
-    COUPLING: tl.constexpr,
     EVEN: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -110,8 +106,8 @@ def conv3x3_kernel(
 
     Fused ends (``mask`` is ``[L, L]``): MASK_INPUT multiplies a one-channel input by the
     mask as it is read; ADD_MASKED adds ``mask[x]`` times a one-channel result to ``out``
-    instead of overwriting it; COUPLING also applies the coupling with the two-channel
-    result (s, t): ``y = mask x + (1 - mask) (x e^s + t)`` and ``scale = (1 - mask) s``.
+    instead of overwriting it. (The coupling itself stays a separate kernel: computed here,
+    its per-site loads and stores pull the whole kernel into other register layouts.)
     """
     VI: tl.constexpr = 4 if CIN_P >= 4 else CIN_P
     VO: tl.constexpr = 4 if COUT_P >= 4 else COUT_P
@@ -130,8 +126,9 @@ def conv3x3_kernel(
                 v = tl.load(inp + offs)
             else:
                 v = tl.load(inp + offs, mask=valid[:, None], other=0.0)
-            if MASK_INPUT:
-                v = v * tl.load(mask + rel)[:, None]
+            if MASK_INPUT:  # one channel: offs % L^2 is the in-sample site
+                # (pointers derived from offs keep one register layout: no shuffles)
+                v = v * tl.load(mask + offs % (L * L))
             wrow = weight + (tap * CIN_P + g * VI) * COUT_P + cout
             acc = _accumulate(acc, v, wrow, COUT_P, VI, BLOCK)
     if BIAS:
@@ -147,19 +144,12 @@ def conv3x3_kernel(
             h = tl.load(gate + offs, mask=valid[:, None, None], other=0.0)
         acc = acc * (1.0 - h * h)
     if ADD_MASKED:  # one channel: offs are the sites
-        m = tl.load(mask + here)[:, None, None]
+        m = tl.load(mask + offs % (L * L))
         acc = tl.load(out + offs, mask=valid[:, None, None], other=0.0) + m * acc
     if EVEN:
         tl.store(out + offs, acc)
     else:
         tl.store(out + offs, acc, mask=valid[:, None, None])
-    if COUPLING:  # two channels (s, t), already through tanh
-        s, t = tl.split(tl.reshape(acc, [BLOCK, 2]))
-        m = tl.load(mask + here)
-        xv = tl.load(x + sites, mask=valid, other=0.0)
-        s = (1.0 - m) * s
-        tl.store(y + sites, m * xv + (1.0 - m) * (xv * tl.exp(s) + t), mask=valid)
-        tl.store(scale + sites, s, mask=valid)
 
 
 #: Ways of wgrad3x3_kernel: per-site FMAs (one-channel input, times a mask with FMA_MASKED),
@@ -294,6 +284,24 @@ def wgrad3x3_kernel(
         tl.store(partial_b + cout * programs + p, acc_b)
     else:
         tl.store(partial_b + cout * programs + p, tl.sum(acc_b, axis=0))
+
+
+@triton.jit
+def coupling_forward_kernel(x, mask, st, y, scale, n_sites, L: tl.constexpr, BLOCK: tl.constexpr):
+    """The coupling ``y = mask x + (1 - mask) (x e^s + t)``, (s, t) the conditioner's output.
+
+    Also writes ``scale = (1 - mask) s``, whose sum per sample is the log-det.
+    """
+    sites = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = sites < n_sites
+    xv = tl.load(x + sites, mask=valid, other=0.0)
+    m = tl.load(mask + sites % (L * L), mask=valid, other=0.0)
+    s, t = tl.split(
+        tl.load(st + sites[:, None] * 2 + tl.arange(0, 2)[None, :], mask=valid[:, None], other=0.0)
+    )
+    s = (1.0 - m) * s
+    tl.store(y + sites, m * xv + (1.0 - m) * (xv * tl.exp(s) + t), mask=valid)
+    tl.store(scale + sites, s, mask=valid)
 
 
 @triton.jit
