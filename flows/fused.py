@@ -116,20 +116,28 @@ def _pow2(n: int) -> int:
 def _pack_forward(w: torch.Tensor) -> torch.Tensor:
     """Torch ``[COUT, CIN, 3, 3]`` to ``[9, CIN_P, COUT_P]`` (tap, in, out), zero-padded."""
     cout, cin = w.shape[:2]
+    taps = w.permute(2, 3, 1, 0).reshape(9, cin, cout).contiguous()  # reshape may be a view
+    if (cin, cout) == (_pow2(cin), _pow2(cout)):
+        return taps
     packed = w.new_zeros(9, _pow2(cin), _pow2(cout))
-    packed[:, :cin, :cout] = w.permute(2, 3, 1, 0).reshape(9, cin, cout)
+    packed[:, :cin, :cout] = taps
     return packed
 
 
 def _pack_transposed(w: torch.Tensor) -> torch.Tensor:
     """Weights of the input gradient: taps mirrored, in and out swapped, zero-padded."""
     cout, cin = w.shape[:2]
+    taps = w.flip(2, 3).permute(2, 3, 0, 1).reshape(9, cout, cin).contiguous()
+    if (cin, cout) == (_pow2(cin), _pow2(cout)):
+        return taps
     packed = w.new_zeros(9, _pow2(cout), _pow2(cin))
-    packed[:, :cout, :cin] = w.flip(2, 3).permute(2, 3, 0, 1).reshape(9, cout, cin)
+    packed[:, :cout, :cin] = taps
     return packed
 
 
 def _pad_bias(b: torch.Tensor) -> torch.Tensor:
+    if b.shape[0] == _pow2(b.shape[0]):
+        return b.contiguous()
     padded = b.new_zeros(_pow2(b.shape[0]))
     padded[: b.shape[0]] = b
     return padded
@@ -295,14 +303,13 @@ def wgrad3x3(
     block = DOT_BLOCK if dot else FMA_BLOCK
     warps = (DOT_WARPS if cin_p * cout_p <= 256 else DOT_WIDE_WARPS) if dot else 4
     per_program, programs = _sweep(n, block)
-    partial_w = inp.new_empty(9, cin_p, cout_p, programs)
-    partial_b = inp.new_empty(cout_p, programs)
+    n_weights = 9 * cin_p * cout_p
+    partial = inp.new_empty(n_weights + cout_p, programs)
     wgrad3x3_kernel[(programs,)](
         inp,
         grad,
         input_mask if input_mask is not None else inp,
-        partial_w,
-        partial_b,
+        partial,
         n,
         L=L,
         BLOCKS_PER_PROGRAM=per_program,
@@ -316,8 +323,9 @@ def wgrad3x3(
         # Triton's default.
         num_stages=1 if dot else 3,
     )
-    dw = partial_w.sum(-1)[:, :cin, :cout].reshape(3, 3, cin, cout).permute(3, 2, 0, 1)
-    return dw.contiguous(), partial_b.sum(-1)[:cout]
+    total = partial.sum(-1)
+    dw = total[:n_weights].view(cout_p, cin_p, 3, 3)[:cout, :cin]
+    return dw.contiguous(), total[n_weights : n_weights + cout]  # no copy without padding
 
 
 class _FusedCoupling(torch.autograd.Function):

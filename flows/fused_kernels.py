@@ -194,7 +194,6 @@ def wgrad3x3_kernel(
     grad,
     mask,
     partial_w,
-    partial_b,
     n_sites,
     L: tl.constexpr,
     BLOCKS_PER_PROGRAM: tl.constexpr,
@@ -214,8 +213,8 @@ def wgrad3x3_kernel(
     g[y - off]``), and converts the input once per block. With FMA the input has one
     channel (times ``mask`` with FMA_MASKED) and the nine taps' ``[COUT_P]`` products of a
     thread's sites stay in its registers until one reduction at the end. Writes
-    ``partial_w[..., p]`` (``[9, CIN_P, COUT_P, programs]``, so the final sum runs along
-    contiguous memory) and ``partial_b[:, p] = sum_x g[x]``.
+    ``partial_w[:, p]``: the ``[COUT_P, CIN_P, 9]`` weight sums in torch's order, then
+    ``sum_x g[x]`` (``COUT_P``), so one sum along contiguous memory finishes both.
     """
     p = tl.program_id(0)
     programs = tl.num_programs(0)
@@ -268,22 +267,24 @@ def wgrad3x3_kernel(
         a8 = _wgrad_tap(
             a8, inp, grad, mask, own, first, i, j, valid, L, 8, CIN_P, COUT_P, WAY, PRECISION
         )
-    size: tl.constexpr = CIN_P * COUT_P
+    # torch's weight order [COUT_P, CIN_P, 9 taps] (so the summed result needs no copy),
+    # then the bias: one reduction for all
     cout = tl.arange(0, COUT_P)
-    tile = partial_w + ((tl.arange(0, CIN_P)[:, None] * COUT_P + cout[None, :]) * programs + p)
+    tile = partial_w + ((cout[None, :] * CIN_P + tl.arange(0, CIN_P)[:, None]) * 9) * programs + p
     tl.store(tile, _tap_sum(a0, DOTS))
-    tl.store(tile + size * programs, _tap_sum(a1, DOTS))
-    tl.store(tile + 2 * size * programs, _tap_sum(a2, DOTS))
-    tl.store(tile + 3 * size * programs, _tap_sum(a3, DOTS))
-    tl.store(tile + 4 * size * programs, _tap_sum(a4, DOTS))
-    tl.store(tile + 5 * size * programs, _tap_sum(a5, DOTS))
-    tl.store(tile + 6 * size * programs, _tap_sum(a6, DOTS))
-    tl.store(tile + 7 * size * programs, _tap_sum(a7, DOTS))
-    tl.store(tile + 8 * size * programs, _tap_sum(a8, DOTS))
+    tl.store(tile + programs, _tap_sum(a1, DOTS))
+    tl.store(tile + 2 * programs, _tap_sum(a2, DOTS))
+    tl.store(tile + 3 * programs, _tap_sum(a3, DOTS))
+    tl.store(tile + 4 * programs, _tap_sum(a4, DOTS))
+    tl.store(tile + 5 * programs, _tap_sum(a5, DOTS))
+    tl.store(tile + 6 * programs, _tap_sum(a6, DOTS))
+    tl.store(tile + 7 * programs, _tap_sum(a7, DOTS))
+    tl.store(tile + 8 * programs, _tap_sum(a8, DOTS))
+    bias_row = partial_w + (9 * CIN_P * COUT_P + cout) * programs + p
     if DOTS:
-        tl.store(partial_b + cout * programs + p, acc_b)
+        tl.store(bias_row, acc_b)
     else:
-        tl.store(partial_b + cout * programs + p, tl.sum(acc_b, axis=0))
+        tl.store(bias_row, tl.sum(acc_b, axis=0))
 
 
 @triton.jit
