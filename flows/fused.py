@@ -65,6 +65,11 @@ DOT_WIDE_WARPS = 4
 FMA_BLOCK = 128
 #: Programs of a weight-gradient sweep (partial sums, then one torch sum).
 WGRAD_PROGRAMS = 1024
+#: Which operand a tensor-core weight gradient gathers at the nine neighbours (the other is
+#: read once per block): "narrow" (default: the gradient where the layer's output has fewer
+#: channels than its input, as the 8 -> 2 layer, else the input), "input" or "gradient".
+#: The gathered tile is converted to the tensor-core layout once per tap.
+WGRAD_GATHER = "narrow"
 #: ``tl.dot`` precision of the weight-gradient products: "tf32" (as cuDNN's default) or
 #: "tf32x3" (three TF32 products, about float32, slower).
 WGRAD_PRECISION = "tf32"
@@ -272,6 +277,16 @@ def _sweep(n: int, block: int) -> tuple[int, int]:
     return per_program, triton.cdiv(n_blocks, per_program)
 
 
+def _gathers_gradient(cin_p: int, cout_p: int) -> bool:
+    if WGRAD_GATHER == "narrow":
+        return cout_p < cin_p
+    if WGRAD_GATHER in ("input", "gradient"):
+        return WGRAD_GATHER == "gradient"
+    raise ValueError(
+        f"flows.fused.WGRAD_GATHER must be 'narrow', 'input' or 'gradient', not {WGRAD_GATHER!r}"
+    )
+
+
 def wgrad3x3(
     inp: torch.Tensor,
     grad: torch.Tensor,
@@ -297,7 +312,7 @@ def wgrad3x3(
     if input_mask is not None and dot:
         raise ValueError("input_mask applies to one-channel inputs only")
     if dot:
-        way = DUAL if cout_p < cin_p else DOT
+        way = DUAL if _gathers_gradient(cin_p, cout_p) else DOT
     else:
         way = FMA if input_mask is None else FMA_MASKED
     block = DOT_BLOCK if dot else FMA_BLOCK

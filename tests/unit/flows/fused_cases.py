@@ -88,6 +88,25 @@ def test_convolution_and_weight_gradient_match_circular_conv2d(L, cin, cout):  #
     torch.testing.assert_close(gated, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("gather", ["input", "gradient", "narrow"])
+@pytest.mark.parametrize("cin, cout", [(8, 8), (8, 2), (3, 5)])
+def test_weight_gradient_is_the_same_whichever_side_is_gathered(monkeypatch, gather, cin, cout):
+    monkeypatch.setattr(fused, "WGRAD_GATHER", gather)
+    torch.manual_seed(4)
+    x = torch.randn(2, cin, 5, 5, device=DEVICE)
+    g = torch.randn(2, cout, 5, 5, device=DEVICE)
+    w = torch.zeros(cout, cin, 3, 3, device=DEVICE, requires_grad=True)
+    F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), w).backward(g)
+    dw, _ = fused.wgrad3x3(fused.to_blocked(x), fused.to_blocked(g), cin, cout)
+    torch.testing.assert_close(dw, w.grad, rtol=WGRAD_TOL, atol=WGRAD_TOL * w.grad.abs().max())
+
+
+def test_weight_gradient_names_the_valid_gather_settings(monkeypatch):
+    monkeypatch.setattr(fused, "WGRAD_GATHER", "both")
+    with pytest.raises(ValueError, match="'narrow', 'input' or 'gradient', not 'both'"):
+        fused.wgrad3x3(_blocked(8), _blocked(8), 8, 8)
+
+
 def test_fused_ends_match_their_unfused_definitions():
     torch.manual_seed(3)
     L = 6  # noqa: N806

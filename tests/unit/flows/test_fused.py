@@ -76,3 +76,24 @@ def test_triton_on_cpu_without_the_interpreter_says_why(monkeypatch):
     layer.kernels = "auto"  # the PyTorch path
     y, log_det = layer(torch.randn(2, 4, 4))
     assert y.shape == (2, 4, 4) and log_det.shape == (2,)
+
+
+@pytest.mark.slow
+def test_kernel_bench_table_and_sweep_run_in_the_interpreter():
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, str(ROOT / "bench" / "fused_kernels.py"), "--device", "cpu"]
+    cmd += ["--L", "3", "--batch", "1"]
+    table = subprocess.run(
+        cmd,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr[-3000:]
+    for call in ("conv 1->8 masked", "dgrad 8->1 +=x", "wgrad 8->2", "layer fwd+bwd"):
+        assert call in table.stdout
+    swept = subprocess.run(
+        [*cmd, "--sweep", "gather"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    assert "fastest: ('" in swept.stdout and "shipped ('narrow',)" in swept.stdout
