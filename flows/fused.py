@@ -118,34 +118,33 @@ def _pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()  # Triton tile sides are powers of two
 
 
+def _pad_pow2(t: torch.Tensor, dims: int) -> torch.Tensor:
+    """``t`` with its last ``dims`` sizes zero-padded to powers of two.
+
+    Returns ``t`` itself, made contiguous, when they are powers of two already.
+    """
+    sizes = t.shape[t.dim() - dims :]
+    if all(s == _pow2(s) for s in sizes):
+        return t.contiguous()  # a permuted reshape may be a view
+    padded = t.new_zeros(*t.shape[: t.dim() - dims], *(_pow2(s) for s in sizes))
+    padded[(..., *(slice(0, s) for s in sizes))] = t
+    return padded
+
+
 def _pack_forward(w: torch.Tensor) -> torch.Tensor:
     """Torch ``[COUT, CIN, 3, 3]`` to ``[9, CIN_P, COUT_P]`` (tap, in, out), zero-padded."""
     cout, cin = w.shape[:2]
-    taps = w.permute(2, 3, 1, 0).reshape(9, cin, cout).contiguous()  # reshape may be a view
-    if (cin, cout) == (_pow2(cin), _pow2(cout)):
-        return taps
-    packed = w.new_zeros(9, _pow2(cin), _pow2(cout))
-    packed[:, :cin, :cout] = taps
-    return packed
+    return _pad_pow2(w.permute(2, 3, 1, 0).reshape(9, cin, cout), 2)
 
 
 def _pack_transposed(w: torch.Tensor) -> torch.Tensor:
     """Weights of the input gradient: taps mirrored, in and out swapped, zero-padded."""
     cout, cin = w.shape[:2]
-    taps = w.flip(2, 3).permute(2, 3, 0, 1).reshape(9, cout, cin).contiguous()
-    if (cin, cout) == (_pow2(cin), _pow2(cout)):
-        return taps
-    packed = w.new_zeros(9, _pow2(cout), _pow2(cin))
-    packed[:, :cout, :cin] = taps
-    return packed
+    return _pad_pow2(w.flip(2, 3).permute(2, 3, 0, 1).reshape(9, cout, cin), 2)
 
 
 def _pad_bias(b: torch.Tensor) -> torch.Tensor:
-    if b.shape[0] == _pow2(b.shape[0]):
-        return b.contiguous()
-    padded = b.new_zeros(_pow2(b.shape[0]))
-    padded[: b.shape[0]] = b
-    return padded
+    return _pad_pow2(b, 1)
 
 
 def _check_index_range(n_sites: int, channels: int) -> None:
@@ -209,9 +208,7 @@ def conv3x3(
         raise ValueError("input_mask applies to one-channel inputs only")
     B, L = inp.shape[0], inp.shape[2]  # noqa: N806
     out = inp.new_empty(blocked_shape(B, L, packed.shape[2]))
-    _launch_conv(
-        inp, packed, out, bias=bias, gate=gate, tanh=tanh, mask=input_mask, mask_input=True
-    )
+    _launch_conv(inp, packed, out, bias=bias, gate=gate, tanh=tanh, input_mask=input_mask)
     return out
 
 
@@ -225,7 +222,7 @@ def conv3x3_add_masked(
     """
     if packed.shape[2] != 1 or not base.is_contiguous():
         raise ValueError("conv3x3_add_masked needs one output channel and a contiguous base")
-    _launch_conv(inp, packed, base, mask=mask, add_masked=True)
+    _launch_conv(inp, packed, base, add_mask=mask)
     return base
 
 
@@ -237,9 +234,8 @@ def _launch_conv(
     bias: torch.Tensor | None = None,
     gate: torch.Tensor | None = None,
     tanh: bool = False,
-    mask: torch.Tensor | None = None,
-    mask_input: bool = False,
-    add_masked: bool = False,
+    input_mask: torch.Tensor | None = None,
+    add_mask: torch.Tensor | None = None,
 ) -> None:
     B, L = inp.shape[0], inp.shape[2]  # noqa: N806
     cin_p, cout_p = packed.shape[1], packed.shape[2]
@@ -248,6 +244,7 @@ def _launch_conv(
     # Four sites a thread where eight or more input channels make the loads worth sharing;
     # wider outputs need proportionally more registers per site.
     block = BLOCK * 8 // max(8, cout_p) if cin_p >= 8 else THIN_BLOCK
+    mask = input_mask if input_mask is not None else add_mask  # at most one is given
     conv3x3_kernel[(triton.cdiv(n, block),)](
         inp,
         gate if gate is not None else inp,
@@ -262,8 +259,8 @@ def _launch_conv(
         GATE=gate is not None,
         BIAS=bias is not None,
         TANH=tanh,
-        MASK_INPUT=mask is not None and mask_input,
-        ADD_MASKED=add_masked,
+        MASK_INPUT=input_mask is not None,
+        ADD_MASKED=add_mask is not None,
         EVEN=n % block == 0,
         BLOCK=block,
         num_warps=CONV_WARPS,

@@ -135,8 +135,7 @@ def conv3x3_kernel(
         acc += tl.load(bias + cout)
     if TANH:
         acc = _tanh(acc)
-    here = i * L + j
-    offs = _offsets(first, here, L, COUT_P)
+    offs = _offsets(first, i * L + j, L, COUT_P)
     if GATE:
         if EVEN:
             h = tl.load(gate + offs)
@@ -225,7 +224,7 @@ def wgrad3x3_kernel(
     else:
         zero = tl.zeros((BLOCK, COUT_P), dtype=tl.float32)
         acc_b = zero
-    a0, a1, a2, a3, a4, a5, a6, a7, a8 = zero, zero, zero, zero, zero, zero, zero, zero, zero
+    accs = (zero, zero, zero, zero, zero, zero, zero, zero, zero)  # one per tap
     for k in range(0, BLOCKS_PER_PROGRAM):
         sites = (p * BLOCKS_PER_PROGRAM + k) * BLOCK + tl.arange(0, BLOCK)
         valid = sites < n_sites
@@ -240,46 +239,18 @@ def wgrad3x3_kernel(
             own = tl.trans(_load_channels(inp, first, i * L + j, valid, L, CIN_P))
         else:
             own = g
-        a0 = _wgrad_tap(
-            a0, inp, grad, mask, own, first, i, j, valid, L, 0, CIN_P, COUT_P, WAY, PRECISION
-        )
-        a1 = _wgrad_tap(
-            a1, inp, grad, mask, own, first, i, j, valid, L, 1, CIN_P, COUT_P, WAY, PRECISION
-        )
-        a2 = _wgrad_tap(
-            a2, inp, grad, mask, own, first, i, j, valid, L, 2, CIN_P, COUT_P, WAY, PRECISION
-        )
-        a3 = _wgrad_tap(
-            a3, inp, grad, mask, own, first, i, j, valid, L, 3, CIN_P, COUT_P, WAY, PRECISION
-        )
-        a4 = _wgrad_tap(
-            a4, inp, grad, mask, own, first, i, j, valid, L, 4, CIN_P, COUT_P, WAY, PRECISION
-        )
-        a5 = _wgrad_tap(
-            a5, inp, grad, mask, own, first, i, j, valid, L, 5, CIN_P, COUT_P, WAY, PRECISION
-        )
-        a6 = _wgrad_tap(
-            a6, inp, grad, mask, own, first, i, j, valid, L, 6, CIN_P, COUT_P, WAY, PRECISION
-        )
-        a7 = _wgrad_tap(
-            a7, inp, grad, mask, own, first, i, j, valid, L, 7, CIN_P, COUT_P, WAY, PRECISION
-        )
-        a8 = _wgrad_tap(
-            a8, inp, grad, mask, own, first, i, j, valid, L, 8, CIN_P, COUT_P, WAY, PRECISION
-        )
+        for tap in tl.static_range(9):
+            acc = _wgrad_tap(
+                accs[tap], inp, grad, mask, own, first, i, j, valid, L, tap, CIN_P, COUT_P, WAY,
+                PRECISION,
+            )  # fmt: skip
+            accs = accs[:tap] + (acc,) + accs[tap + 1 :]
     # torch's weight order [COUT_P, CIN_P, 9 taps] (so the summed result needs no copy),
     # then the bias: one reduction for all
     cout = tl.arange(0, COUT_P)
     tile = partial_w + ((cout[None, :] * CIN_P + tl.arange(0, CIN_P)[:, None]) * 9) * programs + p
-    tl.store(tile, _tap_sum(a0, DOTS))
-    tl.store(tile + programs, _tap_sum(a1, DOTS))
-    tl.store(tile + 2 * programs, _tap_sum(a2, DOTS))
-    tl.store(tile + 3 * programs, _tap_sum(a3, DOTS))
-    tl.store(tile + 4 * programs, _tap_sum(a4, DOTS))
-    tl.store(tile + 5 * programs, _tap_sum(a5, DOTS))
-    tl.store(tile + 6 * programs, _tap_sum(a6, DOTS))
-    tl.store(tile + 7 * programs, _tap_sum(a7, DOTS))
-    tl.store(tile + 8 * programs, _tap_sum(a8, DOTS))
+    for tap in tl.static_range(9):
+        tl.store(tile + tap * programs, _tap_sum(accs[tap], DOTS))
     bias_row = partial_w + (9 * CIN_P * COUT_P + cout) * programs + p
     if DOTS:
         tl.store(bias_row, acc_b)
