@@ -393,12 +393,12 @@ def scaling(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
 
 def memory(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Largest lattice one GPU trains at ``--batch``: double L until a step runs out of memory."""
-    from flows.config import make_config
+    from flows.config import RANGES, make_config
     from flows.train import Trainer
 
     batch = args.batch or 64
     L, rows = args.L or 128, []  # noqa: N806
-    while L <= 8192:
+    while L <= RANGES["L"][1]:  # the largest L flows.train accepts
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         try:
@@ -417,7 +417,8 @@ def memory(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             break
         L *= 2  # noqa: N806
     largest = max((r["L"] for r in rows if r["fits"]), default=None)
-    print(f"\nlargest lattice trained at batch {batch}: L={largest}")
+    limit = " (the largest L flows.train accepts)" if largest == RANGES["L"][1] else ""
+    print(f"\nlargest lattice trained at batch {batch}: L={largest}{limit}")
     return {"rows": rows, "largest_L": largest}
 
 

@@ -1,7 +1,7 @@
 """Per-kernel times of the fused phi^4 coupling (``flows.fused``) and sweeps of its constants.
 
     python bench/fused_kernels.py [--device cuda] [--L 64] [--batch 4096]
-    python bench/fused_kernels.py --sweep wgrad|gather|conv|thin [--device cuda]
+    python bench/fused_kernels.py --sweep wgrad|gather|conv|thin [...] [--device cuda]
 
 Without ``--sweep``: every kernel call of one coupling layer (hidden [8, 8], the reference
 architecture) on random activations, ms per call and the bandwidth that implies for the
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
     parser.add_argument("--L", type=int, default=None, help="lattice extent (64; cpu 4)")
     parser.add_argument("--batch", type=int, default=None, help="batch (4096; cpu 2)")
-    parser.add_argument("--sweep", choices=sorted(SWEEPS), default=None)
+    parser.add_argument("--sweep", choices=sorted(SWEEPS), default=None, nargs="+")
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if not fused.available(device):
@@ -184,7 +184,8 @@ def main() -> None:
     print(f"$ {shlex.join(sys.orig_argv)}")
     print(f"torch {torch.__version__}, {device.type} ({hardware})")
     if args.sweep:
-        sweep(args.sweep, L, batch, device)
+        for kind in args.sweep:
+            sweep(kind, L, batch, device)
     else:
         table(L, batch, device)
 

@@ -55,7 +55,7 @@ THIN_BLOCK = 256
 #: Warps per program of the convolution kernel.
 CONV_WARPS = 4
 #: Lattice sites per step of the tensor-core weight-gradient sweep (the products' K axis).
-DOT_BLOCK = 128
+DOT_BLOCK = 64
 #: Warps per program of the tensor-core weight-gradient sweep: one holds a small tile per
 #: tap (more would only repeat it); layers with more than 256 weights per tap take
 #: ``DOT_WIDE_WARPS`` to spread their nine tiles over more registers.
@@ -64,7 +64,7 @@ DOT_WIDE_WARPS = 4
 #: Lattice sites per step of the FMA weight-gradient sweep (one-channel inputs).
 FMA_BLOCK = 128
 #: Programs of a weight-gradient sweep (partial sums, then one torch sum).
-WGRAD_PROGRAMS = 1024
+WGRAD_PROGRAMS = 2048
 #: Which operand a tensor-core weight gradient gathers at the nine neighbours (the other is
 #: read once per block): "narrow" (default: the gradient where the layer's output has fewer
 #: channels than its input, as the 8 -> 2 layer, else the input), "input" or "gradient".
@@ -147,12 +147,29 @@ def _pad_bias(b: torch.Tensor) -> torch.Tensor:
     return _pad_pow2(b, 1)
 
 
+def _index_range_reason(n_sites: int, channels: int) -> str | None:
+    if n_sites * channels < 2**31:
+        return None
+    return (
+        f"the fused kernels index with 32-bit offsets: batch x L^2 x channels = "
+        f"{n_sites * channels} is too large; use a smaller batch or kernels='torch'"
+    )
+
+
 def _check_index_range(n_sites: int, channels: int) -> None:
-    if n_sites * channels >= 2**31:
-        raise ValueError(
-            f"the fused kernels index with 32-bit offsets: batch x L^2 x channels = "
-            f"{n_sites * channels} is too large; use a smaller batch or kernels='torch'"
-        )
+    reason = _index_range_reason(n_sites, channels)
+    if reason is not None:
+        raise ValueError(reason)
+
+
+def fits(n_sites: int, net: torch.nn.Module) -> str | None:
+    """``None`` if ``n_sites`` (batch x L^2) fit the kernels' 32-bit offsets, else why not.
+
+    ``kernels='auto'`` falls back to PyTorch beyond that (e.g. L = 2048 at batch 64).
+    """
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    widest = max((_pow2(c) for m in convs for c in (m.in_channels, m.out_channels)), default=1)
+    return _index_range_reason(n_sites, widest)
 
 
 def blocked_shape(batch: int, L: int, channels: int) -> tuple[int, ...]:  # noqa: N803

@@ -147,7 +147,7 @@ class AffineCoupling(Transform):
             return "the fused kernels do not run under autocast (amp); use amp 'none'"
         if torch.compiler.is_compiling():
             return "the fused kernels are not traced by torch.compile; use compile false"
-        return fused.supports(self.net)
+        return fused.supports(self.net) or fused.fits(x.numel(), self.net)
 
     def _use_fused(self, x: torch.Tensor) -> bool:
         if self.kernels == "torch":

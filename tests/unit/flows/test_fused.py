@@ -97,3 +97,11 @@ def test_kernel_bench_table_and_sweep_run_in_the_interpreter():
     )  # fmt: skip
     assert swept.returncode == 0, swept.stderr[-3000:]
     assert "fastest: ('" in swept.stdout and "shipped ('narrow',)" in swept.stdout
+
+
+def test_fits_names_the_32_bit_offset_limit():
+    net = ConvNet(1, [8, 8], 2, 3)
+    assert fused.fits(64 * 1024 * 1024, net) is None  # L = 1024 at batch 64: 2^29 offsets
+    reason = fused.fits(64 * 2048 * 2048, net)  # L = 2048: 2^31 offsets
+    assert "32-bit offsets" in reason and "kernels='torch'" in reason
+    assert fused.fits(64 * 2048 * 2048, ConvNet(1, [1], 2, 3)) is None  # two channels at most
