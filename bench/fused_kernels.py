@@ -1,7 +1,7 @@
 """Per-kernel times of the fused phi^4 coupling (``flows.fused``) and sweeps of its constants.
 
     python bench/fused_kernels.py [--device cuda] [--L 64] [--batch 4096]
-    python bench/fused_kernels.py --sweep wgrad|gather|conv|thin [...] [--device cuda]
+    python bench/fused_kernels.py --sweep wgrad|gather|conv|thin|overlap [...] [--device cuda]
 
 Without ``--sweep``: every kernel call of one coupling layer (hidden [8, 8], the reference
 architecture) on random activations, ms per call and the bandwidth that implies for the
@@ -43,6 +43,7 @@ SWEEPS: dict[str, tuple[tuple[str, ...], list[tuple]]] = {
     "gather": (("WGRAD_GATHER",), [("narrow",), ("input",), ("gradient",)]),
     "conv": (("BLOCK", "CONV_WARPS"), [(512, 4), (256, 2), (256, 4), (1024, 4), (1024, 8)]),
     "thin": (("THIN_BLOCK",), [(256,), (128,), (512,)]),
+    "overlap": (("OVERLAP_WGRAD",), [(True,), (False,)]),
 }
 #: Which calls each sweep times (names of ``calls()``).
 SWEPT_CALLS = {
@@ -50,6 +51,7 @@ SWEPT_CALLS = {
     "gather": ("wgrad 8->8", "wgrad 8->2"),
     "conv": ("conv 8->8", "conv 8->2", "dgrad 8->8", "dgrad 8->1 +=x"),
     "thin": ("conv 1->8 masked", "dgrad 2->8"),
+    "overlap": ("layer fwd+bwd",),
 }
 
 
@@ -111,6 +113,11 @@ def per_call_ms(fn: Callable[[], object], device: torch.device) -> float:
 
 def layer_ms(L: int, batch: int, device: torch.device) -> float:  # noqa: N803
     """Forward + backward of one fused coupling layer, ms per call."""
+    return per_call_ms(layer_step(L, batch, device), device)
+
+
+def layer_step(L: int, batch: int, device: torch.device) -> Callable[[], None]:  # noqa: N803
+    """A function running forward + backward of one fused coupling layer."""
     torch.manual_seed(0)
     coupling = AffineCoupling(checkerboard((L, L), 1), ConvNet(1, [8, 8], 2)).to(device)
     coupling.kernels = "triton"
@@ -120,7 +127,7 @@ def layer_ms(L: int, batch: int, device: torch.device) -> float:  # noqa: N803
         y, log_det = coupling(x)
         (y.sum() + log_det.sum()).backward()
 
-    return per_call_ms(step, device)
+    return step
 
 
 def table(L: int, batch: int, device: torch.device) -> dict[str, float]:  # noqa: N803
@@ -144,7 +151,8 @@ def sweep(kind: str, L: int, batch: int, device: torch.device) -> dict[tuple, fl
     """Time the calls ``kind`` affects for each candidate; print the sums, mark the fastest."""
     names, candidates = SWEEPS[kind]
     saved = {name: getattr(fused, name) for name in names}
-    selected = {k: v for k, v in calls(L, batch, device).items() if k in SWEPT_CALLS[kind]}
+    every = {**calls(L, batch, device), "layer fwd+bwd": (layer_step(L, batch, device), 0)}
+    selected = {k: v for k, v in every.items() if k in SWEPT_CALLS[kind]}
     sums: dict[tuple, float] = {}
     print(f"\nsweep {kind}: {', '.join(names)}; ms per call of {', '.join(selected)}")
     try:

@@ -73,6 +73,9 @@ WGRAD_GATHER = "narrow"
 #: ``tl.dot`` precision of the weight-gradient products: "tf32" (as cuDNN's default) or
 #: "tf32x3" (three TF32 products, about float32, slower).
 WGRAD_PRECISION = "tf32"
+#: Run the weight-gradient sweeps of the backward pass on a second CUDA stream, beside the
+#: input gradients (True), or in line on the caller's stream (False).
+OVERLAP_WGRAD = True
 #: Sites per program of the elementwise coupling kernels.
 EW_BLOCK = 1024
 
@@ -318,43 +321,80 @@ def wgrad3x3(
         cout: its real output channels.
         input_mask: ``[L, L]``; a one-channel input is multiplied by it as it is read.
     """
-    B, L = inp.shape[0], inp.shape[2]  # noqa: N806
-    cin_p, cout_p = _channels(inp), _channels(grad)
-    n = B * L * L
-    _check_index_range(n, max(cin_p, cout_p))
-    dot = cin_p > 1  # a 1-row product would waste the tensor cores' padding: FMAs
-    if input_mask is not None and dot:
-        raise ValueError("input_mask applies to one-channel inputs only")
-    if dot:
-        way = DUAL if _gathers_gradient(cin_p, cout_p) else DOT
-    else:
-        way = FMA if input_mask is None else FMA_MASKED
-    block = DOT_BLOCK if dot else FMA_BLOCK
-    warps = (DOT_WARPS if cin_p * cout_p <= 256 else DOT_WIDE_WARPS) if dot else 4
-    per_program, programs = _sweep(n, block)
-    n_weights = 9 * cin_p * cout_p
-    partial = inp.new_empty(n_weights + cout_p, programs)
-    wgrad3x3_kernel[(programs,)](
-        inp,
-        grad,
-        input_mask if input_mask is not None else inp,
-        partial,
-        n,
-        L=L,
-        BLOCKS_PER_PROGRAM=per_program,
-        CIN_P=cin_p,
-        COUT_P=cout_p,
-        WAY=way,
-        PRECISION=WGRAD_PRECISION,
-        BLOCK=block,
-        num_warps=warps,
-        # Software pipelining only adds registers to the tensor-core gather loop; 3 is
-        # Triton's default.
-        num_stages=1 if dot else 3,
-    )
-    total = partial.sum(-1)
-    dw = total[:n_weights].view(cout_p, cin_p, 3, 3)[:cout, :cin]
-    return dw.contiguous(), total[n_weights : n_weights + cout]  # no copy without padding
+    sweep = _WeightGradient(inp, grad, input_mask)
+    sweep.launch()
+    return sweep.finish(cin, cout)
+
+
+class _WeightGradient:
+    """One weight-gradient sweep in two halves: the kernel's partial sums, then their sum.
+
+    The halves may run on different streams (see ``OVERLAP_WGRAD``): the partial sums are
+    allocated here, on the caller's stream, so the other stream only writes into them.
+    """
+
+    def __init__(
+        self, inp: torch.Tensor, grad: torch.Tensor, input_mask: torch.Tensor | None
+    ) -> None:
+        B, L = inp.shape[0], inp.shape[2]  # noqa: N806
+        self.cin_p, self.cout_p = _channels(inp), _channels(grad)
+        self.n = B * L * L
+        _check_index_range(self.n, max(self.cin_p, self.cout_p))
+        dot = self.cin_p > 1  # a 1-row product would waste the tensor cores' padding: FMAs
+        if input_mask is not None and dot:
+            raise ValueError("input_mask applies to one-channel inputs only")
+        if dot:
+            self.way = DUAL if _gathers_gradient(self.cin_p, self.cout_p) else DOT
+        else:
+            self.way = FMA if input_mask is None else FMA_MASKED
+        self.block = DOT_BLOCK if dot else FMA_BLOCK
+        wide = self.cin_p * self.cout_p > 256
+        self.warps = (DOT_WIDE_WARPS if wide else DOT_WARPS) if dot else 4
+        self.per_program, programs = _sweep(self.n, self.block)
+        self.n_weights = 9 * self.cin_p * self.cout_p
+        self.partial = inp.new_empty(self.n_weights + self.cout_p, programs)
+        self.inp, self.grad, self.mask = inp, grad, input_mask
+
+    def launch(self) -> None:
+        """The kernel, on the current stream."""
+        dot = self.way in (DOT, DUAL)
+        wgrad3x3_kernel[(self.partial.shape[1],)](
+            self.inp,
+            self.grad,
+            self.mask if self.mask is not None else self.inp,
+            self.partial,
+            self.n,
+            L=self.inp.shape[2],
+            BLOCKS_PER_PROGRAM=self.per_program,
+            CIN_P=self.cin_p,
+            COUT_P=self.cout_p,
+            WAY=self.way,
+            PRECISION=WGRAD_PRECISION,
+            BLOCK=self.block,
+            num_warps=self.warps,
+            # Software pipelining only adds registers to the tensor-core gather loop; 3 is
+            # Triton's default.
+            num_stages=1 if dot else 3,
+        )
+
+    def finish(self, cin: int, cout: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum the partials (on the current stream): ``(dW [cout, cin, 3, 3], db [cout])``."""
+        total = self.partial.sum(-1)
+        dw = total[: self.n_weights].view(self.cout_p, self.cin_p, 3, 3)[:cout, :cin]
+        return dw.contiguous(), total[self.n_weights : self.n_weights + cout]
+
+
+_side_streams: dict[int, torch.cuda.Stream] = {}
+
+
+def _side_stream(device: torch.device) -> torch.cuda.Stream | None:
+    """The stream weight gradients overlap on, or None (CPU, interpreter, or switched off)."""
+    if not OVERLAP_WGRAD or device.type != "cuda" or interpreting():
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _side_streams:
+        _side_streams[index] = torch.cuda.Stream(index)
+    return _side_streams[index]
 
 
 class _FusedCoupling(torch.autograd.Function):
@@ -402,16 +442,32 @@ class _FusedCoupling(torch.autograd.Function):
             BLOCK=EW_BLOCK,
         )
         inputs = [x[:, None, :, :, None], *acts[:-1]]
-        grads: list[torch.Tensor] = []
+        # Weight gradients run on a side stream while the input gradients go on: the first
+        # are integer-bound gathers, the second FMA-bound, so they share the SMs well. Each
+        # sweep's tensors stay referenced here until the join (no allocator reuse races).
+        main = torch.cuda.current_stream(x.device) if x.is_cuda else None
+        side = _side_stream(x.device)
+        sweeps: list[_WeightGradient] = []
         for k in range(n_layers - 1, -1, -1):
             w = weights[k]
             first = k == 0
-            dw, db = wgrad3x3(inputs[k], grad, w.shape[1], w.shape[0], mask if first else None)
-            grads = [dw, db, *grads]
+            sweep = _WeightGradient(inputs[k], grad, mask if first else None)
+            if side is None:
+                sweep.launch()
+            else:
+                side.wait_stream(main)
+                with torch.cuda.stream(side):
+                    sweep.launch()
+            sweeps.append(sweep)
             if first:  # x's gradient through the conditioner: frozen sites, added in place
                 conv3x3_add_masked(grad, _pack_transposed(w), grad_x, mask)
             else:
                 grad = conv3x3(grad, _pack_transposed(w), gate=acts[k - 1])
+        if side is not None:
+            main.wait_stream(side)
+        grads: list[torch.Tensor] = []
+        for sweep, w in zip(sweeps, reversed(weights), strict=True):
+            grads = [*sweep.finish(w.shape[1], w.shape[0]), *grads]
         return (grad_x, None, *grads)
 
 
