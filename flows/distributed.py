@@ -49,6 +49,29 @@ def init() -> tuple[int, int, int]:
     return rank, world, local
 
 
+def rank_gpu(local_rank: int, visible: int) -> int:
+    """The CUDA device index a rank trains on, given how many GPUs its process sees.
+
+    All of a node's GPUs visible (``torchrun``, or ``srun`` with ``--gres=gpu:N``): the
+    ``local_rank``-th. One visible (``srun --gpus-per-task=1`` or ``--gpu-bind=single:1`` binds
+    each task to its own): that one.
+
+    Raises:
+        ValueError: more ranks on the node than GPUs visible to them.
+    """
+    if visible < 1:
+        raise ValueError("no GPU is visible to this rank: train with --device cpu, or ask for GPUs")
+    if local_rank < visible:
+        return local_rank
+    if visible == 1:
+        return 0
+    raise ValueError(
+        f"local rank {local_rank} but only {visible} GPUs are visible on this node: start at "
+        f"most {visible} ranks per node (torchrun --nproc_per_node={visible}, or sbatch "
+        f"--ntasks-per-node={visible} with --gres=gpu:{visible})"
+    )
+
+
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """DistributedDataParallel around the flow's transform (gradients averaged over ranks)."""
     ids = [device.index] if device.type == "cuda" else None

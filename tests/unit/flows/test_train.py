@@ -197,6 +197,28 @@ def test_ranks_come_from_torchrun_or_slurm(env, expected):
     assert ranks_from_env(env) == expected
 
 
+@pytest.mark.parametrize(
+    "local_rank, visible, expected",
+    [
+        (0, 4, 0),
+        (3, 4, 3),  # torchrun or srun --gres: every rank sees the node's GPUs
+        (0, 1, 0),
+        (3, 1, 0),  # srun --gpus-per-task=1: each rank sees its own GPU alone
+        (2, 2, "only 2 GPUs are visible"),
+        (0, 0, "no GPU is visible"),
+    ],
+)
+def test_each_rank_trains_on_its_own_gpu(local_rank, visible, expected):
+    from flows.distributed import rank_gpu
+
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=expected) as info:
+            rank_gpu(local_rank, visible)
+        assert "--device cpu" in str(info.value) or "--nproc_per_node" in str(info.value)
+    else:
+        assert rank_gpu(local_rank, visible) == expected
+
+
 def test_data_parallel_training_with_torchrun(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     args = ["--L", "4", "--n_layers", "2", "--hidden", "4", "--steps", "12", "--batch_size", "8"]
