@@ -532,6 +532,11 @@ def main() -> None:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but no GPU is visible")
+    if args.mode == "scaling" and device.type == "cuda" and torch.cuda.device_count() < args.ranks:
+        parser.error(
+            f"scaling --ranks {args.ranks} needs {args.ranks} visible GPUs, found "
+            f"{torch.cuda.device_count()}: lower --ranks, or run on a machine with more GPUs"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     hardware = (
