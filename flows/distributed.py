@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from flows.config import ConfigError
+
 
 def ranks_from_env(env: dict[str, str] | None = None) -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` from torchrun's or Slurm's variables; ``(0, 1, 0)`` alone.
@@ -57,15 +59,17 @@ def rank_gpu(local_rank: int, visible: int) -> int:
     each task to its own): that one.
 
     Raises:
-        ValueError: more ranks on the node than GPUs visible to them.
+        ConfigError: no GPU visible, or more ranks on the node than GPUs visible to them.
     """
     if visible < 1:
-        raise ValueError("no GPU is visible to this rank: train with --device cpu, or ask for GPUs")
+        raise ConfigError(
+            "no GPU is visible to this rank: train with --device cpu, or ask for GPUs"
+        )
     if local_rank < visible:
         return local_rank
     if visible == 1:
         return 0
-    raise ValueError(
+    raise ConfigError(
         f"local rank {local_rank} but only {visible} GPUs are visible on this node: start at "
         f"most {visible} ranks per node (torchrun --nproc_per_node={visible}, or sbatch "
         f"--ntasks-per-node={visible} with --gres=gpu:{visible})"

@@ -382,12 +382,7 @@ def train(config: TrainConfig, print_summary: bool = False) -> dict[str, Any]:
     rank, world_size, local_rank = distributed.init()
     device = resolve_device(config.device)
     if device.type == "cuda" and world_size > 1:
-        try:
-            device = torch.device(
-                "cuda", distributed.rank_gpu(local_rank, torch.cuda.device_count())
-            )
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        device = torch.device("cuda", distributed.rank_gpu(local_rank, torch.cuda.device_count()))
         torch.cuda.set_device(device)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -262,15 +262,13 @@ def _data_parallel_rank(rank: int, port: int, kernels: str, out: dict) -> None:
 
 
 def test_data_parallel_ranks_stay_in_step_with_fused_kernels():
-    import socket
-
     import torch.multiprocessing as mp
+
+    from tests.hub import free_port
 
     runs = {}
     for kernels in ("triton", "torch"):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         with mp.get_context("spawn").Manager() as manager:
             out = manager.dict()
             mp.start_processes(
