@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgresql://latticehub:latticehub@127.0.0.1:5432/latticehub
 PYTEST_ARGS ?=
 
-.PHONY: up services lint format test test-unit test-services bench clean
+.PHONY: up services lint format test test-unit test-services test-security bench clean
 
 services:
 	scripts/services.sh all
@@ -26,9 +26,13 @@ test-unit:
 
 # docker, swarm and postgres tiers (real engine, real Hub + proxy, real PostgreSQL)
 test-services:
-	LATTICEHUB_TEST_PG_URL=$(PG_URL) $(PY) -m pytest tests -m "docker or swarm or postgres or slurm or browser" $(PYTEST_ARGS)
+	LATTICEHUB_TEST_PG_URL=$(PG_URL) $(PY) -m pytest tests -m "(docker or swarm or postgres or slurm or browser) and not security" $(PYTEST_ARGS)
 
-test: services lint test-unit test-services
+# attacks on the tenant boundaries (docs/security.md): real Hub + proxy + services, Docker, Slurm
+test-security:
+	LATTICEHUB_TEST_PG_URL=$(PG_URL) $(PY) -m pytest tests/security -m security $(PYTEST_ARGS)
+
+test: services lint test-unit test-security test-services
 
 bench: services
 	$(PY) bench/spawn.py
