@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from .limits import GroupLimits
+from .limits import MIN_CPU, MIN_MEMORY, GroupLimits
 from .units import format_bytes, format_cpu
 
 
@@ -67,9 +67,11 @@ def render_options_form(offers: Sequence[GroupOffer], default_image: str) -> str
   <select class="form-control" id="lh-image" name="image">
 {chr(10).join(images)}
   </select>
-  <label for="lh-mem">Memory (e.g. 2G; empty: the group's default)</label>
+  <label for="lh-mem">Memory (at least {format_bytes(MIN_MEMORY)}, e.g. 2G; empty: the group's
+    default)</label>
   <input class="form-control" id="lh-mem" name="mem_limit" type="text" placeholder="2G">
-  <label for="lh-cpu">CPUs (e.g. 1.5; empty: the group's default)</label>
+  <label for="lh-cpu">CPUs (at least {format_cpu(MIN_CPU)}, e.g. 1.5; empty: the group's
+    default)</label>
   <input class="form-control" id="lh-cpu" name="cpu_limit" type="text" placeholder="1">
   {gpu_field}
 </div>

@@ -7,14 +7,22 @@ tables. The spawner turns :class:`LimitError` into a ``SpawnException``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .units import format_bytes, format_cpu, parse_bytes, parse_cpu
 
-#: Smallest memory limit a user may ask for (Docker refuses less than 6M; 0 means none).
-MIN_MEMORY = 16 * 1024**2
+#: Smallest memory limit per server, in bytes (64M), wherever a value enters: the admin's
+#: ``group_limits``, a manager's group properties, the user's options and the spawner's own
+#: default. Docker refuses less than 6M and reads 0 as "no limit"; no notebook server fits
+#: in this much (its imports alone peak near 120M), so a smaller value is a typo (``64``
+#: meant as megabytes) or an attempt to reach Docker's "unlimited".
+MIN_MEMORY = 64 * 1024**2
+
+#: Smallest CPU limit per server, in cores: Docker's own minimum for ``--cpus`` and, at the
+#: default CFS period of 100 ms, its smallest CPU quota (1 ms).
+MIN_CPU = 0.01
 
 #: Key of a group's JupyterHub ``properties`` where managers lower their group's values.
 PROPERTIES_KEY = "latticehub"
@@ -47,7 +55,7 @@ class GroupLimits:
         cpu_limit: CPU ceiling per server, cores.
         gpus: GPUs one server may request (unset means 0: GPUs are opt-in per group).
         gpu_sharing: whether the group's servers may share a GPU with other sharing servers.
-        images: images the group may run (``None``: any image the spawner allows).
+        images: images the group may run (``None``: the spawner's default ``image`` only).
         nodes: nodes (Swarm node hostnames) the group's servers may run on.
         constraints: extra Swarm placement constraints, e.g. ``node.labels.ib==true``.
         home: volume name or host path template for the user's home (``{username}``).
@@ -154,11 +162,32 @@ def _max_age(value: Any, key: str) -> int | None:
     return value or None
 
 
+def _memory(value: Any, key: str) -> int:
+    size = parse_bytes(value, name=key)
+    if size < MIN_MEMORY:
+        raise ValueError(
+            f"{key}={value!r} is below the floor of {format_bytes(MIN_MEMORY)} per server "
+            f"(docs/limits.md): give at least {format_bytes(MIN_MEMORY)}, e.g. {key}='2G'; "
+            "leave the key out for no memory limit"
+        )
+    return size
+
+
+def _cores(value: Any, key: str) -> float:
+    cores = parse_cpu(value, name=key)
+    if cores < MIN_CPU:
+        raise ValueError(
+            f"{key}={value!r} is below the floor of {format_cpu(MIN_CPU)} CPU per server "
+            f"(docs/limits.md): give at least {format_cpu(MIN_CPU)}, e.g. {key}=0.5"
+        )
+    return cores
+
+
 _PARSERS = {
     "max_servers": _count,
     "max_servers_per_user": _count,
-    "mem_limit": lambda v, k: parse_bytes(v, name=k),
-    "cpu_limit": lambda v, k: parse_cpu(v, name=k),
+    "mem_limit": _memory,
+    "cpu_limit": _cores,
     "gpus": _count,
     "gpu_sharing": _flag,
     "images": _names,
@@ -233,7 +262,11 @@ def apply_properties(
 
     Only :data:`LOWERABLE_KEYS` are honoured and a value can never rise above the
     ceiling: numbers take the minimum, lists the intersection, and flags may only move
-    to the stricter side (``gpu_sharing`` off, ``shared_readonly`` on).
+    to the stricter side (``gpu_sharing`` off, ``shared_readonly`` on). Values below the
+    floors (:data:`MIN_MEMORY`, :data:`MIN_CPU`) are ignored like any malformed value,
+    and so are ``images`` for a ceiling without an images list (which means the
+    spawner's default image only; the spawner fills it in before calling this, see
+    :func:`with_default_image`).
 
     Args:
         ceiling: the admin-configured limits.
@@ -259,6 +292,13 @@ def apply_properties(
             warnings.append(f"{e}; ignored")
             continue
         current = getattr(ceiling, key)
+        if key == "images" and current is None:
+            # no list means the admin's default image only: nothing a manager could pick
+            warnings.append(
+                "'images' cannot be set for a group without an images list in group_limits "
+                "(it runs the spawner's default image only); ignored"
+            )
+            continue
         if key in ("images", "nodes"):
             changes[key] = _lower_names(current, value)
         elif key == "gpu_sharing":
@@ -369,6 +409,11 @@ class ServerRequest:
     gpus: int = 0
 
 
+#: DockerSpawner's ``allowed_images`` after evaluation: alias -> image, a list of images
+#: (each its own alias), ``"*"`` or empty/``None`` (no spawner-level list).
+AllowedImages = Mapping[str, str] | Sequence[str] | None
+
+
 def _option(options: Mapping[str, Any], *names: str) -> Any:
     for name in names:
         value = options.get(name)
@@ -377,48 +422,199 @@ def _option(options: Mapping[str, Any], *names: str) -> Any:
     return None
 
 
+def image_aliases(allowed_images: AllowedImages) -> dict[str, str] | None:
+    """DockerSpawner's ``allowed_images`` as a dict alias -> image name.
+
+    A list maps each image to itself. ``"*"``, an empty list or dict and ``None`` mean
+    that the spawner keeps no list of its own (``None``); the group's ``images`` alone
+    then name what a user may pick.
+
+    Raises:
+        ValueError: for a value that is neither, naming the accepted forms.
+
+    >>> image_aliases({"stable": "lab/nb:1.2"})
+    {'stable': 'lab/nb:1.2'}
+    >>> image_aliases(["lab/nb:1.2"])
+    {'lab/nb:1.2': 'lab/nb:1.2'}
+    """
+    if allowed_images is None or allowed_images == "*":
+        return None
+    if isinstance(allowed_images, Mapping):
+        pairs = list(allowed_images.items())
+    elif isinstance(allowed_images, str) or not isinstance(allowed_images, Iterable):
+        raise ValueError(
+            f"allowed_images={allowed_images!r} must be a list of images, a dict alias -> "
+            "image or '*', e.g. {'stable': 'latticehub/singleuser:latest'}"
+        )
+    else:
+        pairs = [(image, image) for image in allowed_images]
+    for alias, image in pairs:
+        if not (isinstance(alias, str) and alias and isinstance(image, str) and image):
+            raise ValueError(
+                f"allowed_images entry {alias!r} -> {image!r}: aliases and images must be "
+                "non-empty strings, e.g. {'stable': 'latticehub/singleuser:latest'}"
+            )
+    return dict(pairs) or None
+
+
+def with_default_image(limits: GroupLimits, default_image: str) -> GroupLimits:
+    """Deny by default: a group without an ``images`` list may run the default image only.
+
+    >>> with_default_image(GroupLimits(), "lab/nb:1").images
+    ('lab/nb:1',)
+    >>> with_default_image(GroupLimits(images=()), "lab/nb:1").images
+    ()
+    """
+    if limits.images is not None:
+        return limits
+    return dataclasses.replace(limits, images=(default_image,))
+
+
+def image_choices(
+    limits: GroupLimits, allowed_images: AllowedImages, default_image: str
+) -> dict[str, str]:
+    """What a user of a group may send as ``image``, each with the image it runs.
+
+    Aliases are resolved before the check, so an alias is a choice only when the image
+    it names is in the group's list (the default image alone for a group without one):
+    an alias can never carry an unlisted image past that list.
+
+    Without a spawner-level ``allowed_images`` the choices are the group's images. With
+    one, they are its aliases whose image the group lists, plus the default image itself
+    when the group lists it (sending it is the same as sending nothing).
+
+    Returns:
+        Choice -> image, the default image's choice first.
+
+    >>> image_choices(GroupLimits(images=("a",)), {"ok": "a", "sneaky": "b"}, "a")
+    {'a': 'a', 'ok': 'a'}
+    >>> image_choices(GroupLimits(), None, "a")
+    {'a': 'a'}
+    """
+    listed = with_default_image(limits, default_image).images or ()
+    aliases = image_aliases(allowed_images)
+    if aliases is None:
+        choices = {image: image for image in listed}
+    else:
+        choices = {alias: image for alias, image in aliases.items() if image in listed}
+        if default_image in listed and default_image not in aliases:
+            choices[default_image] = default_image
+    first = [c for c in choices if c == default_image]
+    return {c: choices[c] for c in first + [c for c in choices if c != default_image]}
+
+
+def resolve_image(
+    *,
+    group: str,
+    limits: GroupLimits,
+    requested: Any,
+    default_image: str,
+    allowed_images: AllowedImages,
+) -> str:
+    """The image a spawn runs: the requested choice resolved, or the default image.
+
+    Args:
+        group: the charged group (for messages).
+        limits: the group's effective limits (``images=None``: the default image only).
+        requested: ``user_options["image"]`` (``None`` or ``""``: the default image).
+        default_image: the spawner's ``image``.
+        allowed_images: the spawner's ``allowed_images`` (see :func:`image_aliases`).
+
+    Raises:
+        LimitError: 400 for a value that is not a name, 403 for an image (or an alias of
+            one) that the group may not run, naming what it may choose.
+    """
+    choices = image_choices(limits, allowed_images, default_image)
+    offer = ", ".join(choices) or "none"
+    fix = (
+        "Choose one of them in the 'image' field, or ask an admin to add the image to the "
+        "group's images in group_limits."
+    )
+    if requested in (None, ""):
+        if default_image in (with_default_image(limits, default_image).images or ()):
+            return default_image
+        raise LimitError(
+            403,
+            "image",
+            f"The default image {default_image!r} is not allowed for group {group!r}. "
+            f"Allowed: {offer}. {fix}",
+        )
+    if not isinstance(requested, str):
+        raise LimitError(
+            400, "bad_option", f"image={requested!r} must be an image name, e.g. {offer}"
+        )
+    if requested in choices:
+        return choices[requested]
+    aliases = image_aliases(allowed_images) or {}
+    target = aliases.get(requested)
+    shown = (
+        f"{requested!r} (an alias of {target!r})"
+        if target is not None and target != requested
+        else repr(requested)
+    )
+    raise LimitError(
+        403,
+        "image",
+        f"Image {shown} is not allowed for group {group!r}. Allowed: {offer}. {fix}",
+    )
+
+
+def _check_default(trait: str, value: float, floor: float, show: Callable[[Any], str]) -> None:
+    """Refuse a spawner default (admin configuration) below a floor, naming the fix."""
+    if value < floor:
+        raise LimitError(
+            500,
+            "config",
+            f"The spawner's default {trait}={show(value)} is below the floor of "
+            f"{show(floor)} per server (docs/limits.md). An admin must set "
+            f"{trait} to at least {show(floor)}, or to 0 to use each group's ceiling.",
+        )
+
+
 def resolve_request(
     *,
     group: str,
     limits: GroupLimits,
     options: Mapping[str, Any],
     default_image: str,
-    allowed_images: Sequence[str] | None,
+    allowed_images: AllowedImages,
     default_mem: int | None,
     default_cpu: float | None,
 ) -> ServerRequest:
     """Turn user options and spawner defaults into a request that fits the group's caps.
 
-    An explicit user request above a cap is refused (400) so that nobody silently gets
-    less than asked for; spawner defaults above a cap are clamped to it.
+    An explicit user request above a cap or below a floor (:data:`MIN_MEMORY`,
+    :data:`MIN_CPU`) is refused (400) so that nobody silently gets other than asked for;
+    spawner defaults above a cap are clamped to it.
 
     Args:
         group: the charged group (for messages).
         limits: the group's effective limits.
         options: ``user_options`` (``image``, ``mem_limit``, ``cpu_limit``, ``gpus``).
         default_image: the spawner's ``image``.
-        allowed_images: the spawner's ``allowed_images`` (``None``: any).
+        allowed_images: the spawner's ``allowed_images`` (see :func:`image_aliases`).
         default_mem: the spawner's ``mem_limit`` in bytes, if any.
         default_cpu: the spawner's ``cpu_limit``, if any.
 
     Raises:
-        LimitError: 400 for a malformed or too large request, 403 for a disallowed image.
+        LimitError: 400 for a malformed, too large or too small request, 403 for a
+            disallowed image, 500 for a spawner default below a floor.
     """
     # Spawner traits use 0 for "no limit"; Docker reads 0 the same way, so a 0 default
     # must not get past a group's cap
     default_mem = default_mem or None
     default_cpu = default_cpu or None
-    image = _option(options, "image") or default_image
-    if not isinstance(image, str):
-        raise LimitError(400, "bad_option", f"image={image!r} must be an image name")
-    permitted = _permitted_images(limits.images, allowed_images)
-    if permitted is not None and image not in permitted:
-        offer = ", ".join(permitted) or "none"
-        raise LimitError(
-            403,
-            "image",
-            f"Image {image!r} is not allowed for group {group!r}. Allowed: {offer}.",
-        )
+    if default_mem is not None:
+        _check_default("mem_limit", default_mem, MIN_MEMORY, format_bytes)
+    if default_cpu is not None:
+        _check_default("cpu_limit", default_cpu, MIN_CPU, format_cpu)
+    image = resolve_image(
+        group=group,
+        limits=limits,
+        requested=options.get("image"),
+        default_image=default_image,
+        allowed_images=allowed_images,
+    )
 
     mem = default_mem
     raw_mem = _option(options, "mem_limit", "mem")
@@ -431,9 +627,10 @@ def resolve_request(
             # Docker reads 0 as "no limit": never let a tiny value slip past the cap
             raise LimitError(
                 400,
-                "bad_option",
-                f"Memory {raw_mem!r} is too small: ask for at least {format_bytes(MIN_MEMORY)}, "
-                "e.g. '2G'.",
+                "mem_limit",
+                f"Memory {raw_mem!r} is below the floor of {format_bytes(MIN_MEMORY)} per "
+                f"server: ask for at least {format_bytes(MIN_MEMORY)}, e.g. '2G', or leave "
+                "the field empty for the group's default.",
             )
         if limits.mem_limit is not None and mem > limits.mem_limit:
             raise LimitError(
@@ -453,6 +650,14 @@ def resolve_request(
             cpu = parse_cpu(raw_cpu)
         except ValueError as e:
             raise LimitError(400, "bad_option", str(e)) from None
+        if cpu < MIN_CPU:
+            raise LimitError(
+                400,
+                "cpu_limit",
+                f"CPUs {raw_cpu!r} is below the floor of {format_cpu(MIN_CPU)} CPU per "
+                f"server: ask for at least {format_cpu(MIN_CPU)}, e.g. 0.5, or leave the "
+                "field empty for the group's default.",
+            )
         if limits.cpu_limit is not None and cpu > limits.cpu_limit:
             raise LimitError(
                 400,
@@ -486,27 +691,11 @@ def resolve_request(
     return ServerRequest(image=image, mem_limit=mem, cpu_limit=cpu, gpus=gpus)
 
 
-def _permitted_images(
-    group_images: Sequence[str] | None, allowed_images: Sequence[str] | None
-) -> list[str] | None:
-    if group_images is None and allowed_images is None:
-        return None
-    if group_images is None:
-        return list(allowed_images or ())
-    if allowed_images is None:
-        return list(group_images)
-    allowed = set(allowed_images)
-    return [i for i in group_images if i in allowed]
-
-
 def permitted_images(
-    limits: GroupLimits, allowed_images: Sequence[str] | None, default_image: str
+    limits: GroupLimits, allowed_images: AllowedImages, default_image: str
 ) -> list[str]:
-    """Images to offer in the spawn form for a group (the default image first)."""
-    images = _permitted_images(limits.images, allowed_images)
-    if images is None:
-        return [default_image]
-    return sorted(images, key=lambda i: (i != default_image, i))
+    """Choices to offer in the spawn form for a group (the default image first)."""
+    return list(image_choices(limits, allowed_images, default_image))
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,12 @@ from .limits import (
     apply_properties,
     chargeable_groups,
     choose_group,
+    image_aliases,
     parse_all_group_limits,
     parse_group_limits,
     permitted_images,
     resolve_request,
+    with_default_image,
 )
 from .naming import safe_name
 from .traits import GroupLimitsConfig
@@ -125,26 +127,49 @@ class GroupLimitsMixin(GroupLimitsConfig):
             no_group_limits=nogroup,
             no_group_pool=self.no_group_pool,
         )
-        limits, warnings = apply_properties(choice.limits, groups.get(choice.pool))
-        for warning in warnings:
-            self.log.warning("group %s properties: %s", choice.pool, warning)
-        allowed = self._allowed_image_list()
+        limits = self.effective_limits(choice.pool, choice.limits, groups.get(choice.pool))
         request = resolve_request(
             group=choice.pool,
             limits=limits,
             options=options,
             default_image=self.image,
-            allowed_images=allowed,
+            allowed_images=self._image_aliases(),
             default_mem=parse_bytes(self.mem_limit) if self.mem_limit else None,
             default_cpu=self.cpu_limit,
         )
         return choice.pool, limits, request
 
-    def _allowed_image_list(self) -> list[str] | None:
-        allowed = self._get_allowed_images()
-        if allowed == "*" or not allowed:
-            return None
-        return list(allowed)
+    def effective_limits(
+        self,
+        pool: str,
+        ceiling: GroupLimits,
+        properties: Mapping[str, Any] | None,
+        *,
+        warn: bool = True,
+    ) -> GroupLimits:
+        """A group's ceiling, deny-by-default images filled in, lowered by its properties.
+
+        A ceiling without ``images`` allows the spawner's default ``image`` only; that list
+        is made explicit before the manager's properties are applied, so that a manager
+        can narrow it but never name another image.
+
+        Args:
+            pool: the group (for the log).
+            ceiling: the admin's limits of the group.
+            properties: the group's JupyterHub properties.
+            warn: log the property values that were ignored (at spawns, not for the form).
+        """
+        limits, warnings = apply_properties(with_default_image(ceiling, self.image), properties)
+        for warning in warnings if warn else ():
+            self.log.warning("group %s properties: %s", pool, warning)
+        return limits
+
+    def _image_aliases(self) -> dict[str, str] | None:
+        """``allowed_images`` (evaluated if callable) as alias -> image, or ``None``."""
+        try:
+            return image_aliases(self._get_allowed_images())
+        except ValueError as e:
+            raise LimitError(500, "config", f"{e}. An admin must fix allowed_images.") from None
 
     def _refuse(self, pool: str, error: LimitError) -> SpawnException:
         metrics.REJECTIONS.labels(group=pool, reason=error.reason).inc()
@@ -429,15 +454,19 @@ class GroupLimitsMixin(GroupLimitsConfig):
             return ""
         groups = self._groups()
         offers = []
-        allowed = self._allowed_image_list()
+        try:
+            aliases = self._image_aliases()
+        except LimitError:
+            return ""
         for name in chargeable_groups(list(groups), ceilings, unlisted):
-            limits, _ = apply_properties(ceilings.get(name) or unlisted, groups.get(name))
+            ceiling = ceilings.get(name) or unlisted or GroupLimits()
+            limits = self.effective_limits(name, ceiling, groups.get(name), warn=False)
             offers.append(
                 GroupOffer(
                     name=name,
                     limits=limits,
                     in_use=len(self.ledger.slots(name)),
-                    images=permitted_images(limits, allowed, self.image),
+                    images=permitted_images(limits, aliases, self.image),
                 )
             )
         return render_options_form(offers, self.image)

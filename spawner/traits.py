@@ -26,11 +26,15 @@ class GroupLimitsConfig(Configurable):
 
         - ``max_servers`` (int): servers the group may run at once.
         - ``max_servers_per_user`` (int): servers one user may run charged to the group.
-        - ``mem_limit`` (bytes or str such as ``"8G"``): memory ceiling per server.
-        - ``cpu_limit`` (float cores, or ``"500m"``): CPU ceiling per server.
+        - ``mem_limit`` (bytes or str such as ``"8G"``, at least ``"64M"``): memory
+          ceiling per server; unset: no ceiling.
+        - ``cpu_limit`` (float cores, or ``"500m"``, at least 0.01): CPU ceiling per
+          server; unset: no ceiling.
         - ``gpus`` (int): GPUs one server may ask for (unset: 0).
         - ``gpu_sharing`` (bool): servers of the group may share GPUs.
-        - ``images`` (list of str): images the group may run.
+        - ``images`` (list of str): images the group may run; unset: the spawner's
+          default ``image`` only. Aliases of ``allowed_images`` are resolved to their
+          image before this check.
         - ``nodes`` (list of str): nodes the group's servers may run on (Swarm).
         - ``constraints`` (list of str): extra Swarm placement constraints.
         - ``home`` (str): volume name or absolute host path template for homes.
@@ -45,8 +49,13 @@ class GroupLimitsConfig(Configurable):
           or not.
 
         Templates may use ``{username}`` and ``{group}``. Group managers may *lower*
-        values through the group's properties (key ``latticehub``), never raise them.
+        values through the group's properties (key ``latticehub``), never raise them nor
+        go below the floors (64M memory, 0.01 CPU per server; docs/limits.md).
         The order of the groups is the order in which a user's default group is chosen.
+
+        .. versionchanged:: 0.2
+            ``mem_limit`` below 64M and ``cpu_limit`` below 0.01 are refused; a group
+            without ``images`` runs the default ``image`` only (before: any image).
 
         Example::
 

@@ -6,12 +6,15 @@ import pytest
 
 from spawner.limits import (
     LIMIT_KEYS,
+    MIN_CPU,
+    MIN_MEMORY,
     GroupLimits,
     apply_properties,
     parse_all_group_limits,
     parse_group_limits,
 )
 
+M = 1024**2
 G = 1024**3
 GL = GroupLimits
 
@@ -82,7 +85,10 @@ def test_parse_group_limits_unknown_key_lists_known_keys():
         ("gpus", False),
         ("mem_limit", "8X"),
         ("mem_limit", -1),
+        ("mem_limit", 0),
+        ("mem_limit", "32M"),
         ("cpu_limit", 0),
+        ("cpu_limit", 0.001),
         ("cpu_limit", "fast"),
         ("gpu_sharing", "yes"),
         ("gpu_sharing", 1),
@@ -116,6 +122,89 @@ def test_parse_group_limits_bad_value_names_key(key, value):
     message = str(info.value)
     assert message.startswith("group_limits['lab']: ")
     assert f"{key}={value!r}" in message
+
+
+# -- floors: wherever a value enters, memory >= 64M and CPUs >= 0.01 per server ------
+def test_floors_are_64m_and_a_hundredth_of_a_cpu():
+    assert (MIN_MEMORY, MIN_CPU) == (64 * M, 0.01)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("mem_limit", 0),
+        ("mem_limit", "0"),
+        ("mem_limit", "0G"),
+        ("mem_limit", 1),
+        ("mem_limit", 64),  # bytes, meant as megabytes
+        ("mem_limit", "6M"),
+        ("mem_limit", "63M"),
+        ("mem_limit", 64 * M - 1),
+        ("mem_limit", "0.06G"),
+        ("cpu_limit", 0.001),
+        ("cpu_limit", 0.0099),
+        ("cpu_limit", "1m"),
+        ("cpu_limit", "9m"),
+        ("cpu_limit", "0.005"),
+        ("cpu_limit", 1e-9),
+    ],
+)
+def test_group_limits_below_the_floor_name_key_floor_and_fix(key, value):
+    with pytest.raises(ValueError) as info:
+        parse_all_group_limits({"ok": {}, "lqcd": {key: value}})
+    message = str(info.value)
+    floor = "64M" if key == "mem_limit" else "0.01 CPU"
+    assert message.startswith(f"group_limits['lqcd']: {key}={value!r} is below the floor of ")
+    assert f"floor of {floor} per server" in message
+    assert "docs/limits.md" in message and "e.g. " + key in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"mem_limit": "64M"}, GL(mem_limit=64 * M)),
+        ({"mem_limit": 64 * M}, GL(mem_limit=64 * M)),
+        ({"mem_limit": "0.0625G"}, GL(mem_limit=64 * M)),
+        ({"cpu_limit": 0.01}, GL(cpu_limit=0.01)),
+        ({"cpu_limit": "10m"}, GL(cpu_limit=0.01)),
+        ({"cpu_limit": "0.01"}, GL(cpu_limit=0.01)),
+        ({"mem_limit": None, "cpu_limit": None}, GL()),
+    ],
+)
+def test_group_limits_at_the_floor_are_accepted(raw, expected):
+    assert parse_group_limits(raw) == expected
+
+
+CEIL_FLOORS = GL(mem_limit=G, cpu_limit=1.0)
+
+
+@pytest.mark.parametrize(
+    "lowered",
+    [
+        {"mem_limit": 0},
+        {"mem_limit": "0"},
+        {"mem_limit": "1M"},
+        {"mem_limit": "63M"},
+        {"cpu_limit": 0.001},
+        {"cpu_limit": "5m"},
+        {"cpu_limit": 0.0099},
+    ],
+)
+@pytest.mark.parametrize("ceiling", [CEIL_FLOORS, GL()])
+def test_property_below_the_floor_is_ignored_with_a_warning(lowered, ceiling):
+    effective, warnings = apply_properties(ceiling, {"latticehub": lowered})
+    assert effective == ceiling
+    ((key, value),) = lowered.items()
+    (warning,) = warnings
+    assert warning.startswith(f"{key}={value!r} is below the floor of ")
+    assert warning.endswith("; ignored")
+
+
+def test_property_at_the_floor_lowers():
+    effective, warnings = apply_properties(
+        CEIL_FLOORS, {"latticehub": {"mem_limit": "64M", "cpu_limit": "10m"}}
+    )
+    assert (effective.mem_limit, effective.cpu_limit, warnings) == (64 * M, 0.01, [])
 
 
 @pytest.mark.parametrize(
@@ -203,7 +292,8 @@ CEIL = GL(
         (CEIL, props(images=["b", "z"]), {"images": ("b",)}),
         (CEIL, props(images=["z"]), {"images": ()}),
         (CEIL, props(nodes=["n2", "n3"]), {"nodes": ("n2",)}),
-        (GL(), props(images=["x", "y"], nodes=["n9"]), {"images": ("x", "y"), "nodes": ("n9",)}),
+        (GL(), props(nodes=["n9"]), {"nodes": ("n9",)}),
+        (GL(images=("x",)), props(images=[]), {"images": ()}),
         (CEIL, props(gpu_sharing=False), {"gpu_sharing": False}),
         (GL(gpu_sharing=False), props(gpu_sharing=True), {}),
         (GL(), props(shared_readonly=True), {"shared_readonly": True}),
@@ -234,6 +324,9 @@ def test_apply_properties_table(ceiling, properties, changes):
         ({"max_servers": -1}, "max_servers"),
         ({"mem_limit": "8X"}, "mem_limit"),
         ({"cpu_limit": 0}, "cpu_limit"),
+        ({"cpu_limit": 0.001}, "cpu_limit"),
+        ({"mem_limit": 0}, "mem_limit"),
+        ({"mem_limit": "16M"}, "mem_limit"),
         ({"gpu_sharing": "no"}, "gpu_sharing"),
         ({"images": "evil"}, "images"),
     ],
@@ -261,15 +354,27 @@ def test_apply_properties_non_dict_value(value):
 NUMBERS = {
     "max_servers": [None, 0, 1, 3, 50],
     "max_servers_per_user": [None, 0, 1, 2],
-    "mem_limit": [None, 0, G, 8 * G, 1000 * G],
-    "cpu_limit": [None, 0.25, 1.0, 2.5, 64.0],
+    "mem_limit": [None, MIN_MEMORY, G, 8 * G, 1000 * G],
+    "cpu_limit": [None, MIN_CPU, 0.25, 1.0, 2.5, 64.0],
 }
+
+
+BELOW_FLOOR = {"mem_limit": [0, "0", 1, "6M", MIN_MEMORY - 1], "cpu_limit": [1e-6, "1m", 0.009]}
+
+
+@pytest.mark.parametrize("key", sorted(BELOW_FLOOR))
+def test_property_never_lowers_a_number_below_the_floor(key):
+    floor = MIN_MEMORY if key == "mem_limit" else MIN_CPU
+    for ceiling, wanted in itertools.product(NUMBERS[key], NUMBERS[key][1:] + BELOW_FLOOR[key]):
+        effective, _ = apply_properties(GL(**{key: ceiling}), props(**{key: wanted}))
+        got = getattr(effective, key)
+        assert got == ceiling or got >= floor
 
 
 @pytest.mark.parametrize("key", sorted(NUMBERS))
 def test_property_never_raises_a_number_above_the_ceiling(key):
     for ceiling, wanted in itertools.product(NUMBERS[key], NUMBERS[key]):
-        if wanted is None or (key == "cpu_limit" and wanted == 0):
+        if wanted is None:
             continue
         effective, _ = apply_properties(GL(**{key: ceiling}), props(**{key: wanted}))
         got = getattr(effective, key)
@@ -283,6 +388,9 @@ def test_property_never_widens_names_or_flags():
     for key, ceiling, wanted in itertools.product(("images", "nodes"), pools, pools[1:]):
         effective, _ = apply_properties(GL(**{key: ceiling}), props(**{key: list(wanted)}))
         got = getattr(effective, key)
+        if key == "images" and ceiling is None:
+            assert got is None  # the default image only: nothing to pick (next test)
+            continue
         assert set(got) <= set(wanted)
         assert ceiling is None or set(got) <= set(ceiling)
     for ceiling, wanted in itertools.product((False, True), repeat=2):
@@ -292,6 +400,18 @@ def test_property_never_widens_names_or_flags():
         )
         assert eff.gpu_sharing <= ceiling  # may only turn off
         assert eff.shared_readonly >= ceiling  # may only turn on
+
+
+@pytest.mark.parametrize("wanted", [["busybox:latest"], ["img/a", "evil"], []])
+def test_images_property_cannot_name_images_for_a_group_without_images(wanted):
+    # no images list means the admin's default image only (deny by default); a manager
+    # naming images there would otherwise widen it to any image
+    effective, warnings = apply_properties(GL(max_servers=2), props(images=wanted))
+    assert effective == GL(max_servers=2)
+    assert warnings == [
+        "'images' cannot be set for a group without an images list in group_limits (it "
+        "runs the spawner's default image only); ignored"
+    ]
 
 
 @pytest.mark.parametrize("ceiling", [GL(gpus=0), GL(gpus=1), GL(gpus=4)])

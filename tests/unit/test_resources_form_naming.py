@@ -214,6 +214,12 @@ def test_form_gpu_field_uses_largest_cap():
     assert re.search(r'name="gpus" type="number" min="0" max="4"', html)
 
 
+def test_form_names_the_floors():
+    html = render_options_form([offer("a")], "img/a")
+    assert "Memory (at least 64M, e.g. 2G;" in html
+    assert "CPUs (at least 0.01, e.g. 1.5;" in html
+
+
 def test_form_without_offers_is_empty():
     assert render_options_form([], "img/a") == ""
 

@@ -6,12 +6,14 @@ The real engine is exercised in tests/docker; here the seam is ``spawner.docker`
 from __future__ import annotations
 
 import asyncio
+import re
 
 import docker
 import pytest
 import requests
 from jupyterhub.objects import Hub
 from jupyterhub.spawner import SpawnException
+from traitlets import TraitError
 
 from spawner import GroupLimitDockerSpawner, labels
 from spawner.ledger import RUNNING, Slot
@@ -134,6 +136,11 @@ async def test_per_start_values_do_not_leak_between_starts():
         options={"mem_limit": "512M", "group": "other", "image": "img:2"},
         allowed_images=["img:1", "img:2"],
         groups=("lqcd", "other"),
+        # a group without images runs the default image only: "other" lists img:2
+        group_limits={
+            "lqcd": {"max_servers": 2, "mem_limit": "1G", "cpu_limit": 1.5},
+            "other": {"images": ["img:1", "img:2"]},
+        },
     )
     await spawner.start()
     await spawner.stop()
@@ -247,6 +254,165 @@ def test_bad_group_limits_config_says_how_to_fix():
     with pytest.raises(Exception) as err:
         make_spawner(FakeDocker(), spawn_queue_timeout=-1)
     assert "spawn_queue_timeout" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("limits", "words"),
+    [
+        ({"lqcd": {"cpu_limit": 0.001}}, ["group_limits['lqcd']: cpu_limit=0.001", "0.01"]),
+        ({"lqcd": {"mem_limit": "16M"}}, ["group_limits['lqcd']: mem_limit='16M'", "64M"]),
+        ({"lqcd": {"mem_limit": 0}}, ["mem_limit=0", "leave the key out"]),
+    ],
+)
+def test_group_limits_below_the_floor_are_a_config_error(limits, words):
+    with pytest.raises(TraitError) as err:
+        make_spawner(FakeDocker(), group_limits=limits)
+    for word in words + ["below the floor", "docs/limits.md", "e.g."]:
+        assert word in str(err.value)
+    for trait in ("unlisted_group_limits", "no_group_limits"):
+        with pytest.raises(TraitError, match="below the floor"):
+            make_spawner(FakeDocker(), **{trait: limits["lqcd"]})
+
+
+async def refused(spawner: GroupLimitDockerSpawner, fake: FakeDocker) -> SpawnException:
+    """Start ``spawner``; return the refusal after checking that nothing was created."""
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert fake.create_kwargs() == []
+    assert spawner.ledger.slots() == []
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("options", "status", "words"),
+    [
+        ({"cpu_limit": 0.001}, 400, ["CPUs 0.001", "floor of 0.01 CPU"]),
+        ({"cpu_limit": "1m"}, 400, ["'1m'", "at least 0.01"]),
+        ({"mem_limit": "32M"}, 400, ["'32M'", "floor of 64M"]),
+        ({"mem_limit": "0"}, 400, ["'0'", "at least 64M"]),
+        ({"image": "busybox:latest"}, 403, ["'busybox:latest'", "Allowed: img:1."]),
+    ],
+)
+async def test_spawn_options_below_the_floor_or_unlisted_image_are_refused(options, status, words):
+    fake = FakeDocker()
+    # lqcd has no images list and the spawner allows any image: the default one only
+    spawner = make_spawner(fake, options=options, allowed_images="*")
+    error = await refused(spawner, fake)
+    assert error.status_code == status
+    for word in words:
+        assert word in error.message
+
+
+async def test_property_below_the_floor_is_ignored_and_the_ceiling_applies(caplog):
+    fake = FakeDocker()
+    props = {"lqcd": {"latticehub": {"mem_limit": 0, "cpu_limit": "1m"}}}
+    spawner = make_spawner(fake, properties=props, mem_limit="8G", cpu_limit=4.0)
+    await spawner.start()
+    host = fake.create_kwargs()[0]["host_config"]
+    assert host["Memory"] == 1 * GIB  # the ceiling, never 0 (Docker's "unlimited")
+    assert host["CpuQuota"] == 150_000
+    logged = caplog.text
+    assert "mem_limit=0 is below the floor of 64M" in logged
+    assert "cpu_limit='1m' is below the floor of 0.01 CPU" in logged
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"mem_limit": "16M"}, ["default mem_limit=16M", "at least 64M"]),
+        ({"cpu_limit": 0.005}, ["default cpu_limit=0.005", "at least 0.01"]),
+    ],
+)
+async def test_spawner_default_below_the_floor_is_refused_naming_the_trait(config, words):
+    fake = FakeDocker()
+    error = await refused(make_spawner(fake, **config), fake)
+    assert error.status_code == 500
+    for word in words:
+        assert word in error.message
+
+
+ALIASES = {"stable": "img:1", "sneaky": "evil:1", "img:1-debug": "evil:1"}
+
+
+@pytest.mark.parametrize("allowed", [ALIASES, lambda spawner: ALIASES])
+async def test_image_alias_resolves_to_its_image_before_the_check(allowed):
+    fake = FakeDocker()
+    limits = {"lqcd": {"images": ["img:1"]}}
+    spawner = make_spawner(
+        fake, options={"image": "stable"}, allowed_images=allowed, group_limits=limits
+    )
+    await spawner.start()
+    (kwargs,) = fake.create_kwargs()
+    assert kwargs["image"] == "img:1"
+    assert kwargs["environment"]["JUPYTER_IMAGE_SPEC"] == "img:1"
+
+
+@pytest.mark.parametrize(
+    ("group_limits", "image"),
+    [
+        ({"lqcd": {"images": ["img:1"]}}, "sneaky"),
+        ({"lqcd": {"images": ["img:1"]}}, "img:1-debug"),
+        ({"lqcd": {"images": ["img:1"]}}, "evil:1"),
+        ({"lqcd": {}}, "sneaky"),
+    ],
+)
+async def test_alias_of_an_unlisted_image_is_refused(group_limits, image):
+    fake = FakeDocker()
+    spawner = make_spawner(
+        fake, options={"image": image}, allowed_images=ALIASES, group_limits=group_limits
+    )
+    error = await refused(spawner, fake)
+    assert error.status_code == 403
+    assert f"Image {image!r}" in error.message and "Allowed: img:1, stable." in error.message
+    if image != "evil:1":
+        assert "(an alias of 'evil:1')" in error.message
+
+
+async def test_manager_cannot_name_images_for_a_group_without_images():
+    fake = FakeDocker()
+    props = {"lqcd": {"latticehub": {"images": ["evil:1"]}}}
+    spawner = make_spawner(fake, properties=props, options={"image": "evil:1"}, allowed_images="*")
+    error = await refused(spawner, fake)
+    # the manager's list is intersected with the default image: nothing is left
+    assert error.status_code == 403 and "Allowed: none." in error.message
+
+
+async def test_manager_can_narrow_the_default_image_away():
+    fake = FakeDocker()
+    props = {"lqcd": {"latticehub": {"images": []}}}
+    error = await refused(make_spawner(fake, properties=props, group_limits={"lqcd": {}}), fake)
+    assert error.status_code == 403 and "Allowed: none." in error.message
+
+
+async def test_manager_listing_the_default_image_keeps_it_for_a_group_without_images():
+    fake = FakeDocker()
+    props = {"lqcd": {"latticehub": {"images": ["img:1", "evil:1"]}}}
+    spawner = make_spawner(fake, properties=props, allowed_images="*")
+    await spawner.start()
+    assert fake.create_kwargs()[0]["image"] == "img:1"
+    await spawner.stop()
+    other = FakeDocker()
+    spawner = make_spawner(other, properties=props, allowed_images="*", options={"image": "evil:1"})
+    error = await refused(spawner, other)
+    assert error.status_code == 403 and "Allowed: img:1." in error.message
+
+
+async def test_options_form_offers_only_aliases_of_listed_images_and_the_floors():
+    spawner = make_spawner(
+        FakeDocker(), allowed_images=ALIASES, group_limits={"lqcd": {"images": ["img:1"]}}
+    )
+    form = await spawner._render_options_form()
+    images = re.findall(r'<option value="([^"]+)"', form)
+    assert images == ["lqcd", "img:1", "stable"]
+    assert "at least 64M" in form and "at least 0.01" in form
+
+
+async def test_bad_allowed_images_is_a_config_error():
+    fake = FakeDocker()
+    spawner = make_spawner(fake, allowed_images=lambda spawner: {"x": ""})
+    error = await refused(spawner, fake)
+    assert error.status_code == 500 and "allowed_images" in error.message
+    assert await spawner._render_options_form() == ""
 
 
 async def test_options_form_lists_only_own_groups_escaped():
