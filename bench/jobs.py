@@ -1,13 +1,22 @@
-"""Jobs API on the real local Slurm: submit latency, status propagation, squeue calls per poll.
+"""Job executors: submit latency, time to RUNNING, status propagation, engine calls per poll.
 
-Peers, side by side in one run: plain ``sbatch --parsable`` from the command line (the floor
-for submission latency), and per-job status polling (``squeue -j ID`` once per job and poll,
-as simple job tools do) against latticehub's one ``squeue`` call per poll for all jobs.
+Slurm (``--executor slurm``, the default), through the jobs API on the real local Slurm. Peers,
+side by side in one run: plain ``sbatch --parsable`` from the command line (the floor for
+submission latency), and per-job status polling (``squeue -j ID`` once per job and poll, as
+simple job tools do) against latticehub's one ``squeue`` call per poll for all jobs.
 
     .venv/bin/python bench/jobs.py --jobs 100
 
 Needs the one-node Slurm that ``scripts/services.sh start`` brings up. Every job it submits is
 named ``lh-...`` or ``lhbench-...`` and is cancelled at the end.
+
+Docker (``--executor docker``): the ``docker`` executor on the real engine with a warm
+single-user image, driven as the job manager drives it (``submit``, then ``poll``). The peer is
+``docker run -d`` from the command line. A burst of ``--jobs`` submissions gives the submit
+latency under load; then ``--sequential`` jobs one at a time give submit -> RUNNING on an idle
+engine. Containers join a network this run creates and are removed at the end.
+
+    .venv/bin/python bench/jobs.py --executor docker --jobs 20 --sequential 10
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import argparse
 import asyncio
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hub_ext.experiments.jobs.executors import SlurmExecutor, run_command  # noqa: E402
-from tests.service.test_jobs_local import Service  # noqa: E402
 
 LIMITS = {
     "lqcd": {
@@ -62,14 +71,27 @@ def sbatch_floor(n: int, tmp: Path) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executor", choices=("slurm", "docker"), default="slurm")
     parser.add_argument(
         "--jobs", type=int, default=100, help="jobs to submit (queued behind 2 CPUs)"
     )
     parser.add_argument("--poll", type=float, default=1.0, help="latticehub poll interval, s")
     parser.add_argument("--changes", type=int, default=10, help="state changes to time")
+    parser.add_argument(
+        "--sequential", type=int, default=10, help="docker: jobs started one at a time"
+    )
+    parser.add_argument("--image", default="latticehub/singleuser:latest", help="docker: image")
     parser.add_argument("--json", type=Path, help="write the numbers here")
     args = parser.parse_args()
     print(f"$ {shlex.join(sys.orig_argv)}")
+    if args.executor == "docker":
+        results = asyncio.run(docker_bench(args))
+        results["command"] = shlex.join(sys.orig_argv)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return
+    from tests.service.test_jobs_local import Service
+
     tmp = Path(tempfile.mkdtemp(prefix="lhbench-jobs-"))
 
     peer = sbatch_floor(min(args.jobs, 50), tmp)
@@ -151,6 +173,125 @@ def main() -> None:
     results["command"] = shlex.join(sys.orig_argv)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+# -- docker ---------------------------------------------------------------------------------
+def docker_run_floor(n: int, image: str, network: str, label: str) -> list[float]:
+    """Plain ``docker run -d`` latency (the peer); the containers are removed by the caller."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(
+            ["docker", "run", "-d", "--network", network, "--label", label, "--entrypoint",
+             "sleep", image, "600"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def docker_bench(args: argparse.Namespace) -> dict:
+    import secrets
+
+    import docker
+
+    from hub_ext.experiments.jobs.docker_executor import DockerExecutor
+    from hub_ext.experiments.jobs.docker_states import HUB
+    from hub_ext.experiments.jobs.states import JobState
+    from hub_ext.experiments.jobs.store import Job
+
+    client = docker.from_env()
+    client.images.get(args.image)  # warm image: fail early when it is not built
+    hub_id = f"lhbench{secrets.token_hex(3)}"
+    label = f"{HUB}={hub_id}"
+    network = client.networks.create(f"lhbench-{secrets.token_hex(3)}", driver="bridge")
+    tmp = Path(tempfile.mkdtemp(prefix="lhbench-jobs-"))
+    executor = DockerExecutor(
+        image_for=lambda job: args.image, network=network.name, hub_id=hub_id,
+        max_concurrent=args.jobs + args.sequential, kill_grace_s=1, state_dir=tmp / "state",
+    )  # fmt: skip
+
+    def make_job(i: int) -> Job:
+        job_id = f"{i:04d}{secrets.token_hex(14)}"
+        work = tmp / "jobs" / job_id
+        work.mkdir(parents=True, mode=0o700)
+        (work / "job.sh").write_text("#!/bin/bash\nexec sleep 600\n")
+        return Job(
+            id=job_id, run_id=job_id, project_id=1, user="bench", group="lqcd",
+            executor="docker", state=JobState.QUEUED, created=i, workdir=str(work),
+            resources={"cpus": 1, "mem_mb": 64, "time_s": 1800, "gpus": 0, "nodes": 1},
+        )  # fmt: skip
+
+    async def until_running(jobs: list[Job], t0: dict[str, float]) -> dict[str, float]:
+        started: dict[str, float] = {}
+        deadline = time.monotonic() + 120
+        while len(started) < len(jobs) and time.monotonic() < deadline:
+            seen = await executor.poll([j for j in jobs if j.id not in started])
+            for job_id, obs in seen.items():
+                if obs.state == JobState.RUNNING:
+                    started[job_id] = time.perf_counter() - t0[job_id]
+                elif obs.state != JobState.QUEUED:
+                    raise SystemExit(f"job {job_id} ended: {obs}")
+            await asyncio.sleep(0.05)
+        if len(started) < len(jobs):
+            raise SystemExit(f"only {len(started)} of {len(jobs)} jobs started within 120 s")
+        return started
+
+    try:
+        peer = docker_run_floor(min(args.sequential, 10), args.image, network.name, label)
+        for c in client.containers.list(all=True, filters={"label": label}):
+            c.remove(force=True)
+        burst, submit_burst, t0 = [make_job(i) for i in range(args.jobs)], [], {}
+        for job in burst:
+            t0[job.id] = time.perf_counter()
+            await executor.submit(job, Path(job.workdir) / "job.sh")
+            submit_burst.append(time.perf_counter() - t0[job.id])
+        burst_start = await until_running(burst, t0)
+        all_running = max(t0[k] + v for k, v in burst_start.items()) - t0[burst[0].id]
+        for job in burst:
+            await executor.cancel(job)
+        sequential, submit_seq, start_seq = [], [], []
+        for i in range(args.sequential):
+            job = make_job(args.jobs + i)
+            t0[job.id] = time.perf_counter()
+            await executor.submit(job, Path(job.workdir) / "job.sh")
+            submit_seq.append(time.perf_counter() - t0[job.id])
+            start_seq.append((await until_running([job], t0))[job.id])
+            await executor.cancel(job)
+            sequential.append(job)
+    finally:
+        executor.close()
+        for c in client.containers.list(all=True, filters={"label": label}):
+            c.remove(force=True)
+        network.remove()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def ms(values: list[float]) -> dict[str, float]:
+        return {"p50": 1000 * pct(values, 0.5), "p95": 1000 * pct(values, 0.95)}
+
+    results = {
+        "executor": "docker",
+        "jobs": args.jobs,
+        "sequential": args.sequential,
+        "submit_burst_ms": ms(submit_burst),
+        "submit_sequential_ms": ms(submit_seq),
+        "start_sequential_s": {"p50": pct(start_seq, 0.5), "p95": pct(start_seq, 0.95)},
+        "burst_all_running_s": all_running,
+        "docker_run_cli_ms": ms(peer),
+    }
+    print(f"\nsubmit (DockerExecutor.submit returns), burst of {args.jobs}")
+    print(f"  p50 {results['submit_burst_ms']['p50']:7.1f} ms   "
+          f"p95 {results['submit_burst_ms']['p95']:7.1f} ms   (goal p95 < 200 ms)")  # fmt: skip
+    print(
+        f"  all {args.jobs} RUNNING {results['burst_all_running_s']:.2f} s after the first submit"
+    )
+    print(f"\nsubmit -> RUNNING, {args.sequential} jobs one at a time (warm image)")
+    sub, start = results["submit_sequential_ms"], results["start_sequential_s"]
+    print(f"  submit p50 {sub['p50']:7.1f} ms   p95 {sub['p95']:7.1f} ms")
+    print(f"  RUNNING p50 {start['p50']:6.2f} s    p95 {start['p95']:6.2f} s    (goal < 3 s)")
+    cli = results["docker_run_cli_ms"]
+    print(f"\npeer: docker run -d (CLI)  p50 {cli['p50']:7.1f} ms   p95 {cli['p95']:7.1f} ms")
+    return results
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def test_default_script(tmp_path):
         "#SBATCH --signal=B:USR1@120\n"
         "#SBATCH --requeue\n"
         "#SBATCH --open-mode=append\n"
+        "#SBATCH --export=NONE\n"
         "\n"
         "set -euo pipefail\n"
         "set -a; source /srv/jobs/abc/job.env; set +a\n"
@@ -122,7 +123,7 @@ def test_sbatch_lines(job, present, absent, tmp_path):
         assert option in lines
     for pattern in absent:
         assert not [line for line in lines if re.search(pattern, line)], pattern
-    always = ["--open-mode=append", f"--output={job.stdout}", f"--error={job.stderr}",
+    always = ["--open-mode=append", "--export=NONE", f"--output={job.stdout}", f"--error={job.stderr}",
               f"--chdir={job.workdir}"]  # fmt: skip
     for option in always:
         assert option in lines

@@ -273,7 +273,7 @@ def test_parse_job_limits_unknown_key_lists_known_keys():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"executors": ["docker"]}, "known executors are local, slurm"),
+        ({"executors": ["kubernetes"]}, "known executors are docker, slurm, local"),
         ({"executors": "slurm"}, "non-empty list"),
         ({"executors": []}, "non-empty list"),
         ({"partitions": "debug"}, "must be a list of names"),
@@ -348,7 +348,7 @@ SLURM = JobLimits(
     max_mem_mb=64 * 1024,
     max_time_s=2 * DAY,
 )
-LOCAL = JobLimits()
+LOCAL = JobLimits(executors=("local",))
 SLURM_NO_CHOICE = JobLimits(executors=("slurm",), max_gpus=1)
 
 
@@ -379,7 +379,7 @@ def R(executor="slurm", partition="debug", account="lqcd-acct", **kw):
         ({"gpus": 1}, SLURM_NO_CHOICE, Resources("slurm", None, gpus=1, mem_mb=2048)),
         # defaults above a hand-built limit are lowered, not refused
         ({}, JobLimits(max_mem_mb=512, max_time_s=60, max_cpus=1, default_cpus=2),
-         Resources("local", None, cpus=1, mem_mb=512, time_s=60)),
+         Resources("docker", None, cpus=1, mem_mb=512, time_s=60)),
     ],
 )  # fmt: skip
 def test_validate_resources(raw, limits, expected):

@@ -39,10 +39,40 @@ class CommandResult:
 RunCommand = Callable[[Sequence[str]], Awaitable[CommandResult]]
 
 
-async def run_command(argv: Sequence[str], timeout: float = 30) -> CommandResult:
-    """Run ``argv`` without a shell; a command that hangs is killed after ``timeout`` s."""
+#: The search path every job and batch tool starts with (nothing from the service's).
+JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: Service variables a batch tool may see: where Slurm's configuration is, nothing secret.
+TOOL_PASSTHROUGH = ("SLURM_CONF",)
+
+
+def job_environment(home: str) -> dict[str, str]:
+    """The whole environment a job's process starts with.
+
+    The job's own variables come from its 0600 environment file; nothing of the service's
+    (its Hub token, its database URL) is in it.
+    """
+    return {"PATH": JOB_PATH, "HOME": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+def tool_environment() -> dict[str, str]:
+    """The environment of ``sbatch``/``squeue``/``scancel``: an allow-list, never the service's."""
+    env = {"PATH": JOB_PATH, "LANG": "C.UTF-8"}
+    env.update({k: os.environ[k] for k in TOOL_PASSTHROUGH if k in os.environ})
+    return env
+
+
+async def run_command(
+    argv: Sequence[str], timeout: float = 30, env: dict[str, str] | None = None
+) -> CommandResult:
+    """Run ``argv`` without a shell; a command that hangs is killed after ``timeout`` s.
+
+    ``env`` is the command's whole environment (default: :func:`tool_environment`).
+    """
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=tool_environment() if env is None else env,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -73,6 +103,20 @@ class Executor(abc.ABC):
     """Runs batch scripts and reports their state."""
 
     name: str = ""
+    #: where the job sees its directory (``/job`` in a container); None: its host path
+    job_root: str | None = None
+    #: the job's Python interpreter (None: the manager's)
+    job_python: str | None = None
+    #: the tracking service's URL as the job sees it (None: the manager's)
+    tracking_url: str | None = None
+
+    def job_exports(self, job: Job) -> tuple[tuple[str, str], ...]:
+        """Variables this executor's jobs need exported by the script (besides the job's)."""
+        return ()
+
+    def job_owner(self, job: Job) -> tuple[int, int] | None:
+        """``(uid, gid)`` that must own the job's directory (None: leave it as it is)."""
+        return None
 
     @abc.abstractmethod
     async def submit(self, job: Job, script: Path) -> str:
@@ -197,6 +241,7 @@ class LocalExecutor(Executor):
                 str(exit_file),
             ],  # fmt: skip
             cwd=work,
+            env=job_environment(str(work)),
         )
         pid_file.write_text(str(pid))
 
@@ -282,13 +327,17 @@ class LocalExecutor(Executor):
         asyncio.get_event_loop().call_later(self.kill_grace_s, self._signal, job, signal.SIGKILL)
 
 
-def _spawn_detached(argv: list[str], cwd: Path) -> int:
-    """Start ``argv`` in its own session (it outlives the service); return its pid."""
+def _spawn_detached(argv: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Start ``argv`` in its own session (it outlives the service); return its pid.
+
+    ``env`` is its whole environment: nothing of the service's is inherited.
+    """
     import subprocess
 
     proc = subprocess.Popen(
         argv,
         cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -331,6 +380,10 @@ class SlurmExecutor(Executor):
     def _as_user(self, user: str, argv: list[str]) -> list[str]:
         account = self.system_user(user)
         return [part.replace("{username}", account) for part in self.command_prefix] + argv
+
+    def job_exports(self, job: Job) -> tuple[tuple[str, str], ...]:
+        """``--export=NONE`` gives the script no search path of the submitter's: set one."""
+        return (("PATH", JOB_PATH),)
 
     async def submit(self, job: Job, script: Path) -> str:  # noqa: D102
         result = await self.run(self._as_user(job.user, ["sbatch", "--parsable", str(script)]))

@@ -197,6 +197,9 @@ def directives(job: BatchJob) -> list[str]:
         lines.append(f"--signal=B:USR1@{job.signal_before_end_s}")
     lines.append("--requeue" if job.requeue else "--no-requeue")
     lines.append("--open-mode=append")
+    # nothing of the submitter's environment (the service's) reaches the job: the script
+    # exports what the job needs explicitly
+    lines.append("--export=NONE")
     return [f"#SBATCH {line}" for line in lines]
 
 

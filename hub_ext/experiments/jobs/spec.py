@@ -19,8 +19,10 @@ from typing import Any
 
 from spawner.units import parse_bytes
 
-#: Executors a job may run on: ``local`` (a subprocess of the service) or ``slurm``.
-EXECUTORS = ("local", "slurm")
+#: Executors a job may run on: ``docker`` (a container from the group's image, the default),
+#: ``slurm`` (a batch job as the user's account) or ``local`` (a subprocess of the service,
+#: single-user development only).
+EXECUTORS = ("docker", "slurm", "local")
 
 #: Allow-list for Slurm partition and account names.
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -65,7 +67,7 @@ class Resources:
     """What one job gets, after validation (all counts are whole numbers).
 
     Attributes:
-        executor: ``local`` or ``slurm``.
+        executor: ``docker``, ``slurm`` or ``local``.
         partition: Slurm partition (``None``: the cluster's default, or ``local``).
         nodes: nodes of the job.
         gpus: GPUs per node.
@@ -114,7 +116,7 @@ class JobLimits:
         default_cpus: CPUs per task when the request gives none.
     """
 
-    executors: tuple[str, ...] = ("local",)
+    executors: tuple[str, ...] = ("docker",)
     partitions: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
     max_jobs: int = 4
@@ -287,7 +289,7 @@ def _names(value: Any, key: str) -> tuple[str, ...]:
 
 def _executors(value: Any, key: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise ValueError(f"{key}={_show(value)} must be a non-empty list, e.g. ['local', 'slurm']")
+        raise ValueError(f"{key}={_show(value)} must be a non-empty list, e.g. ['docker', 'slurm']")
     for item in value:
         if item not in EXECUTORS:
             raise ValueError(f"{key} has {_show(item)}: known executors are {', '.join(EXECUTORS)}")
@@ -382,7 +384,7 @@ def parse_job_limits(config: Mapping[str, Mapping[str, Any]]) -> dict[str, JobLi
     The group ``"*"`` holds the limits of every group not listed.
 
     Args:
-        config: e.g. ``{"lqcd": {"executors": ["local", "slurm"], "partitions": ["debug"],
+        config: e.g. ``{"lqcd": {"executors": ["docker", "slurm"], "partitions": ["debug"],
             "max_gpus": 1, "max_time": "2:00:00", "max_mem": "16G", "max_jobs": 5}}``.
 
     Raises:
@@ -538,7 +540,7 @@ def validate_resources(raw: Mapping[str, Any] | None, limits: JobLimits, group: 
 
     Returns:
         The validated resources. ``tasks_per_node`` defaults to one task per GPU
-        (``max(1, gpus)``) on Slurm; the ``local`` executor runs one process on one node.
+        (``max(1, gpus)``) on Slurm; ``docker`` and ``local`` run one process on one node.
 
     Raises:
         JobInputError: naming the field, the problem and the fix.
@@ -573,7 +575,7 @@ def validate_resources(raw: Mapping[str, Any] | None, limits: JobLimits, group: 
         )
     partition = _user_choice(raw, "partition", limits.partitions, executor, group)
     account = _user_choice(raw, "account", limits.accounts, executor, group)
-    local = executor == "local"
+    local = executor != "slurm"  # one process on one node
     nodes = _user_int(raw, "nodes", 1, 1, 1 if local else limits.max_nodes, "nodes", group)
     gpus = _user_int(raw, "gpus", 0, 0, limits.max_gpus, "GPUs per node", group)
     cpus = _user_int(
