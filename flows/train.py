@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import signal
 import sys
 import time
@@ -94,7 +95,9 @@ class Trainer:
         )
         self.model = distributed.wrap(self.flow, self.device) if world_size > 1 else self.flow
         on_gpu = self.device.type == "cuda"
-        self.data = load_samples(config.forward_kl_data) if config.forward_kl_data else None
+        self.data = (
+            load_samples(input_path(config.forward_kl_data)) if config.forward_kl_data else None
+        )
         self.data_generator = torch.Generator().manual_seed(config.seed + 17 + 1_000_003 * rank)
         self.use_graph = on_gpu and config.cuda_graph and world_size == 1 and self.data is None
         # A tensor learning rate lets a captured CUDA graph see schedule changes.
@@ -233,12 +236,33 @@ class Trainer:
         self.step = state["step"]
 
 
+def input_path(value: str) -> str:
+    """The file a config's data value names: a path, or a reference the service resolved.
+
+    A job launched by the ``experiments`` service keeps references such as
+    ``run:<id>/samples.pt`` in its config (as its run's params show them); the service copied
+    each referenced file into the job's directory and maps reference -> copy in
+    ``$LATTICEHUB_INPUTS`` (JSON). Anything else is a path on this machine.
+    """
+    try:
+        copies = json.loads(os.environ.get("LATTICEHUB_INPUTS") or "{}")
+    except ValueError:
+        raise ConfigError("LATTICEHUB_INPUTS is not JSON: it maps references to files") from None
+    return copies.get(value, value) if isinstance(copies, dict) else value
+
+
 def load_samples(path: str) -> torch.Tensor:
     """Exact samples for forward KL: a tensor, or ``flows.sample --save`` output (chain states)."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as e:
         raise ConfigError(f"cannot read forward_kl_data {path}: {e}") from None
+    except pickle.UnpicklingError as e:
+        raise ConfigError(
+            f"forward_kl_data {path} holds objects other than tensors and plain containers, "
+            "which are never loaded (they could run code): save only tensors, as python -m "
+            f"flows.sample --save does ({str(e).splitlines()[0][:200]})"
+        ) from None
     if isinstance(saved, dict) and "configs" in saved:
         configs = saved["configs"]
         return configs[saved["index"]] if "index" in saved else configs
@@ -263,9 +287,15 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`."""
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"no checkpoint at {path}: train first or check --out") from None
+    except pickle.UnpicklingError as e:
+        raise ConfigError(
+            f"the checkpoint {path} holds objects other than tensors and plain containers, "
+            "which are never loaded (they could run code): use a checkpoint written by "
+            f"flows.train ({str(e).splitlines()[0][:200]})"
+        ) from None
 
 
 class _SignalFlag:
