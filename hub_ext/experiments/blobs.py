@@ -185,6 +185,15 @@ class BlobStore:
         """A writer for one new blob."""
         return BlobWriter(self)
 
+    def too_large(self, size: int | None = None) -> TrackingError:
+        """RESOURCE_LIMIT_EXCEEDED for a blob over ``max_size`` (of ``size`` bytes, if known)."""
+        of = f" of {size} bytes" if size is not None else ""
+        return TrackingError(
+            f"artifact{of} exceeds the limit of {self.max_size} bytes: split it into smaller "
+            "files, or ask an administrator to raise ExperimentsApp.max_artifact_size",
+            RESOURCE_LIMIT_EXCEEDED,
+        )
+
     def open(self, sha256: str) -> BinaryIO:
         """The blob for reading."""
         return open(self.path(sha256), "rb")  # noqa: SIM115 - the caller closes it
@@ -304,10 +313,7 @@ class BlobWriter:
         self.size += len(chunk)
         if self.size > self.store.max_size:
             self.abort()
-            raise TrackingError(
-                f"artifact exceeds the limit of {self.store.max_size} bytes",
-                RESOURCE_LIMIT_EXCEEDED,
-            )
+            raise self.store.too_large()
         self._hash.update(chunk)
         assert self._file is not None
         self._file.write(chunk)

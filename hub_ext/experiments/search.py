@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .likematch import LikePatternError, check_like_pattern
+
 FILTER_EXAMPLE = "metrics.loss < 0.5 and params.lr = '0.01'"
 ORDER_BY_EXAMPLE = "metrics.loss DESC"
 MAX_FILTER_LENGTH = 10_000
@@ -280,6 +282,11 @@ class _Parser:
         if tok.type == "number" and numeric:
             return Comparison(kind, key, op, float(tok.value))
         if tok.type == "string" and not numeric:
+            if op in ("LIKE", "ILIKE"):
+                try:
+                    check_like_pattern(tok.value, f"the {op} pattern for {subject}")
+                except LikePatternError as e:
+                    raise self.fail(str(e), tok.pos) from None
             return Comparison(kind, key, op, tok.value)
         if tok.type == "end":
             raise self.fail(f"missing value after {subject} {op}", tok.pos)
@@ -332,8 +339,9 @@ def parse_filter(text: str | None) -> list[Comparison]:
         The comparisons, in order, all of which must hold (they are ANDed).
 
     Raises:
-        SearchError: The filter is malformed, too long or uses an unsupported
-            construct (OR, parentheses, unknown identifiers or operators).
+        SearchError: The filter is malformed, too long (over ``MAX_FILTER_LENGTH``
+            characters, or a ``LIKE``/``ILIKE`` pattern over ``MAX_LIKE_PATTERN``) or uses
+            an unsupported construct (OR, parentheses, unknown identifiers or operators).
     """
     if text is None:
         return []

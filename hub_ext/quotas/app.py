@@ -257,8 +257,22 @@ class QuotasApp(Application):
     }
 
     def listen(self, app: web.Application) -> HTTPServer:
-        """Listen on ``ip:port``, retrying while the port is still taken."""
-        server = HTTPServer(app, xheaders=True)
+        """Listen on ``ip:port``, retrying while the port is still taken.
+
+        Every request body is limited to the handlers' ``MAX_JSON_BODY`` (the service takes
+        small JSON and form bodies only): a larger one gets 413 with a JSON error before it
+        is read (:mod:`hub_ext.bodylimits`), and the server's ``max_body_size`` is the same
+        limit.
+        """
+        from ..bodylimits import BodyLimited
+        from .handlers.base import MAX_JSON_BODY
+
+        limited = BodyLimited(
+            app,
+            limit=MAX_JSON_BODY,
+            hint=": the quotas service takes small JSON and form bodies only",
+        )
+        server = HTTPServer(limited, xheaders=True, max_body_size=MAX_JSON_BODY)
         deadline = time.monotonic() + self.bind_timeout
         while True:
             try:

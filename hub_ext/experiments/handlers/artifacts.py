@@ -4,18 +4,35 @@ Native: ``/api/v1/runs/{id}/artifacts`` (list) and ``/api/v1/runs/{id}/artifacts
 (PUT upload, GET download). MLflow's proxied artifact access:
 ``/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/{path}`` and the listing with
 ``?path=``, so that the unmodified client's ``log_artifact`` works.
+
+Uploads are the only request bodies larger than the service's JSON limit
+(:mod:`hub_ext.bodylimits`). Not a byte of one is read before the caller is authenticated,
+may write the run and has declared a size within the artifact limit (or sends it chunked);
+then it streams to a temporary file, never into memory. A refused upload is answered at once;
+the rest of its body is then read and dropped for a while (see :mod:`hub_ext.bodylimits` for
+why), never kept.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tornado import web
 
+from ...bodylimits import (
+    COUNTED_HERE,
+    DEFAULT_DRAIN,
+    DEFAULT_DRAIN_TIMEOUT,
+    DrainAfterAnswer,
+    allow_draining,
+    declared_length,
+    waits_for_continue,
+)
 from ..blobs import BlobStore, BlobWriter, clean_artifact_path
 from ..serialize import artifact as artifact_json
 from ..store.entities import Run
-from ..store.errors import TrackingError, invalid, not_found
+from ..store.errors import RESOURCE_LIMIT_EXCEEDED, TrackingError, invalid, not_found
 from .base import BaseHandler
 
 CHUNK = 1024 * 1024
@@ -43,9 +60,16 @@ class ArtifactBase(BaseHandler):
 
 @web.stream_request_body
 class UploadBase(ArtifactBase):
-    """Receives the body in chunks straight into a :class:`BlobWriter`."""
+    """Receives a ``PUT`` body in chunks straight into a :class:`BlobWriter`.
 
+    The application's body gate leaves the bodies of ``streamed_methods`` to this class (the
+    server-wide limit is the small JSON one); other methods' bodies are limited as usual.
+    """
+
+    #: methods whose bodies this handler streams and limits itself (hub_ext.bodylimits)
+    streamed_methods = ("PUT",)
     _writer: BlobWriter | None = None
+    _refusal: DrainAfterAnswer | None = None
     _run: Run | None = None
     _path: str = ""
 
@@ -53,34 +77,87 @@ class UploadBase(ArtifactBase):
         """``(run_id, path)`` of the upload, from the URL."""
         raise NotImplementedError
 
-    def prepare(self) -> None:
-        """Check access and the path before any byte is stored."""
-        if self.request.method != "PUT":
+    async def prepare(self) -> None:
+        """Authenticate, authorise and size an upload before any byte of its body is read.
+
+        Tornado runs this before it reads the body. The caller must be signed in (401), see
+        the run (404) and may write it (403); a declared size over the artifact limit gets
+        413. Only then is the request's body limit raised from the JSON limit to the upload's
+        size (a chunked upload is counted by :meth:`data_received`).
+        """
+        checked = super().prepare()
+        if checked is not None:
+            await checked
+        if self._finished or self.request.method not in self.streamed_methods:
             return
+        declared = declared_length(self.request.headers)
         try:
+            self.viewer  # noqa: B018 - 401 before anything about the run is looked up
             run_id, path = self.target()
             self._path = clean_artifact_path(path)
             self._run = self.writable_run(run_id)
+            if declared is not None and declared > self.blobs.max_size:
+                raise self.blobs.too_large(declared)
         except TrackingError as e:
-            self.send_error(e.http_status, exc_info=(type(e), e, None))
+            self._refuse(e, declared, before_body=True)
             return
+        self.request.connection.set_max_body_size(
+            declared if declared is not None else COUNTED_HERE
+        )
         self._writer = self.blobs.writer()
 
+    def _refuse(self, error: TrackingError, declared: int | None, *, before_body: bool) -> None:
+        """Answer ``error`` now, as JSON; then read and drop the rest of the body for a while.
+
+        Nothing of the body is kept; the exchange ends when the body is complete (in
+        :meth:`put`), or after ``refused_body_drain`` bytes or ``refused_body_drain_timeout``
+        seconds, when the connection is closed.
+        """
+        status = 413 if error.code == RESOURCE_LIMIT_EXCEEDED else error.http_status
+        drain = self.settings.get("refused_body_drain", DEFAULT_DRAIN)
+        if before_body and waits_for_continue(self.request.headers):
+            drain = 0  # refused before "100 Continue": no body comes, none is waited for
+        payload = json.dumps({"error_code": error.code, "message": error.message, "status": status})
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Content-Length", str(len(payload)))
+        self.set_header("Connection", "close")  # why: see hub_ext.bodylimits
+        self.write(payload)
+        self.flush()
+        allow_draining(self.request.connection, declared)
+        self._refusal = DrainAfterAnswer(
+            self.finish,
+            drain=drain,
+            timeout=self.settings.get("refused_body_drain_timeout", DEFAULT_DRAIN_TIMEOUT),
+        )
+
     def data_received(self, chunk: bytes) -> None:
-        """Hash and write a chunk; 413 past the size limit."""
+        """Hash and write a chunk; 413 past the size limit (the rest is dropped)."""
+        if self._refusal is not None:
+            self._refusal.received(len(chunk))
+            return
         if self._writer is None:
             return
         try:
             self._writer.write(chunk)
         except TrackingError as e:
             self._writer = None
-            too_large = web.HTTPError(413, "%s", e.message)
-            self.send_error(413, exc_info=(web.HTTPError, too_large, None))
+            self._refuse(e, None, before_body=False)
 
     def on_connection_close(self) -> None:
-        """Drop a partial upload."""
+        """Drop a partial upload (and let tornado stop waiting for the body)."""
+        if self._refusal is not None:
+            self._refusal.cancel()
         if self._writer is not None:
             self._writer.abort()
+        super().on_connection_close()
+
+    def refused(self) -> bool:
+        """Whether the upload was refused (and answered); the complete body is dropped."""
+        if self._refusal is None:
+            return False
+        self._refusal.cancel()  # the body is complete: the handler finishes as usual
+        return True
 
     def store_upload(self) -> Any:
         """Commit the blob (verifying ``X-Content-SHA256`` if sent) and record it.
@@ -108,6 +185,8 @@ class RunArtifactHandler(UploadBase):
 
     def put(self, run_id: str, path: str) -> None:
         """Upload (replaces the path's previous version; the blob is kept once)."""
+        if self.refused():
+            return
         record = self.store_upload()
         self.write_json(artifact_json(record), 201)
 
@@ -151,6 +230,8 @@ class MlflowArtifactHandler(UploadBase):
 
     def put(self, path: str) -> None:
         """Upload, as MLflow's artifact proxy does."""
+        if self.refused():
+            return
         self.store_upload()
         self.write_json({})
 

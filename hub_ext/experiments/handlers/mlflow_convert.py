@@ -16,7 +16,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..search import Comparison
+from ..likematch import LikePatternError, check_like_pattern, like_match
+from ..search import MAX_COMPARISONS, MAX_FILTER_LENGTH, Comparison
 from ..serialize import number_json
 from ..store.entities import DELETED, Metric, Project, Run, RunStatus
 from ..store.errors import invalid
@@ -301,10 +302,8 @@ class ExperimentCondition:
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
+    out, pos, end = [], 0, len(text.rstrip())
+    while pos < end:
         match = _TOKEN_RE.match(text, pos)
         if not match or match.end() == pos:
             raise invalid(f"Invalid clause(s) in filter string: {text[pos:].strip()[:40]!r}")
@@ -348,9 +347,18 @@ def parse_experiment_filter(text: str) -> list[ExperimentCondition]:
     ``creation_time``/``last_update_time`` (numeric comparisons) and ``tags.<key>``
     (``=``, ``!=``, ``LIKE``, ``ILIKE``, ``IS [NOT] NULL``).
 
+    The filter is at most ``MAX_FILTER_LENGTH`` characters with at most ``MAX_COMPARISONS``
+    comparisons, and each ``LIKE``/``ILIKE`` pattern at most ``MAX_LIKE_PATTERN``
+    characters (:mod:`..likematch`), as for run searches.
+
     Raises:
         TrackingError: INVALID_PARAMETER_VALUE naming what is wrong.
     """
+    if text and len(text) > MAX_FILTER_LENGTH:
+        raise invalid(
+            f"Invalid filter string: it is {len(text)} characters long; the limit is "
+            f"{MAX_FILTER_LENGTH}. Example: name LIKE 'phi4-%' AND tags.model = 'realnvp'"
+        )
     tokens = _tokens(text or "")
     conditions: list[ExperimentCondition] = []
     i = 0
@@ -393,12 +401,20 @@ def parse_experiment_filter(text: str) -> list[ExperimentCondition]:
                 if numeric and value_kind == "number":
                     conditions.append(ExperimentCondition(entity, key, op, float(value)))
                 elif not numeric and value_kind == "string":
-                    conditions.append(ExperimentCondition(entity, key, op, _unquote(value)))
+                    value = _unquote(value)
+                    if op in ("LIKE", "ILIKE"):
+                        _check_pattern(value, f"{op} pattern for '{key}'")
+                    conditions.append(ExperimentCondition(entity, key, op, value))
                 else:
                     expected = "a number" if numeric else "a quoted string"
                     raise invalid(
                         f"Invalid value {value} for '{key}' in filter: expected {expected}"
                     )
+        if len(conditions) > MAX_COMPARISONS:
+            raise invalid(
+                f"Invalid filter string: more than {MAX_COMPARISONS} comparisons; narrow the "
+                "search with fewer, more selective ones"
+            )
         if i < len(tokens):
             kind, raw = take()
             if raw.upper() != "AND" or i >= len(tokens):
@@ -422,9 +438,11 @@ def _in_list(take: Callable[[], tuple[str, str]], text: str) -> tuple[str, ...]:
             raise invalid(f"Invalid filter string {text!r}: expected ',' or ')' in IN list")
 
 
-def _like(pattern: str, value: str, ignore_case: bool) -> bool:
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
+def _check_pattern(pattern: str, what: str) -> None:
+    try:
+        check_like_pattern(pattern, what)
+    except LikePatternError as e:
+        raise invalid(f"Invalid filter string: {e}") from None
 
 
 def _holds(condition: ExperimentCondition, project: Project, tags: dict[str, str]) -> bool:
@@ -444,7 +462,7 @@ def _holds(condition: ExperimentCondition, project: Project, tags: dict[str, str
     if op == "!=":
         return have != want
     if op in ("LIKE", "ILIKE"):
-        return _like(want, have, op == "ILIKE")
+        return like_match(want, have, ignore_case=op == "ILIKE")
     if op == "IN":
         return have in want
     return {"<": have < want, "<=": have <= want, ">": have > want, ">=": have >= want}[op]

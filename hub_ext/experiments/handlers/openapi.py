@@ -566,7 +566,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 (
                     "limit",
                     {"type": "integer", "minimum": 0},
-                    "points, at most 1000000 (default 50000)",
+                    "points, at most 50000 (default 50000; page with offset)",
                 ),
             ),  # fmt: skip
             returns=ref("MetricHistory"),

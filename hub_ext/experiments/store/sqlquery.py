@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import and_, exists, func
 
+from ..likematch import LikePatternError, check_like_pattern
 from . import schema as t
 from .entities import Metric
 from .errors import invalid
@@ -67,9 +68,13 @@ def _compare(column: Any, op: str, value: Any) -> Any:
         return column < value
     if op == "<=":
         return column <= value
-    if op == "LIKE":
-        return column.like(value)
-    if op == "ILIKE":
+    if op in ("LIKE", "ILIKE"):
+        try:
+            check_like_pattern(value, f"{op} pattern")
+        except LikePatternError as e:
+            raise invalid(str(e)) from None
+        if op == "LIKE":
+            return column.like(value)
         return func.lower(column).like(func.lower(value))
     if op == "IN":
         return column.in_(list(value))
