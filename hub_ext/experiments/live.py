@@ -5,18 +5,26 @@ Writers (handlers, the job poller) call :meth:`LiveBus.notify` or
 version, read what is new from the store, and await a newer version. Log lines are read from
 the store by offset, so that memory per stream does not grow with readers or output; metric
 points are kept in a small ring per run (their store order is not a feed order).
+
+The bus also counts each user's open streams against :attr:`LiveConfig.max_streams_per_user`,
+and carries how often an open stream checks that its reader may still read the run
+(:attr:`LiveConfig.access_recheck_interval`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import secrets
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from traitlets import Float, Int, TraitError, default, validate
+from traitlets.config import Configurable
 
 #: Metric points kept per run for live readers; older ones are read from the store.
 RING_POINTS = 4096
@@ -28,6 +36,92 @@ TOPICS = ("run", "stdout", "stderr", "timeline")
 MAX_MEMO = 64
 #: Runs whose feeds are kept; the least recently written beyond this are forgotten.
 MAX_FEEDS = 10_000
+#: The longest time an open stream may go without checking its reader's access (seconds).
+MAX_RECHECK_S = 30.0
+
+
+def _env_number(name: str, fallback: str, kind: type) -> Any:
+    raw = os.environ.get(name, fallback)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise TraitError(
+            f"${name}={raw!r} is not a{'n integer' if kind is int else ' number'}: "
+            f"set it like {name}={fallback}"
+        ) from None
+
+
+class LiveConfig(Configurable):
+    """Limits of the live streams (``/runs/{id}/stream`` and ``/runs/{id}/updates``).
+
+    .. versionadded:: 0.1
+    """
+
+    max_streams_per_user = Int(
+        help="""
+        Live streams (server-sent event streams and waiting long-polls together) one user
+        may hold open at once in this service process. One more is refused with HTTP 429
+        and a JSON body that names the limit; a closed stream frees its slot at once.
+        A dashboard run page holds one, a notebook RunMonitor one. Default:
+        ``$LATTICEHUB_LIVE_MAX_STREAMS`` or 10. Example: 20.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    @default("max_streams_per_user")
+    def _default_max_streams_per_user(self) -> int:
+        return _env_number("LATTICEHUB_LIVE_MAX_STREAMS", "10", int)
+
+    @validate("max_streams_per_user")
+    def _validate_max_streams_per_user(self, proposal: Any) -> int:
+        value = proposal["value"]
+        if value < 1:
+            raise TraitError(
+                f"max_streams_per_user must be at least 1 (streams per user), got {value}"
+            )
+        return value
+
+    access_recheck_interval = Float(
+        help=f"""
+        Seconds between checks, in each open stream, that its reader may still read the
+        run (group membership, shares, the project's existence, the token). A reader who
+        lost access gets the event ``end`` with ``reason: "access_revoked"`` (a long-poll:
+        HTTP 403) and the stream closes. At most {MAX_RECHECK_S:g}. Default:
+        ``$LATTICEHUB_LIVE_RECHECK_S`` or 30. Example: 10.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    @default("access_recheck_interval")
+    def _default_access_recheck_interval(self) -> float:
+        return _env_number("LATTICEHUB_LIVE_RECHECK_S", f"{MAX_RECHECK_S:g}", float)
+
+    @validate("access_recheck_interval")
+    def _validate_access_recheck_interval(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0 < value <= MAX_RECHECK_S:
+            raise TraitError(
+                f"access_recheck_interval must be seconds in (0, {MAX_RECHECK_S:g}], got "
+                f"{value!r}: a stream re-checks access at least every {MAX_RECHECK_S:g} s"
+            )
+        return value
+
+
+class StreamSlot:
+    """One open stream of a user; :meth:`release` (idempotent) frees it."""
+
+    def __init__(self, bus: LiveBus, user: str):
+        self.bus = bus
+        self.user = user
+        self.released = False
+
+    def release(self) -> None:
+        """Give the slot back (once; later calls do nothing)."""
+        if not self.released:
+            self.released = True
+            self.bus._release_stream(self.user)
 
 
 @dataclass
@@ -59,12 +153,37 @@ class LiveBus:
     reload the history (``reset``) instead of silently missing points.
     """
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
+    def __init__(self, clock: Any = time.monotonic, config: LiveConfig | None = None) -> None:
         self.epoch = secrets.token_hex(4)
+        self.config = config if config is not None else LiveConfig()
         self._feeds: collections.OrderedDict[str, _Feed] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clock = clock
+        self._streams: dict[str, int] = {}
+
+    # -- open streams per user -------------------------------------------------------------
+    def open_stream(self, user: str) -> StreamSlot | None:
+        """A slot for one more open stream of ``user``; None when they hold the maximum."""
+        with self._lock:
+            held = self._streams.get(user, 0)
+            if held >= self.config.max_streams_per_user:
+                return None
+            self._streams[user] = held + 1
+        return StreamSlot(self, user)
+
+    def streams_of(self, user: str) -> int:
+        """Streams ``user`` holds open now."""
+        with self._lock:
+            return self._streams.get(user, 0)
+
+    def _release_stream(self, user: str) -> None:
+        with self._lock:
+            held = self._streams.get(user, 0) - 1
+            if held > 0:
+                self._streams[user] = held
+            else:
+                self._streams.pop(user, None)
 
     # -- writers ---------------------------------------------------------------------------
     def notify(self, run_id: str, *topics: str) -> None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import re
 import socket
 import threading
 import time
 
 import pytest
 import requests
+from traitlets import TraitError
+
+from hub_ext.experiments.live import LiveConfig
+from tests.service.fakehub import serve
 
 H_ANN = {"Authorization": "token tok-ann"}
 H_BOB = {"Authorization": "token tok-bob"}
@@ -140,7 +145,7 @@ def test_stream_resumes_from_last_event_id_and_ends_with_the_run(service):
             f"{url}/api/v1/runs/{run_id}", json={"status": "FINISHED"}, headers=H_ANN
         ).raise_for_status()
         assert again.next("run")["data"]["status"] == "FINISHED"
-        again.next("end")
+        assert again.next("end")["data"] == {"reason": "finished"}
         assert again.next("closed", timeout=5)
     finally:
         again.close()
@@ -254,7 +259,10 @@ def test_another_groups_stream_is_not_found(service):
 
 
 @pytest.mark.slow
-def test_many_readers_of_many_runs_all_see_every_line(service):
+def test_many_readers_of_many_runs_all_see_every_line(service, monkeypatch):
+    # 20 streams of one user: above the default cap of open streams per user (read when the
+    # first stream opens)
+    monkeypatch.setenv("LATTICEHUB_LIVE_MAX_STREAMS", "40")
     url, _ = service
     runs = [make_run(url, f"many-{i}") for i in range(5)]
     readers = {r: [SSEReader(f"{url}/api/v1/runs/{r}/stream") for _ in range(4)] for r in runs}
@@ -272,3 +280,143 @@ def test_many_readers_of_many_runs_all_see_every_line(service):
         for group in readers.values():
             for reader in group:
                 reader.close()
+
+
+# -- access while a stream is open; open streams per user ----------------------------------
+RECHECK_S = 0.5
+#: generous: the check runs every RECHECK_S, and the reader needs a moment to notice
+ENDS_WITHIN_S = 15
+
+
+@pytest.fixture
+def moving(tmp_path):
+    """The app with users a test moves between groups, short access re-checks, 3 streams each."""
+    users = {
+        "ann": {"groups": {"lqcd"}},
+        "bob": {"groups": {"lqcd"}},
+        "eve": {"groups": {"nuclear"}},
+    }
+    config = LiveConfig(access_recheck_interval=RECHECK_S, max_streams_per_user=3)
+    with serve(tmp_path, users, config) as svc:
+        pid = svc.call("ann", "POST", "/projects", json={"name": "flows", "group": "lqcd"})
+        svc.pid = pid.json()["id"]
+        svc.run_id = svc.call("ann", "POST", "/runs", json={"project": svc.pid}).json()["id"]
+        yield svc
+
+
+def reader_of(svc, user: str, **params) -> SSEReader:
+    return SSEReader(
+        f"{svc.api}/runs/{svc.run_id}/stream",
+        headers={"Authorization": f"token tok-{user}"},
+        params=params or None,
+    )
+
+
+def test_a_reader_who_leaves_the_group_sees_the_stream_end_with_a_reason(moving):
+    reader = reader_of(moving, "bob")
+    try:
+        assert reader.status == 200
+        reader.next("run")
+        moving.set_groups("bob")  # removed from lqcd
+        ended = reader.next("end", timeout=ENDS_WITHIN_S)["data"]
+        assert ended["reason"] == "access_revoked"
+        assert "you may no longer read run" in ended["message"]
+        assert reader.next("closed", timeout=ENDS_WITHIN_S)
+        assert moving.bus.streams_of("bob") == 0  # the slot went with the stream
+    finally:
+        reader.close()
+    # and the next request is refused as for any outsider
+    assert moving.call("bob", "GET", f"/runs/{moving.run_id}").status_code == 404
+
+
+def test_a_stream_ends_when_the_share_is_withdrawn_and_stays_while_it_holds(moving):
+    moving.call("ann", "PUT", f"/projects/{moving.pid}/shares/nuclear").raise_for_status()
+    reader = reader_of(moving, "eve")
+    try:
+        assert reader.status == 200
+        reader.next("run")
+        time.sleep(3 * RECHECK_S)  # several checks pass while she may read
+        moving.call("ann", "POST", f"/runs/{moving.run_id}/logs/stdout",
+                    json={"offset": 0, "lines": ["still here"]}).raise_for_status()  # fmt: skip
+        assert reader.next("log")["data"]["lines"][0]["text"] == "still here"
+        moving.call("ann", "DELETE", f"/projects/{moving.pid}/shares/nuclear").raise_for_status()
+        assert reader.next("end", timeout=ENDS_WITHIN_S)["data"]["reason"] == "access_revoked"
+    finally:
+        reader.close()
+
+
+def test_a_waiting_long_poll_is_refused_with_a_reason_when_access_ends(moving):
+    result: dict = {}
+
+    def poll() -> None:
+        result["r"] = moving.call(
+            "bob", "GET", f"/runs/{moving.run_id}/updates", params={"wait": 40}, timeout=60
+        )
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(2 * RECHECK_S)
+    moving.set_groups("bob")
+    thread.join(ENDS_WITHIN_S)
+    assert not thread.is_alive(), "the long-poll kept waiting after access ended"
+    r = result["r"]
+    assert r.status_code == 403, r.text
+    assert r.json()["error_code"] == "PERMISSION_DENIED"
+    assert "no longer read" in r.json()["message"]
+
+
+def test_open_streams_per_user_are_capped_with_a_clear_429(moving):
+    readers = [reader_of(moving, "ann") for _ in range(3)]
+    try:
+        assert [r.status for r in readers] == [200, 200, 200]
+        for r in readers:
+            r.next("run")
+        extra = reader_of(moving, "ann")
+        assert extra.status == 429
+        body = extra.response.json()
+        assert body["error_code"] == "REQUEST_LIMIT_EXCEEDED" and body["status"] == 429
+        assert "3 open live streams" in body["message"]
+        assert "max_streams_per_user" in body["message"]
+        # a long-poll is a stream too
+        r = moving.call("ann", "GET", f"/runs/{moving.run_id}/updates", params={"wait": 0})
+        assert r.status_code == 429
+        # the cap is per user: bob still streams
+        bobs = reader_of(moving, "bob")
+        assert bobs.status == 200
+        bobs.close()
+        # a closed stream frees its slot
+        readers.pop().close()
+        deadline = time.monotonic() + ENDS_WITHIN_S
+        while moving.bus.streams_of("ann") > 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        again = reader_of(moving, "ann")
+        assert again.status == 200
+        readers.append(again)
+    finally:
+        for r in readers:
+            r.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"max_streams_per_user": 0}, "at least 1"),
+        ({"access_recheck_interval": 0}, "(0, 30]"),
+        ({"access_recheck_interval": 31}, "at least every 30 s"),
+    ],
+)
+def test_live_settings_are_validated(settings, words):
+    with pytest.raises(TraitError, match=re.escape(words)):
+        LiveConfig(**settings)
+
+
+def test_live_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LATTICEHUB_LIVE_MAX_STREAMS", "4")
+    monkeypatch.setenv("LATTICEHUB_LIVE_RECHECK_S", "2.5")
+    config = LiveConfig()
+    assert (config.max_streams_per_user, config.access_recheck_interval) == (4, 2.5)
+    monkeypatch.setenv("LATTICEHUB_LIVE_RECHECK_S", "soon")
+    with pytest.raises(TraitError, match="LATTICEHUB_LIVE_RECHECK_S=30"):
+        LiveConfig().access_recheck_interval  # noqa: B018
+    monkeypatch.delenv("LATTICEHUB_LIVE_MAX_STREAMS")
+    assert LiveConfig().max_streams_per_user == 10

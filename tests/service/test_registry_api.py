@@ -18,21 +18,28 @@ from hub_ext.experiments.blobs import BlobStore
 from hub_ext.experiments.gc import collect
 from hub_ext.experiments.retention import RetentionRule
 from hub_ext.experiments.store import SqlStore
+from hub_ext.experiments.store.entities import Viewer
+from hub_ext.experiments.store.errors import UNAUTHENTICATED, TrackingError
 from hub_ext.experiments.store.registry import SqlArtifactRegistry
 from tests.hub import free_port
-from tests.service.conftest import USERS, FakeHubAuth
+from tests.service.conftest import FakeHubAuth
 
-JOB_TOKEN = "tok-job"
+JOB_TOKEN = "lhjob_test"
 
 
 class FakeJobs:
     """Stands in for the job manager: ``tok-job`` is a job token bound to one run."""
 
+    blobs = registry = None  # set by make_app, as on the real manager
+
     def __init__(self):
         self.bound_run: str | None = None
+        self.bound_project: int | None = None
 
-    def run_for_token(self, token):
-        return self.bound_run if token == JOB_TOKEN else None
+    def viewer_for_token(self, token):
+        if token != JOB_TOKEN or self.bound_run is None:
+            raise TrackingError("unknown job token", UNAUTHENTICATED)
+        return Viewer(name="ann", run_id=self.bound_run, project_id=self.bound_project)
 
 
 @contextlib.contextmanager
@@ -82,7 +89,6 @@ class Api:
 
 @pytest.fixture
 def app(tmp_path, monkeypatch):
-    monkeypatch.setitem(USERS, JOB_TOKEN, USERS["tok-ann"])
     store = SqlStore(f"sqlite:///{tmp_path / 'tracking.sqlite'}")
     jobs = FakeJobs()
     with serving(store, tmp_path / "blobs", jobs) as base:
@@ -175,30 +181,33 @@ def test_other_groups_see_nothing_and_readers_cannot_write_others_runs(app):
     bob("PUT", f"{arts}/flow/aliases/best", {"version": 1}, status=404)
     bob("GET", f"/runs/{run}/uses", status=404)
     assert api("GET", f"{arts}/flow/v1", token="tok-adm", status=200).json()["version"] == 1
-    # shared with bob's group: he reads, and writes only his own runs
+    # shared with bob's group: he reads. A share is read access only (it used to let him
+    # create runs and move aliases in ann's project: the tenant-boundary issue, section 3)
     api("PUT", f"/projects/{pid}/shares/nuclear", status=200)
     assert bob("GET", f"{arts}/flow/latest", status=200).json()["version"] == 1
     r = bob("POST", arts, {"name": "flow", "run_id": run, "path": "m.pt"}, status=403)
     assert "may read but not write" in r.json()["message"]
     bob("POST", f"/runs/{run}/uses", {"project": pid, "ref": "flow:v1"}, status=403)
     bob("DELETE", f"{arts}/flow/v1", status=403)
-    bobs_run = bob("POST", "/runs", {"project": pid}, status=201).json()["id"]
-    bob("POST", f"/runs/{bobs_run}/uses", {"project": pid, "ref": "flow"}, status=200)
-    bob("PUT", f"{arts}/flow/aliases/seen-by-bob", {"version": 1}, status=200)
-    # a use in a project ann cannot read is not shown to her
+    bob("POST", "/runs", {"project": pid}, status=403)
+    r = bob("PUT", f"{arts}/flow/aliases/seen-by-bob", {"version": 1}, status=403)
+    assert "a share gives read access only" in r.json()["message"]
+    bob("DELETE", f"{arts}/flow/aliases/best", status=403)
+    # his runs, in his group's project, may use (read) the shared version; a use in a
+    # project ann cannot read is not shown to her
     theirs = bob("POST", "/projects", {"name": "nuc", "group": "nuclear"}, status=201).json()
     hidden = bob("POST", "/runs", {"project": theirs["id"]}, status=201).json()["id"]
     bob("POST", f"/runs/{hidden}/uses", {"project": pid, "ref": "flow:v1"}, status=200)
-    assert api("GET", f"{arts}/flow/v1", status=200).json()["lineage"]["consumed_by"] == [bobs_run]
+    assert api("GET", f"{arts}/flow/v1", status=200).json()["lineage"]["consumed_by"] == []
     everyone = api("GET", f"{arts}/flow/v1", token="tok-adm", status=200).json()
-    assert everyone["lineage"]["consumed_by"] == [bobs_run, hidden]
+    assert everyone["lineage"]["consumed_by"] == [hidden]
 
 
 def test_job_token_registers_what_its_run_produced_but_sets_no_alias(app):
     api, _, jobs = app
     pid, run = setup_project(api)
     other = api("POST", "/runs", {"project": pid}, status=201).json()["id"]
-    jobs.bound_run = run
+    jobs.bound_run, jobs.bound_project = run, int(pid)
     arts = f"/projects/{pid}/artifacts"
     api.upload(run, "m.pt", b"trained", token=JOB_TOKEN)
     api.upload(other, "m.pt", b"other")

@@ -1,11 +1,12 @@
 """The dashboard's pages: projects, a project's runs table, a run, a comparison of runs.
 
-Pages use the API's access rules (``visible_project_ids``, ``find_run``: another group's
-run is a 404) and render tornado templates with autoescaping on. Live parts (log tail,
-metric plots, status) are drawn by ``static/dashboard.js`` from the run's event stream
-(``api/v1/runs/{id}/stream``). Every state-changing form carries the XSRF token, and
-every ``fetch`` the ``X-XSRFToken`` header (``<meta name="lh-xsrf">``): HubOAuth refuses
-cookie authentication of a request that lacks it.
+Pages use the API's access rules (:mod:`..access`: another group's run is a 404, a share is
+read-only, managers of a group may give its projects to another owner) and render tornado
+templates with autoescaping on. Live parts (log tail, metric plots, status) are drawn by
+``static/dashboard.js`` from the run's event stream (``api/v1/runs/{id}/stream``). Every
+state-changing form carries the XSRF token, and every ``fetch`` the ``X-XSRFToken`` header
+(``<meta name="lh-xsrf">``): HubOAuth refuses cookie authentication of a request that lacks
+it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,18 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 
 from ...pages import write_error_page
-from ..access import can_manage_project, can_read_project, can_write_run, require_read
+from ..access import (
+    can_manage_project,
+    can_read_project,
+    can_transfer_project,
+    can_write_project,
+    can_write_run,
+    group_rights,
+    require_read,
+    visible_project_ids,
+)
 from ..handlers.base import BaseHandler
+from ..handlers.projects import checked_new_owner
 from ..search import SearchError, parse_filter, parse_order_by
 from ..store.entities import Project, Run, Tag
 from ..store.errors import BAD_REQUEST, INVALID_PARAMETER_VALUE, TrackingError, invalid
@@ -109,9 +120,7 @@ class ProjectsPage(PageHandler):
     def get(self) -> None:
         """List projects (name, group, sharing, latest run)."""
         viewer = self.viewer
-        ids = self.store.visible_project_ids(
-            user=viewer.name, groups=sorted(viewer.groups), admin=viewer.admin
-        )
+        ids = visible_project_ids(self.store, viewer)
         page = self.store.search_projects(ids=ids, max_results=MAX_PROJECTS)
         latest: dict[int, Run] = {}
         for project in page.items:
@@ -145,7 +154,38 @@ class ProjectPage(PageHandler):
 
     def get(self, project_id: str) -> None:
         """One page of runs, as the query string says."""
-        project = self.find_project(project_id)
+        self.render_project(self.find_project(project_id))
+
+    def post(self, project_id: str) -> None:
+        """A form: ``action`` = ``transfer`` (``owner``): give the project to another member.
+
+        For managers of the project's group and admins (403 on the page for others).
+        """
+        project = self.find_project(project_id)  # identifies the caller first
+        self.check_form_xsrf()
+        action = self.get_body_argument("action", "")
+        try:
+            if action != "transfer":
+                raise invalid(f"unknown action {action!r}: use transfer")
+            owner = checked_new_owner(
+                self.viewer,
+                group_rights(self.current_user),
+                project,
+                self.get_body_argument("owner", ""),
+                self.settings["group_lookup"],
+            )
+            if owner != project.owner:
+                self.store.update_project(project.id, owner=owner)
+        except TrackingError as e:
+            if e.http_status >= 500:
+                raise
+            self.set_status(e.http_status)
+            self.render_project(project, form_error=e.message)
+            return
+        self.redirect(self.page_url("projects", str(project.id)), status=303)
+
+    def render_project(self, project: Project, form_error: str | None = None) -> None:
+        """Render the runs table of ``project`` (and its forms)."""
         args = {k: [v.decode("utf-8", "replace") for v in vs]
                 for k, vs in self.request.query_arguments.items()}  # fmt: skip
         filter_text = self.get_argument("filter", "")
@@ -172,8 +212,9 @@ class ProjectPage(PageHandler):
                 error = e.message
             else:
                 runs, next_token = page.items, page.next_token
-        if error:
+        if error and not form_error:
             self.set_status(400)
+        rights = group_rights(self.current_user)
         chosen = self.get_arguments("col") if "col" in self.request.arguments else None
         shown, available = query.choose_columns(chosen, runs)
         first, last, previous = query.page_window(token, size, len(runs))
@@ -197,7 +238,10 @@ class ProjectPage(PageHandler):
             else None,
             path=path,
             args=args,
-            can_manage=can_manage_project(self.viewer, project),
+            can_manage=can_manage_project(self.viewer, project, rights),
+            can_write=can_write_project(self.viewer, project),
+            can_transfer=can_transfer_project(self.viewer, project, rights),
+            form_error=form_error,
         )
 
 

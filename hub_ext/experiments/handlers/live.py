@@ -5,22 +5,30 @@ a timeline offset) from the store and the change feed, and wait on the feed when
 A reader holds no buffer of its own: memory per stream is bounded whatever the number of
 readers. The SSE ``id`` of each event carries all cursors, so a browser's ``EventSource``
 resumes after a reconnect from where it was (``Last-Event-ID``).
+
+An open stream checks at least every :attr:`~..live.LiveConfig.access_recheck_interval`
+seconds that its reader may still read the run (identity and groups as fresh as every
+request's), and ends with a reason when not; each user holds at most
+:attr:`~..live.LiveConfig.max_streams_per_user` streams at once (429 beyond).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from jupyterhub.services.auth import HubAuth, UserNotAllowed
 from tornado.iostream import StreamClosedError
 
-from ..live import LiveBus
+from ..access import can_read_project
+from ..live import LiveBus, StreamSlot
 from ..serialize import log_line, metric
 from ..serialize import run as run_json
-from ..store.entities import Run
-from ..store.errors import invalid
+from ..store.entities import Run, Viewer
+from ..store.errors import PERMISSION_DENIED, REQUEST_LIMIT_EXCEEDED, TrackingError, invalid
 from .base import BaseHandler
 from .openapi import _op
 
@@ -85,12 +93,94 @@ def _decimate(points: list, limit: int) -> list:
 
 
 class LiveBase(BaseHandler):
-    """Collects what is new for a reader."""
+    """Collects what is new for a reader; holds the reader's stream slot; re-checks access."""
+
+    slot: StreamSlot | None = None
+    _closed = False
 
     @property
     def bus(self) -> LiveBus:
         """The change feed, injected through settings."""
         return self.settings["live"]
+
+    def take_slot(self) -> None:
+        """Count this stream against the caller's open streams; 429 when they hold the most."""
+        name = self.viewer.name
+        self.slot = self.bus.open_stream(name)
+        if self.slot is None:
+            limit = self.bus.config.max_streams_per_user
+            raise TrackingError(
+                f"{name} already holds {limit} open live streams, the most one user may "
+                f"(LiveConfig.max_streams_per_user = {limit}): close a dashboard tab or a "
+                "notebook monitor you no longer watch, then try again (a closed stream frees "
+                "its slot at once)",
+                REQUEST_LIMIT_EXCEEDED,
+            )
+
+    def release_slot(self) -> None:
+        """Free the stream slot (idempotent)."""
+        if self.slot is not None:
+            self.slot.release()
+
+    def on_connection_close(self) -> None:
+        """The reader went away: free its slot now, and let the loop end."""
+        self._closed = True
+        self.release_slot()
+        super().on_connection_close()
+
+    def on_finish(self) -> None:
+        """Free the slot when the response ends."""
+        self.release_slot()
+        super().on_finish()
+
+    async def access_ended(self, run_id: str) -> str | None:
+        """Why the reader may no longer read the run; None while they still may.
+
+        A Hub user is identified again from the request's token or cookie, through the same
+        caches every request goes through (so a removal from a group shows here within
+        ``access.MEMBERSHIP_MAX_AGE_S``); the run's project is read again (unshared,
+        deleted or moved on since the stream began).
+        """
+        viewer = self.viewer
+        if viewer.run_id is None:  # a job token is bound to its run for the job's life
+            model = await self.identify_again()
+            if not model or model.get("name") != viewer.name:
+                return "your Hub login or token is no longer valid: log in again"
+            viewer = Viewer(
+                name=viewer.name,
+                groups=frozenset(self._groups_of(model)),
+                admin=bool(model.get("admin")),
+            )
+        try:
+            project = self.store.get_project(self.store.get_run(run_id, data=False).project_id)
+        except TrackingError:
+            return f"run {run_id} no longer exists"
+        if not can_read_project(viewer, project):
+            return (
+                f"you may no longer read run {run_id}: you left the group that gave you access, "
+                "or the project stopped being shared with it"
+            )
+        return None
+
+    async def identify_again(self) -> dict[str, Any] | None:
+        """The caller's Hub model as of now (None: the token or session is no longer valid)."""
+        auth = self.hub_auth
+        if hasattr(self, "_cached_hub_user"):
+            del self._cached_hub_user  # HubAuth's per-request memo of the first lookup
+        if not isinstance(auth, HubAuth):  # a stand-in (tests): it answers synchronously
+            model = auth.get_user(self)
+            return await model if inspect.isawaitable(model) else model
+        model = await auth.get_user(self, sync=False)
+        if not model:
+            return None
+        try:
+            return self.check_hub_user(model)  # still allowed to use this service
+        except UserNotAllowed:
+            return None
+
+    def recheck_interval(self) -> float:
+        """Seconds between access checks of an open stream."""
+        return self.bus.config.access_recheck_interval
 
     def start_cursor(self, run_id: str) -> tuple[Cursor, bool, bool]:
         """The reader's cursor from ``Last-Event-ID`` or the query; and what it wants.
@@ -210,35 +300,47 @@ class LiveBase(BaseHandler):
 class RunStreamHandler(LiveBase):
     """``/api/v1/runs/{id}/stream``: server-sent events until the run ends."""
 
-    _closed = False
-
-    def on_connection_close(self) -> None:  # noqa: D102
-        self._closed = True
-
     async def get(self, run_id: str) -> None:
-        """Events ``run``, ``log``, ``partial``, ``metrics``, ``timeline`` and finally ``end``."""
+        """Events ``run``, ``log``, ``partial``, ``metrics``, ``timeline`` and finally ``end``.
+
+        ``end`` carries ``{"reason": "finished"}`` when the run ended and everything was
+        sent, or ``{"reason": "access_revoked", "message"}`` when the reader lost access.
+        """
         self.find_run(run_id)
         cursor, logs, metrics = self.start_cursor(run_id)
+        self.take_slot()
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # no proxy buffering
         deadline = time.monotonic() + MAX_STREAM_S
+        interval = self.recheck_interval()
+        next_check = time.monotonic() + interval
         try:
             self.write("retry: 2000\n\n")
             while not self._closed and time.monotonic() < deadline:
+                if time.monotonic() >= next_check:
+                    reason = await self.access_ended(run_id)
+                    if reason is not None:
+                        ended = {"reason": "access_revoked", "message": reason}
+                        self.write(f"event: end\ndata: {json.dumps(ended)}\n\n")
+                        await self.flush()
+                        break
+                    next_check = time.monotonic() + interval
                 version = self.bus.version(run_id)
                 events, run = self.collect(run_id, cursor, logs=logs, metrics=metrics)
                 ident = cursor.event_id()
                 for name, data in events:
                     self.write(f"id: {ident}\nevent: {name}\ndata: {json.dumps(data)}\n\n")
                 if run.status.is_final and self.drained(events):
-                    self.write(f"id: {ident}\nevent: end\ndata: {{}}\n\n")
+                    ended = {"reason": "finished"}
+                    self.write(f"id: {ident}\nevent: end\ndata: {json.dumps(ended)}\n\n")
                     await self.flush()
                     break
                 await self.flush()
                 if events and not self.drained(events):
                     continue  # more lines are waiting: send them before sleeping
-                if not await self.bus.wait(run_id, version, KEEPALIVE_S):
+                wait = max(0.0, min(KEEPALIVE_S, next_check - time.monotonic()))
+                if not await self.bus.wait(run_id, version, wait):
                     self.write(": keepalive\n\n")
                     await self.flush()
         except StreamClosedError:
@@ -251,7 +353,10 @@ class RunUpdatesHandler(LiveBase):
     """``/api/v1/runs/{id}/updates``: one long-poll round as JSON."""
 
     async def get(self, run_id: str) -> None:
-        """What is new since the cursors, waiting up to ``wait`` seconds for something."""
+        """What is new since the cursors, waiting up to ``wait`` seconds for something.
+
+        A reader who loses access while waiting gets 403 with the reason.
+        """
         self.find_run(run_id)
         cursor, logs, metrics = self.start_cursor(run_id)
         try:
@@ -260,10 +365,18 @@ class RunUpdatesHandler(LiveBase):
             raise invalid(f"wait must be seconds, 0..{MAX_WAIT_S:g}") from None
         if not 0 <= wait <= MAX_WAIT_S:
             raise invalid(f"wait must be seconds, 0..{MAX_WAIT_S:g}, not {wait:g}")
+        self.take_slot()
         deadline = time.monotonic() + wait
+        interval = self.recheck_interval()
+        next_check = time.monotonic() + interval
         gathered: list[tuple[str, Any]] = []
         first = True
         while True:
+            if time.monotonic() >= next_check:
+                reason = await self.access_ended(run_id)
+                if reason is not None:
+                    raise TrackingError(reason, PERMISSION_DENIED)
+                next_check = time.monotonic() + interval
             version = self.bus.version(run_id)
             events, run = self.collect(run_id, cursor, logs=logs, metrics=metrics)
             gathered.extend(events)
@@ -271,9 +384,9 @@ class RunUpdatesHandler(LiveBase):
             news = [e for e in events if not (first and e[0] == "run")]
             first = False
             left = deadline - time.monotonic()
-            if news or run.status.is_final or left <= 0:
+            if news or run.status.is_final or left <= 0 or self._closed:
                 break
-            await self.bus.wait(run_id, version, left)
+            await self.bus.wait(run_id, version, min(left, max(0.0, next_check - time.monotonic())))
         body: dict[str, Any] = {"run": run_json(run), "cursor": self._cursor_json(cursor)}
         for stream in STREAMS:
             body[stream] = {"lines": [], "next_offset": cursor.offsets[stream],

@@ -7,10 +7,12 @@ Point the client at the service and give it a Hub API token::
 
 An MLflow experiment is a project (``experiment_id`` is the project id as a string) and
 runs are runs. Access is the native API's: what a caller may not read does not exist
-(RESOURCE_DOES_NOT_EXIST, 404); readable but not writable is PERMISSION_DENIED (403).
-Experiments created here are private to their creator unless the experiment tag
-``latticehub.group`` names one of the creator's groups; responses show the derived tags
-``latticehub.owner`` and ``latticehub.group``.
+(RESOURCE_DOES_NOT_EXIST, 404); readable but not writable (a share is read access) is
+PERMISSION_DENIED (403). Experiments created here are private to their creator unless the
+experiment tag ``latticehub.group`` names one of the creator's groups; responses show the
+derived tags ``latticehub.owner`` and ``latticehub.group``. Names are unique per group (per
+owner for private experiments); ``get-by-name`` resolves a name among the experiments the
+caller may read (``group/name`` picks one group's), as the native API does.
 
 Statuses: QUEUED is shown as SCHEDULED and LOST as FAILED. Deleting an experiment hides
 its runs (they show as deleted, as MLflow's cascade does) until it is restored.
@@ -27,8 +29,11 @@ from ..access import (
     can_read_project,
     can_write_project,
     can_write_run,
+    find_project_by_name,
+    group_rights,
     require,
     require_read,
+    visible_project_ids,
 )
 from ..search import SearchError, parse_filter, parse_order_by
 from ..store.abstract import MAX_PAGE_SIZE, decode_token, encode_token
@@ -89,6 +94,17 @@ def _experiment_number(experiment_id: str) -> int:
             RESOURCE_DOES_NOT_EXIST,
         )
     return int(experiment_id)
+
+
+def _write_refusal(viewer: Viewer, project: Project) -> str:
+    if viewer.run_id is not None:
+        return "Permission denied: job tokens cannot create runs"
+    writers = f"members of group {project.group}" if project.group else f"its owner {project.owner}"
+    return (
+        f"Permission denied: you may read but not write experiment {project.id}; runs are "
+        f"created by {writers} and admins (a share gives read access only): create an "
+        "experiment of your own group for your runs"
+    )
 
 
 def _deleted(project: Project) -> bool:
@@ -199,12 +215,14 @@ class MlflowHandler(BaseHandler):
         return project
 
     def _managed_project(self, fields: Fields, action: str) -> Project:
-        """A project the caller owns (or any, for admins); 404 if unseen, 403 if read-only."""
+        """A project the caller manages (owner, group manager, admin); 404 if unseen, else 403."""
         project = self._project(fields.string("experiment_id", required=True))
+        managers = f", managers of group {project.group}" if project.group else ""
         require(
-            can_manage_project(self._viewer(), project),
+            can_manage_project(self._viewer(), project, group_rights(self.current_user)),
             f"Permission denied: only the owner of experiment {project.id} "
-            f"({project.owner}) or an admin may {action} it",
+            f"({project.owner}, while a member of its group){managers} or an admin may "
+            f"{action} it",
         )
         return project
 
@@ -236,10 +254,7 @@ class MlflowHandler(BaseHandler):
 
     def _visible_projects(self) -> list[Project]:
         """Every project the caller may read, deleted ones included."""
-        viewer = self._viewer()
-        ids = self.store.visible_project_ids(
-            user=viewer.name, groups=sorted(viewer.groups), admin=viewer.admin
-        )
+        ids = visible_project_ids(self.store, self._viewer())
         projects: list[Project] = []
         token = None
         while True:
@@ -283,8 +298,8 @@ class MlflowHandler(BaseHandler):
 
     def _get_experiment_by_name(self, f: Fields) -> dict[str, Any]:
         name = f.string("experiment_name", required=True)
-        project = self.store.get_project_by_name(name)
-        if project is None or not can_read_project(self._viewer(), project):
+        project = find_project_by_name(self.store, self._viewer(), name)
+        if project is None:
             raise TrackingError(
                 f"Could not find experiment with name '{name}'", RESOURCE_DOES_NOT_EXIST
             )
@@ -342,7 +357,7 @@ class MlflowHandler(BaseHandler):
     def _create_run(self, f: Fields) -> dict[str, Any]:
         viewer = self._viewer()
         project = self._project(f.string("experiment_id", required=True))
-        require(can_write_project(viewer, project), "job tokens cannot create runs")
+        require(can_write_project(viewer, project), _write_refusal(viewer, project))
         tags = dict(f.key_values("tags"))
         tags[USER_TAG] = viewer.name  # the authenticated user, not the client's OS account
         run = self.store.create_run(
@@ -517,16 +532,9 @@ class MlflowHandler(BaseHandler):
                 "positive integer."
             )
         offset = decode_token(f.string("page_token") or None)
-        if size is None:  # everything, as MLflow does without max_results
-            points: list[Metric] = []
-            while True:
-                chunk = self.store.get_metric_history(
-                    run.id, key, offset=offset + len(points), limit=MAX_PAGE_SIZE
-                )
-                points += chunk
-                if len(chunk) < MAX_PAGE_SIZE:
-                    return {"metrics": [metric_json(m) for m in points]}
-        size = min(size, MAX_PAGE_SIZE)
+        # one page at most, also without max_results (MLflow would send every point): larger
+        # sizes are clamped, and next_page_token, which the mlflow client follows, says more
+        size = min(size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
         points = self.store.get_metric_history(run.id, key, offset=offset, limit=size + 1)
         response: dict[str, Any] = {"metrics": [metric_json(m) for m in points[:size]]}
         if len(points) > size:

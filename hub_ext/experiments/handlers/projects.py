@@ -1,15 +1,33 @@
-"""Projects: list, create, get, change, delete, share."""
+"""Projects: list, create, get, change, give to another owner, delete, share.
+
+Who may do what is :mod:`..access`: members write, a share is read access, the owner (while
+a member), the group's managers and admins manage, managers and admins transfer ownership.
+"""
 
 from __future__ import annotations
 
-from ..access import can_manage_project, require, require_read
+from collections.abc import Callable
+
+from ..access import (
+    GroupRights,
+    can_manage_project,
+    can_transfer_project,
+    find_project_by_name,
+    group_rights,
+    require,
+    require_read,
+    visible_project_ids,
+)
+from ..likematch import LikePatternError, check_like_pattern
 from ..serialize import project as project_json
-from ..store.entities import DELETED, Project
+from ..store.entities import DELETED, Project, Viewer
 from ..store.errors import BAD_REQUEST, TrackingError, invalid, not_found
 from .base import BaseHandler
 
 #: Ids are 64-bit integers in every back end; a larger one cannot exist.
 MAX_ID = 2**63 - 1
+#: Fields of ``PATCH /projects/{id}``.
+CHANGEABLE = ("name", "description", "owner")
 
 
 def _text(body: dict, key: str, *, nullable: bool = False) -> None:
@@ -18,8 +36,62 @@ def _text(body: dict, key: str, *, nullable: bool = False) -> None:
         raise invalid(f"{key} must be a string, got {body[key]!r}")
 
 
+def manage_refusal(project: Project, action: str) -> str:
+    """The 403 message for a caller who may not ``action`` the project."""
+    managers = f"managers of group {project.group!r}, " if project.group else ""
+    return (
+        f"only the owner of project {project.id} ({project.owner}, while a member of its "
+        f"group), {managers}or an admin may {action} it"
+    )
+
+
+def checked_new_owner(
+    viewer: Viewer,
+    rights: GroupRights,
+    project: Project,
+    owner: str,
+    group_lookup: Callable[[str], list[str]],
+) -> str:
+    """``owner`` if ``viewer`` may give ``project`` to them; else 403 / 400.
+
+    Args:
+        viewer: the caller.
+        rights: the groups the caller manages.
+        project: the project to give away.
+        owner: the new owner's Hub user name.
+        group_lookup: ``name -> groups`` as the Hub tells (the service's own token).
+    """
+    if project.group:
+        who = f"managers of group {project.group!r} (Hub scope groups!group={project.group})"
+    else:
+        who = "admins (a private project belongs to no group)"
+    require(
+        can_transfer_project(viewer, project, rights),
+        f"only {who}{' and admins' if project.group else ''} may give project {project.id} "
+        "to another owner",
+    )
+    owner = owner.strip()
+    if not owner:
+        raise invalid("owner must be the name of a Hub user")
+    if project.group is not None and project.group not in group_lookup(owner):
+        raise invalid(
+            f"{owner} is not a member of group {project.group!r}: add them to the group "
+            "first (the owner of a group's project must be able to write it)"
+        )
+    return owner
+
+
 class ProjectBaseHandler(BaseHandler):
     """Finds projects, with 404 for ones the caller may not see."""
+
+    @property
+    def rights(self) -> GroupRights:
+        """The groups the caller manages (scopes of their Hub token; none for job tokens)."""
+        cached: GroupRights | None = getattr(self, "_cached_rights", None)
+        if cached is None:
+            self.viewer  # noqa: B018 - authenticate (401) before anything else
+            cached = self._cached_rights = group_rights(self.current_user)
+        return cached
 
     def find_project(self, project_id: str) -> Project:
         """The project, if the caller may read it; else 404."""
@@ -33,20 +105,43 @@ class ProjectBaseHandler(BaseHandler):
         require_read(self.viewer, project, f"Experiment with id '{project_id}'")
         return project
 
+    def require_manage(self, project: Project, action: str) -> None:
+        """403 unless the caller may ``action`` (rename, delete, share...) the project."""
+        require(
+            can_manage_project(self.viewer, project, self.rights), manage_refusal(project, action)
+        )
+
 
 class ProjectListHandler(ProjectBaseHandler):
     """``/api/v1/projects``."""
 
     def get(self) -> None:
-        """Projects the caller may read, paged: ``{"items", "_pagination"}``."""
+        """Projects the caller may read, paged: ``{"items", "_pagination"}``.
+
+        ``name``: the one project that name (or ``group/name``) means to the caller, as
+        when a run or a job names its project (an empty list if none).
+        """
         viewer = self.viewer
-        ids = self.store.visible_project_ids(
-            user=viewer.name, groups=sorted(viewer.groups), admin=viewer.admin
-        )
+        name = self.get_argument("name", None)
+        if name is not None:
+            found = find_project_by_name(self.store, viewer, name)
+            self.write_json(
+                {
+                    "items": [project_json(found)] if found else [],
+                    "_pagination": {"next_token": None},
+                }
+            )
+            return
         token, size = self.page_args()
+        name_like = self.get_argument("name_like", None)
+        if name_like is not None:
+            try:
+                check_like_pattern(name_like, "name_like")
+            except LikePatternError as e:
+                raise invalid(str(e)) from None
         page = self.store.search_projects(
-            ids=ids, name_like=self.get_argument("name_like", None), page_token=token,
-            max_results=size,
+            ids=visible_project_ids(self.store, viewer),
+            name_like=name_like, page_token=token, max_results=size,
         )  # fmt: skip
         self.write_json(
             {
@@ -56,7 +151,11 @@ class ProjectListHandler(ProjectBaseHandler):
         )
 
     def post(self) -> None:
-        """Create ``{"name", "group"?, "description"?, "tags"?}``; group must be the caller's."""
+        """Create ``{"name", "group"?, "description"?, "tags"?}``; group must be the caller's.
+
+        Names are unique per group (per owner for private projects): another group's use of
+        a name neither blocks nor shows.
+        """
         viewer = self.viewer
         require(viewer.run_id is None, "job tokens cannot create projects")
         body = self.json_body()
@@ -91,22 +190,38 @@ class ProjectHandler(ProjectBaseHandler):
         self.write_json(project_json(self.find_project(project_id)))
 
     def patch(self, project_id: str) -> None:
-        """Rename or describe (owner and admins)."""
+        """Rename or describe (owner, managers, admins); ``owner``: give it to another user.
+
+        A new owner of a group's project must be a member of that group; only managers of
+        the group and admins may give a project away (admins alone a private one).
+        """
         project = self.find_project(project_id)
-        require(can_manage_project(self.viewer, project), "only the owner may change a project")
         body = self.json_body()
-        changes = {k: v for k, v in body.items() if k in ("name", "description")}
-        if set(body) - set(changes):
+        unknown = set(body) - set(CHANGEABLE)
+        if unknown:
             raise TrackingError(
-                f"unknown field(s): {', '.join(sorted(set(body) - set(changes)))}", BAD_REQUEST
+                f"unknown field(s): {', '.join(sorted(unknown))}; a project's changeable "
+                f"fields are {', '.join(CHANGEABLE)}",
+                BAD_REQUEST,
             )
         _text(body, "description")
+        _text(body, "owner")
+        changes = {k: body[k] for k in ("name", "description") if k in body}
+        if changes:
+            self.require_manage(project, "change")
+        if "owner" in body and body["owner"] != project.owner:
+            changes["owner"] = checked_new_owner(
+                self.viewer, self.rights, project, body["owner"], self.settings["group_lookup"]
+            )
+        if not changes:
+            self.write_json(project_json(project))
+            return
         self.write_json(project_json(self.store.update_project(project.id, **changes)))
 
     def delete(self, project_id: str) -> None:
         """Mark deleted (restorable)."""
         project = self.find_project(project_id)
-        require(can_manage_project(self.viewer, project), "only the owner may delete a project")
+        self.require_manage(project, "delete")
         self.store.update_project(project.id, lifecycle_stage=DELETED)
         self.set_status(204)
         self.finish()
@@ -116,15 +231,15 @@ class ShareHandler(ProjectBaseHandler):
     """``/api/v1/projects/{id}/shares/{group}``: an explicit share with another group."""
 
     def put(self, project_id: str, group: str) -> None:
-        """Share the project with ``group`` (read access for its members)."""
+        """Share the project with ``group``: its members may read, not write."""
         project = self.find_project(project_id)
-        require(can_manage_project(self.viewer, project), "only the owner may share a project")
+        self.require_manage(project, "share")
         self.write_json(project_json(self.store.share_project(project.id, group)))
 
     def delete(self, project_id: str, group: str) -> None:
         """Stop sharing with ``group``."""
         project = self.find_project(project_id)
-        require(can_manage_project(self.viewer, project), "only the owner may share a project")
+        self.require_manage(project, "share")
         self.write_json(project_json(self.store.share_project(project.id, group, share=False)))
 
 

@@ -6,17 +6,24 @@ version and its lineage; ``ref`` is ``v3``, ``3``, ``latest`` or an alias), ``..
 (download), ``.../artifacts/{name}/aliases/{alias}`` (PUT moves, DELETE removes) and
 ``/api/v1/runs/{id}/uses`` (the versions a run consumed).
 
-Access follows the project: its readers read; registering needs write access to the
-producing run (a job token may register what its run produced); aliases need write access to
-the project (not job tokens); deleting a version, its project's owner or the producing run's
-owner.
+Access follows the project (:mod:`..access`): its readers read, including members of groups
+it is shared with; registering needs write access to the project and to the producing run (a
+job token may register what its run produced); aliases need write access to the project (not
+job tokens, not readers through a share); deleting a version, whoever manages the project or
+the producing run's owner while still a writer of the project.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..access import can_manage_project, can_write_project, can_write_run, require
+from ..access import (
+    can_manage_project,
+    can_register_version,
+    can_write_project,
+    require,
+    visible_project_ids,
+)
 from ..blobs import clean_artifact_path
 from ..store.entities import ACTIVE, Project, Run
 from ..store.errors import BAD_REQUEST, INVALID_STATE, TrackingError, invalid, not_found
@@ -72,8 +79,25 @@ def name_json(item: ArtifactName) -> dict[str, Any]:
     }
 
 
+def write_refusal(project: Project, what: str) -> str:
+    """A 403 message for a reader of ``project`` who may not write it."""
+    where = f"members of group {project.group!r}" if project.group else f"its owner {project.owner}"
+    return (
+        f"you may read but not write project {project.id}: {what} write access, which "
+        f"{where} and admins have (a share gives read access only; job tokens write only "
+        "their run)"
+    )
+
+
 class RegistryBase(ArtifactBase, ProjectBaseHandler):
     """The registry (from settings), project lookup and the version checks."""
+
+    def register_refusal(self, project: Project, run: Run) -> str:
+        """Why the caller may not register a version of ``run`` in ``project``."""
+        viewer = self.viewer
+        if viewer.run_id is None and not can_write_project(viewer, project):
+            return write_refusal(project, "registering a version needs")
+        return f"you may read but not write run {run.id}"
 
     @property
     def registry(self) -> AbstractArtifactRegistry:
@@ -90,10 +114,7 @@ class RegistryBase(ArtifactBase, ProjectBaseHandler):
 
     def visible(self, uses: list[ArtifactUse], *, consumer: bool) -> list[ArtifactUse]:
         """Uses whose consuming run's (or version's) project the caller may read."""
-        viewer = self.viewer
-        ids = self.store.visible_project_ids(
-            user=viewer.name, groups=sorted(viewer.groups), admin=viewer.admin
-        )
+        ids = visible_project_ids(self.store, self.viewer)
         if ids is None:
             return uses
         allowed = set(ids)
@@ -145,7 +166,9 @@ class ArtifactNamesHandler(RegistryBase):
                 f"run {run_id} belongs to project {run.project_id}, not {project.id}: register "
                 f"its artifacts under /api/v1/projects/{run.project_id}/artifacts"
             )
-        require(can_write_run(self.viewer, run), f"you may read but not write run {run_id}")
+        require(
+            can_register_version(self.viewer, project, run), self.register_refusal(project, run)
+        )
         if aliases:
             require(
                 can_write_project(self.viewer, project),
@@ -221,9 +244,11 @@ class ArtifactVersionHandler(RegistryBase):
         viewer = self.viewer
         producer_owner = self.store.get_run(found.run_id).user
         require(
-            can_manage_project(viewer, project)
-            or (viewer.run_id is None and producer_owner == viewer.name),
-            f"only the project's owner or the owner of run {found.run_id} may delete {found.ref}",
+            can_manage_project(viewer, project, self.rights)
+            or (can_write_project(viewer, project) and producer_owner == viewer.name),
+            f"only whoever manages project {project.id} (its owner, the group's managers, "
+            f"admins) or the owner of run {found.run_id}, while a member, may delete "
+            f"{found.ref}",
         )
         self.registry.delete_version(project.id, found.name, found.version)
         self.set_status(204)
@@ -252,10 +277,7 @@ class AliasHandler(RegistryBase):
 
     def _writable(self, project_id: str) -> Project:
         project = self.find_project(project_id)
-        require(
-            can_write_project(self.viewer, project),
-            "aliases need write access to the project (not a job token)",
-        )
+        require(can_write_project(self.viewer, project), write_refusal(project, "aliases need"))
         return project
 
     def put(self, project_id: str, name: str, alias: str) -> None:
@@ -345,7 +367,10 @@ def _ok(op: dict[str, Any], status: int, schema: dict[str, Any] | None = None) -
 
 
 _conflict = {"description": "The version has aliases (move or delete them first)"}
-_delete_version = _op("Delete a version (project owner or producing run's owner)", ok=204)
+_delete_version = _op(
+    "Delete a version (who manages the project, or the producing run's owner while a member)",
+    ok=204,
+)
 _delete_version["responses"]["409"] = _conflict
 
 #: OpenAPI path items of this module, merged into the served document.
@@ -354,8 +379,9 @@ openapi_paths: dict = {
         "get": _ok(_op("Artifact names with latest version and aliases", query=PAGING), 200),
         "post": _ok(
             _op(
-                "Register a run artifact as the next version of a name (writer of the run; "
-                "aliases need write access to the project)",
+                "Register a run artifact as the next version of a name (a writer of the "
+                "project and of the run, or the run's job token; aliases need write access "
+                "to the project: a share gives read access only)",
                 ok=201,
                 body={
                     "type": "object",
@@ -407,7 +433,8 @@ openapi_paths: dict = {
     "/api/v1/projects/{project_id}/artifacts/{name}/aliases/{alias}": {
         "put": _ok(
             _op(
-                f"Point an alias ({_ALIAS}) at a version; moves it atomically",
+                f"Point an alias ({_ALIAS}) at a version; moves it atomically (writers of "
+                "the project)",
                 body={
                     "type": "object",
                     "required": ["version"],
@@ -417,7 +444,7 @@ openapi_paths: dict = {
             200,
             _VERSION,
         ),
-        "delete": _op("Remove an alias", ok=204),
+        "delete": _op("Remove an alias (writers of the project)", ok=204),
     },
     "/api/v1/runs/{run_id}/uses": {
         "get": _op("Artifact versions the run consumed"),

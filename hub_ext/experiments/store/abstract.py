@@ -62,15 +62,22 @@ class AbstractStore(abc.ABC):
         tags: dict[str, str] | None = None,
         description: str = "",
     ) -> Project:
-        """Create a project; RESOURCE_ALREADY_EXISTS if the name is taken."""
+        """Create a project; RESOURCE_ALREADY_EXISTS if the name is taken where it would go.
+
+        Names are unique per group, and per owner among private projects (``group=None``).
+        """
 
     @abc.abstractmethod
     def get_project(self, project_id: int) -> Project:
         """A project by id (deleted ones too); RESOURCE_DOES_NOT_EXIST if unknown."""
 
     @abc.abstractmethod
-    def get_project_by_name(self, name: str) -> Project | None:
-        """A project by its unique name, or ``None``."""
+    def projects_named(self, name: str) -> list[Project]:
+        """Every project called ``name``, in any group (deleted ones too), oldest first.
+
+        Which of them a caller means is the service's decision
+        (:func:`hub_ext.experiments.access.find_project_by_name`).
+        """
 
     @abc.abstractmethod
     def _search_projects(
@@ -86,7 +93,7 @@ class AbstractStore(abc.ABC):
 
     @abc.abstractmethod
     def update_project(self, project_id: int, **changes: Any) -> Project:
-        """Change ``name``, ``description`` or ``lifecycle_stage``."""
+        """Change ``name``, ``description``, ``lifecycle_stage`` or ``owner``."""
 
     @abc.abstractmethod
     def set_project_tag(self, project_id: int, tag: Tag) -> None:
@@ -104,7 +111,11 @@ class AbstractStore(abc.ABC):
     def visible_project_ids(
         self, *, user: str, groups: Sequence[str], admin: bool
     ) -> list[int] | None:
-        """Ids of projects a user may read (``None``: all, for admins)."""
+        """Ids of projects a user may read (``None``: all, for admins).
+
+        The user's private projects, the groups' projects and those shared with one of the
+        groups; owning a group's project grants nothing once the owner left the group.
+        """
 
     # -- runs ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -217,6 +228,23 @@ class AbstractStore(abc.ABC):
         """One file's record; RESOURCE_DOES_NOT_EXIST if missing."""
 
     # -- conveniences -----------------------------------------------------------------
+    def get_project_by_name(self, name: str) -> Project | None:
+        """The project a name picks without a caller: for service-internal use only.
+
+        ``group/name`` (``~/name`` is not meaningful without a caller) picks the project
+        called ``name`` in ``group``; a plain name the one project of that name, and
+        ``None`` when no project or several (in different groups) use it. A request made
+        for a user resolves names among what that user may read instead:
+        :func:`hub_ext.experiments.access.find_project_by_name`.
+        """
+        head, sep, rest = name.partition("/")
+        if sep and head and rest:
+            for project in self.projects_named(rest):
+                if project.group == head:
+                    return project
+        found = self.projects_named(name)
+        return found[0] if len(found) == 1 else None
+
     def search_projects(
         self,
         *,

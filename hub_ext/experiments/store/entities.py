@@ -40,6 +40,8 @@ class Viewer:
     groups: frozenset[str] = frozenset()
     admin: bool = False
     run_id: str | None = None
+    #: for a job token: the one project it may read (its run's)
+    project_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 JOB_LIMIT_EXCEEDED = "JOB_LIMIT_EXCEEDED"
 CONFLICT = "CONFLICT"
 EXECUTOR_UNAVAILABLE = "EXECUTOR_UNAVAILABLE"
+#: too many requests of one kind held open at once (live streams per user)
+REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
 
 HTTP_STATUS = {
     INVALID_PARAMETER_VALUE: 400,
@@ -29,6 +31,7 @@ HTTP_STATUS = {
     JOB_LIMIT_EXCEEDED: 429,
     CONFLICT: 409,
     EXECUTOR_UNAVAILABLE: 503,
+    REQUEST_LIMIT_EXCEEDED: 429,
 }
 
 
@@ -59,3 +62,16 @@ def not_found(what: str) -> TrackingError:
 def invalid(message: str) -> TrackingError:
     """A 400 error for a bad value."""
     return TrackingError(message, INVALID_PARAMETER_VALUE)
+
+
+def name_taken(name: str, *, group: str | None, owner: str) -> TrackingError:
+    """RESOURCE_ALREADY_EXISTS for a project name already used where the project would go.
+
+    Names are unique per group (and per owner among private projects), so the message
+    speaks only of a namespace the caller writes to.
+    """
+    where = f"in group {group!r}" if group is not None else f"among {owner}'s private projects"
+    return TrackingError(
+        f"Experiment(name={name}) already exists {where}: choose another name, or use that project",
+        RESOURCE_ALREADY_EXISTS,
+    )

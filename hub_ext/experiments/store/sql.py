@@ -30,9 +30,9 @@ from .entities import (
 )
 from .errors import (
     INVALID_STATE,
-    RESOURCE_ALREADY_EXISTS,
     TrackingError,
     invalid,
+    name_taken,
     not_found,
 )
 from .sqlquery import (
@@ -235,20 +235,18 @@ class SqlStore(AbstractStore):
                     )
                 return self._project(conn, self._project_row(conn, project_id))
         except IntegrityError:
-            raise TrackingError(
-                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
-            ) from None
+            raise name_taken(name, group=group, owner=owner) from None
 
     def get_project(self, project_id: int) -> Project:
         """A project by id."""
         with self.engine.connect() as conn:
             return self._project(conn, self._project_row(conn, project_id))
 
-    def get_project_by_name(self, name: str) -> Project | None:
-        """A project by name, or ``None``."""
+    def projects_named(self, name: str) -> list[Project]:
+        """Every project called ``name`` (deleted ones too), oldest first."""
+        query = select(t.projects).where(t.projects.c.name == name).order_by(t.projects.c.id)
         with self.engine.connect() as conn:
-            row = conn.execute(select(t.projects).where(t.projects.c.name == name)).first()
-            return self._project(conn, row) if row else None
+            return [self._project(conn, row) for row in conn.execute(query).all()]
 
     def _search_projects(
         self,
@@ -273,18 +271,24 @@ class SqlStore(AbstractStore):
         return items, (offset + limit if len(rows) > limit else None)
 
     def update_project(self, project_id: int, **changes: Any) -> Project:
-        """Rename, describe, delete (``lifecycle_stage='deleted'``) or restore a project."""
-        allowed = {"name", "description", "lifecycle_stage"}
+        """Rename, describe, delete (``lifecycle_stage='deleted'``), restore or give a project.
+
+        ``owner`` gives the project to another user (who to allow is the service's policy).
+        """
+        allowed = {"name", "description", "lifecycle_stage", "owner"}
         unknown = set(changes) - allowed
         if unknown:
             raise invalid(f"cannot change {', '.join(sorted(unknown))} of a project")
         if "name" in changes:
             check_name(changes["name"], "Experiment")
+        if "owner" in changes:
+            check_name(changes["owner"], "Owner")
         if changes.get("lifecycle_stage", ACTIVE) not in (ACTIVE, DELETED):
             raise invalid("lifecycle_stage must be 'active' or 'deleted'")
+        row = None
         try:
             with self.engine.begin() as conn:
-                self._project_row(conn, project_id)
+                row = self._project_row(conn, project_id)
                 conn.execute(
                     t.projects.update()
                     .where(t.projects.c.id == project_id)
@@ -292,8 +296,12 @@ class SqlStore(AbstractStore):
                 )
                 return self._project(conn, self._project_row(conn, project_id))
         except IntegrityError:
-            raise TrackingError(
-                f"Experiment(name={changes.get('name')}) already exists.", RESOURCE_ALREADY_EXISTS
+            if row is None:
+                raise
+            raise name_taken(
+                changes.get("name", row.name),
+                group=row.group_name,
+                owner=changes.get("owner", row.owner),
             ) from None
 
     def set_project_tag(self, project_id: int, tag: Tag) -> None:
@@ -344,7 +352,11 @@ class SqlStore(AbstractStore):
     def visible_project_ids(
         self, *, user: str, groups: Sequence[str], admin: bool
     ) -> list[int] | None:
-        """Projects owned by the user, by one of the groups, or shared with one of them."""
+        """The user's private projects, the groups' projects and those shared with a group.
+
+        Owning a group's project grants nothing by itself: an owner who left the group does
+        not see it (``access.can_read_project`` is the same rule for one project).
+        """
         if admin:
             return None
         groups = list(groups)
@@ -353,7 +365,7 @@ class SqlStore(AbstractStore):
         )
         query = select(t.projects.c.id).where(
             or_(
-                t.projects.c.owner == user,
+                and_(t.projects.c.owner == user, t.projects.c.group_name.is_(None)),
                 t.projects.c.group_name.in_(groups),
                 t.projects.c.id.in_(shared),
             )

@@ -469,9 +469,15 @@
     source.addEventListener("timeline", function (ev) {
       addTimeline(JSON.parse(ev.data).items || []);
     });
-    source.addEventListener("end", function () {
+    source.addEventListener("end", function (ev) {
       source.close();
-      setLive("ended", "the run has ended; everything was received");
+      let msg = {};
+      try { msg = JSON.parse(ev.data || "{}"); } catch (e) { msg = {}; }
+      if (msg.reason === "access_revoked") {
+        setLive("off", msg.message || "you may no longer read this run");
+      } else {
+        setLive("ended", "the run has ended; everything was received");
+      }
     });
     source.addEventListener("error", function () {
       if (source.readyState === EventSource.CLOSED) {
