@@ -103,11 +103,14 @@ s.no_group_limits = None
 
 # -- Jobs (the experiments service's /api/v1/jobs) -----------------------------------------
 # What each group may launch to the batch nodes; "*" is every other group. Mirrors the
-# spawner's group limits: admins set ceilings here, per group.
+# spawner's group limits: admins set ceilings here, per group. Jobs never run as the service:
+# "docker" runs each job in a container from the group's own single-user image as the user's
+# uid; "slurm" submits as the user's own account (LATTICEHUB_SLURM_PREFIX, e.g.
+# "sudo -u {username}", and LATTICEHUB_SYSTEM_USERNAME map Hub users to cluster accounts).
 JOB_LIMITS = {
-    "*": {"executors": ["local"], "max_jobs": 2, "max_cpus": 2, "max_time": "1:00:00"},
+    "*": {"executors": ["docker"], "max_jobs": 2, "max_cpus": 2, "max_time": "1:00:00"},
     "lqcd": {
-        "executors": ["local", "slurm"],
+        "executors": ["docker", "slurm"],
         "partitions": ["debug", "long"],
         "max_jobs": 4,
         "max_cpus": 2,
@@ -115,6 +118,19 @@ JOB_LIMITS = {
         "max_time": "2:00:00",
     },
 }
+SLURM_PREFIX = os.environ.get("LATTICEHUB_SLURM_PREFIX", "")
+# the slurm executor only where jobs can be submitted as their users' accounts
+EXECUTORS = os.environ.get("LATTICEHUB_EXECUTORS") or ("docker,slurm" if SLURM_PREFIX else "docker")
+
+
+def group_images() -> dict[str, str]:
+    """Each group's job image: the first image its servers may run (else the default)."""
+    images = {"*": IMAGE}
+    for group, limits in (s.get("group_limits") or {}).items():
+        if isinstance(limits, dict) and limits.get("images"):
+            images[group] = limits["images"][0]
+    return images
+
 
 # -- Services -----------------------------------------------------------------------
 # experiments: tracking API (Hub OAuth for browsers, Hub tokens for programs). Its own
@@ -141,27 +157,44 @@ c.JupyterHub.services = [
                 "LATTICEHUB_ARTIFACT_DIR", os.path.join(STATE, "artifacts")
             ),
             # jobs: executors, per-group job limits (JSON), job directories
-            "LATTICEHUB_EXECUTORS": os.environ.get("LATTICEHUB_EXECUTORS", "local"),
+            "LATTICEHUB_EXECUTORS": EXECUTORS,
             "LATTICEHUB_JOB_LIMITS": os.environ.get(
                 "LATTICEHUB_JOB_LIMITS", json.dumps(JOB_LIMITS)
             ),
             "LATTICEHUB_JOBS_DIR": os.environ.get(
                 "LATTICEHUB_JOBS_DIR", os.path.join(STATE, "jobs")
             ),
-            "LATTICEHUB_SLURM_PREFIX": os.environ.get("LATTICEHUB_SLURM_PREFIX", ""),
+            "LATTICEHUB_SLURM_PREFIX": SLURM_PREFIX,
+            "LATTICEHUB_SYSTEM_USERNAME": os.environ.get(
+                "LATTICEHUB_SYSTEM_USERNAME", "{username}"
+            ),
+            # the Python of slurm jobs, one every account can run (scripts/services.sh jobpython)
+            **{k: os.environ[k] for k in ["LATTICEHUB_JOB_PYTHON"] if os.environ.get(k)},
+            # docker jobs: the group's image, on the user containers' network, labelled with
+            # this hub's id; they reach the service at its address on that network
+            "LATTICEHUB_JOB_IMAGES": json.dumps(group_images()),
+            "LATTICEHUB_NETWORK": NETWORK,
+            "LATTICEHUB_HUB_ID": os.environ.get("LATTICEHUB_HUB_ID", "latticehub"),
+            "LATTICEHUB_JOB_TRACKING_URL": f"{EXPERIMENTS_URL}/services/experiments",
+            # live streams: open streams per user, and how often a stream re-checks access
+            "LATTICEHUB_LIVE_MAX_STREAMS": os.environ.get("LATTICEHUB_LIVE_MAX_STREAMS", "10"),
+            "LATTICEHUB_LIVE_RECHECK_S": os.environ.get("LATTICEHUB_LIVE_RECHECK_S", "30"),
             # seconds without a heartbeat before a RUNNING run is marked LOST
             "LATTICEHUB_HEARTBEAT_TIMEOUT": os.environ.get("LATTICEHUB_HEARTBEAT_TIMEOUT", "180"),
         },
         "oauth_no_confirm": True,
+        # a group manager's browser session carries their groups!group=<g> scope, so that the
+        # dashboard lets them transfer their group's projects (nobody else gets more)
+        "oauth_client_allowed_scopes": ["groups"],
     }
 ]
 c.JupyterHub.load_roles = [
     {
         "name": "experiments-service",
-        "description": "Read user names and groups; mint and revoke per-job tokens",
-        # tokens: each job gets a fresh token of its user, limited to this service, that the
-        # service binds to the job's run and revokes when the job ends
-        "scopes": ["read:users:name", "read:users:groups", "tokens"],
+        # least privilege: job tokens are the service's own (bound to one run), never Hub
+        # tokens, so the service holds no "tokens" scope and cannot act as any user
+        "description": "Read user names and groups",
+        "scopes": ["read:users:name", "read:users:groups"],
         "services": ["experiments"],
     },
     {

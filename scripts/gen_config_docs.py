@@ -16,6 +16,7 @@ from traitlets.config import Application, Configurable
 from hub_ext.culling.app import CullerApp
 from hub_ext.experiments.app import ExperimentsApp
 from hub_ext.experiments.jobs.settings import JobsConfig
+from hub_ext.experiments.live import LiveConfig
 from hub_ext.quotas.app import QuotasApp
 from spawner import GroupLimitDockerSpawner, GroupLimitSwarmSpawner
 from spawner.traits import GroupLimitsConfig
@@ -49,6 +50,7 @@ def render() -> str:
         ("GroupLimitSwarmSpawner", GroupLimitSwarmSpawner, SwarmSpawner),
         ("experiments service (`ExperimentsApp`)", ExperimentsApp, Application),
         ("experiments jobs (`JobsConfig`; see docs/jobs.md)", JobsConfig, Configurable),
+        ("experiments live streams (`LiveConfig`; see docs/live.md)", LiveConfig, Configurable),
         ("quotas service (`QuotasApp`; see docs/quotas.md)", QuotasApp, Application),
         ("culler service (`CullerApp`; see docs/culling.md)", CullerApp, Application),
     ]

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install (Debian packages, npm, pip; as root) and start what latticehub needs, idempotently.
 #
-#   scripts/services.sh [all|install|start|python|image|status|slurm]
+#   scripts/services.sh [all|install|start|python|jobpython|image|status|slurm]
 #
-# all (default) = install + python + start + image; start also brings up a one-node Slurm
-# (munged + slurmctld + slurmd on this host, docs/slurm.md); `slurm` does only that part. Safe to run again: present packages are
+# all (default) = install + python + jobpython + start + image; start also brings up a one-node
+# Slurm (munged + slurmctld + slurmd on this host, docs/slurm.md); `slurm` does only that part.
+# jobpython makes the Python that Slurm jobs run (/opt/latticehub/job-venv, readable by every
+# account; docs/slurm.md "The job environment"). Safe to run again: present packages are
 # not reinstalled and running daemons are left alone. Each step says what is missing and how
 # to fix it when it cannot be done (e.g. not root, no Docker engine possible).
 set -euo pipefail
@@ -18,9 +20,17 @@ NETWORK="${LATTICEHUB_NETWORK:-latticehub}"
 PG_PORT="${LATTICEHUB_PG_PORT:-5432}"
 SLURM_CONF_DIR=/etc/slurm  # where Debian's Slurm tools look (no SLURM_CONF needed)
 SLURM_STATE="$STATE/slurm"
-# local accounts that jobs are submitted as in the slurm tests (`sudo -E -u {username} sbatch`)
-read -r -a SLURM_USERS <<<"${LATTICEHUB_SLURM_USERS:-lh-ann lh-bob}"
-APT_PACKAGES=(docker.io debootstrap postgresql ca-certificates iptables slurm-wlm munge sudo chromium)
+# local accounts that Slurm jobs are submitted as (`sudo -u {username} sbatch`, never -E): the
+# tests' lh-ann and lh-bob, and the demo users' lh-<name> (`make up` maps each Hub user to one)
+read -r -a SLURM_USERS <<<"${LATTICEHUB_SLURM_USERS:-lh-ann lh-bob lh-alice lh-carol lh-dave lh-erin lh-frank}"
+APT_PACKAGES=(docker.io debootstrap postgresql ca-certificates iptables slurm-wlm munge sudo chromium
+    python3-venv)
+# The Python of Slurm jobs: Debian's python3 (what batch nodes have), in a venv every account can
+# read, never the service's (.venv links into /root/.pyenv, which lh-* accounts cannot read).
+# LATTICEHUB_JOB_VENV is a link to $LATTICEHUB_JOB_VENV-<inputs hash>, swapped when rebuilt.
+JOB_VENV="${LATTICEHUB_JOB_VENV:-/opt/latticehub/job-venv}"
+JOB_BASE_PYTHON="${LATTICEHUB_JOB_BASE_PYTHON:-/usr/bin/python3}"
+WHEELS="${LATTICEHUB_CACHE:-/var/cache/latticehub}/wheels"  # images/build.sh fills it too
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -59,11 +69,146 @@ python_env() {
         "$VENV/bin/pip" install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
         # Pin torch first: an unpinned torch would resolve to a multi-GB CUDA build.
         "$VENV/bin/pip" install --quiet "torch==$TORCH_VERSION" 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/pip" install --quiet -e "$ROOT[test,train,widgets]" 2>&1 | grep -v '^WARNING: Location' || true
+        "$VENV/bin/pip" install --quiet -e "${ROOT}[test,train,widgets]" 2>&1 | grep -v '^WARNING: Location' || true
         "$VENV/bin/python" -c "import spawner, hub_ext, widgets, flows, torch" \
             || die "pip install -e .[test,train,widgets] failed"
         touch "$stamp"
     fi
+}
+
+# -- The job environment: $JOB_VENV/bin/python for Slurm jobs (LATTICEHUB_JOB_PYTHON) --------
+# What `python -m flows.train` imports, installed as copies (not editable): torch (the CPU
+# build) and numpy at the single-user image's pins, and a wheel of flows + the tracking client
+# (hub_ext/experiments/client.py and its imports, the same list as images/build.sh). Wheels come
+# from $WHEELS (offline); missing ones are downloaded there as images/build.sh does.
+JOB_CLIENT_FILES=(hub_ext/__init__.py hub_ext/experiments/__init__.py
+    hub_ext/experiments/client.py hub_ext/experiments/environment.py
+    hub_ext/experiments/spool.py)
+JOB_RECIPE=2  # bump when job_python changes how the environment is made
+
+job_requirements() {  # torch and numpy pins of the image, one a line
+    grep -E '^(torch|numpy)==' "$ROOT/images/singleuser/requirements.txt" \
+        | sed "s/^torch==.*/torch==$TORCH_VERSION/"
+}
+
+job_inputs_hash() {
+    (cd "$ROOT" && find setup.py flows "${JOB_CLIENT_FILES[@]}" -type f \
+        -not -path '*/__pycache__/*' -not -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
+        job_requirements
+        "$JOB_BASE_PYTHON" -VV 2>&1
+        echo "recipe $JOB_RECIPE") | sha256sum | cut -c1-16
+}
+
+job_pip() {  # job_pip VENV ARGS...: the venv's pip on the wheel cache and the given links only
+    local venv="$1"
+    shift
+    env -u PIP_FIND_LINKS -u PIP_CONSTRAINT -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL \
+        PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1 \
+        "$venv/bin/python" -m pip "$@" --no-index --find-links "$WHEELS"
+}
+
+job_download() {  # fill $WHEELS for Python 3.11.2 manylinux x86_64, like images/build.sh
+    local python="python3" log="$1"
+    [[ -x "$VENV/bin/python" ]] && python="$VENV/bin/python"
+    mkdir -p "$WHEELS"
+    local -a reqs
+    mapfile -t reqs < <(job_requirements)
+    "$python" -m pip download --quiet --dest "$WHEELS" --only-binary=:all: \
+        --python-version 3.11.2 --implementation cp --abi cp311 \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 --platform linux_x86_64 --platform any \
+        "${reqs[@]}" "setuptools>=68" wheel >>"$log" 2>&1
+}
+
+job_venv_link() {  # job_venv_link TARGET PREVIOUS: point $JOB_VENV at TARGET, atomically
+    local target="$1" previous="$2" old
+    [[ -L "$JOB_VENV" || ! -e "$JOB_VENV" ]] || rm -rf "$JOB_VENV"  # a plain directory
+    ln -sfn "$(basename "$target")" "$JOB_VENV.link.$$"
+    mv -Tf "$JOB_VENV.link.$$" "$JOB_VENV"
+    # keep the environment it replaces (jobs may still run in it), remove older ones
+    for old in "$JOB_VENV"-????????????????; do
+        [[ -d "$old" && "$old" != "$target" && "$(basename "$old")" != "$previous" ]] || continue
+        log "jobpython: removing the old $old"
+        rm -rf "$old"
+    done
+}
+
+job_python() {
+    local want target current
+    want="$(job_inputs_hash)"
+    target="$JOB_VENV-$want"
+    current="$(readlink "$JOB_VENV" 2>/dev/null || true)"
+    if [[ "$current" == "$(basename "$target")" && -f "$target/.latticehub-inputs" \
+        && -x "$JOB_VENV/bin/python" ]]; then
+        log "jobpython: $JOB_VENV is up to date (inputs $want)"
+        return
+    fi
+    need_root "making the job environment $JOB_VENV" jobpython
+    if [[ -f "$target/.latticehub-inputs" ]]; then  # built before (e.g. on another branch)
+        log "jobpython: $JOB_VENV -> $(basename "$target") (built before, inputs $want)"
+        job_venv_link "$target" "$current"
+        return
+    fi
+    [[ -x "$JOB_BASE_PYTHON" ]] || die "$JOB_BASE_PYTHON missing: apt-get install -y python3-venv"
+    "$JOB_BASE_PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
+        || die "$JOB_BASE_PYTHON has no venv/ensurepip: apt-get install -y python3-venv"
+    local started=$SECONDS tmp log="$LOGS/job-venv.log" reqs
+    mapfile -t reqs < <(job_requirements)
+    ((${#reqs[@]} == 2)) || die "no torch/numpy pins in images/singleuser/requirements.txt"
+    mkdir -p "$LOGS"
+    : >"$log"
+    tmp="$(mktemp -d)"
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" EXIT
+    log "jobpython: building $target ($("$JOB_BASE_PYTHON" -V 2>&1), ${reqs[*]}, flows and" \
+        "the tracking client; log: $log)"
+    umask 022
+    install -d -m 0755 "$(dirname "$JOB_VENV")"
+    rm -rf "$target"
+    "$JOB_BASE_PYTHON" -m venv "$target" >>"$log" 2>&1 \
+        || { tail -20 "$log" >&2; die "jobpython: $JOB_BASE_PYTHON -m venv $target failed"; }
+
+    # a wheel of flows + the tracking client only, built from a clean copy of those files (no
+    # stale build/ of the checkout; nothing in the venv points back at the checkout)
+    mkdir -p "$tmp/src" "$tmp/dist"
+    (cd "$ROOT" && find setup.py pyproject.toml README.md flows "${JOB_CLIENT_FILES[@]}" -type f \
+        -not -path '*/__pycache__/*' -not -name '*.pyc' -print0 | xargs -0 cp --parents -t "$tmp/src")
+    local attempt
+    for attempt in cache download; do
+        if [[ "$attempt" == download ]]; then
+            log "jobpython: $WHEELS lacks some wheels: downloading them (as images/build.sh does)"
+            job_download "$log" || { tail -20 "$log" >&2; die "jobpython: pip download failed \
+(no index reachable? fill $WHEELS with images/build.sh, or copy the wheels there)"; }
+        fi
+        job_pip "$target" install --quiet "${reqs[@]}" >>"$log" 2>&1 \
+            && job_pip "$target" wheel --quiet --no-deps --wheel-dir "$tmp/dist" "$tmp/src" \
+                >>"$log" 2>&1 \
+            && break
+        [[ "$attempt" == cache ]] || { tail -20 "$log" >&2; die "jobpython: installing into \
+$target failed (see $log)"; }
+    done
+    # by name from a links directory: a copy, and no direct_url.json naming the temp dir
+    job_pip "$target" install --quiet --no-deps --find-links "$tmp/dist" latticehub \
+        >>"$log" 2>&1 || { tail -20 "$log" >&2; die "jobpython: installing the wheel failed"; }
+    rm -f "$target/bin/latticehub"  # the service's CLI: its modules are not in a job's Python
+    chmod -R a+rX,go-w "$target"
+    find "$target" -type d -exec chmod 0755 {} +
+    # proof that any account can run it: what a tracked flows.train imports, as user nobody,
+    # with no module from /root or the checkout
+    (cd / && runuser -u nobody -- env -i PATH=/usr/bin:/bin "$target/bin/python" -c '
+import sys, flows.train, flows.tracking, hub_ext.experiments.client, numpy, torch
+bad = [m.__file__ for m in list(sys.modules.values())
+       if (getattr(m, "__file__", None) or "").startswith(("/root/", sys.argv[1]))]
+assert not bad, bad
+print("torch", torch.__version__, "numpy", numpy.__version__, "from", sys.prefix)
+' "$ROOT/") >>"$log" 2>&1 \
+        || { tail -20 "$log" >&2; die "jobpython: $target does not work as user nobody"; }
+    echo "$want" >"$target/.latticehub-inputs"
+    chmod 0644 "$target/.latticehub-inputs"
+
+    job_venv_link "$target" "$current"
+    log "jobpython: $JOB_VENV -> $(basename "$target") ready in $((SECONDS - started)) s" \
+        "(LATTICEHUB_JOB_PYTHON=$JOB_VENV/bin/python)"
 }
 
 start_docker() {
@@ -306,7 +451,7 @@ systemctl restart slurmctld slurmd (or stop them and run $0 start)"
         state="$(slurm_node_state)"
         case "$state" in
             idle | mixed | allocated | completing) break ;;
-            down* | drain* | drained*)
+            down* | drain*)
                 # ReturnToService=2 covers most restarts; an old DOWN/DRAIN reason needs this
                 scontrol update nodename="$host" state=resume 2>/dev/null || true ;;
         esac
@@ -350,11 +495,12 @@ status() {
 case "${1:-all}" in
     install) install_packages ;;
     python) python_env ;;
+    jobpython) job_python ;;
     start) start_docker; start_network; start_postgres; start_slurm ;;
     slurm) start_slurm ;;
     image) build_image ;;
     status) status ;;
-    all) install_packages; python_env; start_docker; start_network; start_postgres; start_slurm
+    all) install_packages; python_env; job_python; start_docker; start_network; start_postgres; start_slurm
         build_image ;;
-    *) die "unknown step '$1': use all, install, python, start, slurm, image or status" ;;
+    *) die "unknown step '$1': use all, install, python, jobpython, start, slurm, image or status" ;;
 esac

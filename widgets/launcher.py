@@ -482,7 +482,7 @@ class TrainingLauncher(w.VBox):
         limits = self.options.get(self.fields["group"].value) or {}
         executor = self.fields["executor"]
         previous = executor.value
-        executor.options = limits.get("executors") or ["local"]
+        executor.options = limits.get("executors") or ["docker"]
         executor.value = previous if previous in executor.options else executor.options[0]
         partition = self.fields["partition"]
         previous = partition.value

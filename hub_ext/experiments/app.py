@@ -18,14 +18,16 @@ from tornado import web
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
+from ..bodylimits import DEFAULT_DRAIN, DEFAULT_DRAIN_TIMEOUT, BodyLimitedApplication
 from ..parent import stop_when_parent_gone
 from . import dashboard
 from .blobs import BlobStore
+from .handlers import base as handlers_base
 from .handlers import default_handlers
 from .heartbeats import HeartbeatMonitor
 from .jobs.settings import JobsConfig
 from .jobs.store import SqlJobStore
-from .live import LiveBus
+from .live import LiveBus, LiveConfig
 from .store import AbstractStore, open_store
 from .store.registry import SqlArtifactRegistry
 
@@ -54,6 +56,14 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
         return self.settings["hub_auth"]
 
 
+class ExperimentsApplication(BodyLimitedApplication):
+    """The service's tornado application: every request body is limited (see bodylimits)."""
+
+    def json_body_limit(self) -> int:
+        """``max_json_body`` as configured, else the handlers' ``MAX_JSON_BODY``."""
+        return self.settings.get("max_json_body") or handlers_base.MAX_JSON_BODY
+
+
 def make_app(
     *,
     store: AbstractStore,
@@ -65,6 +75,9 @@ def make_app(
     jobs: Any = None,
     live: LiveBus | None = None,
     registry: Any = None,
+    max_json_body: int | None = None,
+    refused_body_drain: int = DEFAULT_DRAIN,
+    refused_body_drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
 ) -> web.Application:
     """The tornado application with every handler under ``prefix``.
 
@@ -74,18 +87,38 @@ def make_app(
         hub_auth: a ``HubOAuth`` (or test double) that identifies callers.
         group_lookup: ``name -> list of groups`` for tokens that do not show groups.
         log: the logger.
-        blobs: the artifact blob store.
+        blobs: the artifact blob store (its ``max_size`` limits artifact uploads, the only
+            bodies that may be larger than ``max_json_body``).
         jobs: the :class:`~hub_ext.experiments.jobs.manager.JobManager` (None: no jobs API).
         live: the change feed that live streams wait on (a new one if None).
         registry: the artifact registry (default: on the store's database).
+        max_json_body: the limit in bytes of every other request body (None: the handlers'
+            ``MAX_JSON_BODY``); a larger one gets 413 before it is read.
+        refused_body_drain: bytes of a refused body read and dropped after its answer, so that
+            the proxy and clients that send before they read get the answer (see
+            :mod:`hub_ext.bodylimits`).
+        refused_body_drain_timeout: seconds that dropping may take at most.
     """
     live = live or LiveBus()
+    registry = registry or SqlArtifactRegistry.for_store(store)
     if jobs is not None:
         jobs.notify = live.notify  # job state changes wake the run's live readers
+        # config data references (run:<id>/<path>, name:v3) resolve from these
+        jobs.blobs = jobs.blobs or blobs
+        jobs.registry = jobs.registry or registry
     handlers = [(url_path_join(prefix, path), handler) for path, handler in default_handlers]
     handlers.append((url_path_join(prefix, "oauth_callback"), OAuthCallbackHandler))
-    return web.Application(
+    return ExperimentsApplication(
         handlers,
+        max_json_body=max_json_body,
+        refused_body_drain=refused_body_drain,
+        refused_body_drain_timeout=refused_body_drain_timeout,
+        body_limit_hint=(
+            " for JSON and form requests: send less per request (split a batch of metrics or "
+            "log lines), or upload files as artifacts (PUT "
+            f"{url_path_join(prefix, 'api/v1/runs/<run_id>/artifacts/<path>')}). "
+            "Administrators set the limit with ExperimentsApp.max_json_body"
+        ),
         store=store,
         hub_auth=hub_auth,
         group_lookup=group_lookup,
@@ -93,7 +126,7 @@ def make_app(
         blobs=blobs,
         jobs=jobs,
         live=live or LiveBus(),
-        registry=registry or SqlArtifactRegistry.for_store(store),
+        registry=registry,
         events=SqlJobStore(store.engine) if hasattr(store, "engine") else None,
         template_path=dashboard.TEMPLATE_DIR,
         static_path=dashboard.STATIC_DIR,
@@ -136,8 +169,86 @@ class ExperimentsApp(Application):
 
     max_artifact_size = Int(
         10 * 1024**3,
-        help="Largest artifact in bytes (uploads beyond get HTTP 413), e.g. 2 * 1024**3.",
+        help="""
+        Largest artifact in bytes, e.g. 2 * 1024**3 (default 10 GiB). Uploads are streamed to
+        disk, and only after the caller is authenticated and may write the run; a larger one
+        gets HTTP 413 (from its Content-Length before any byte is read, or as soon as a
+        chunked upload passes the limit).
+        """,
     ).tag(config=True)
+
+    max_json_body = Int(
+        4 * 1024**2,
+        help="""
+        Largest request body in bytes of every request except artifact uploads (JSON API
+        calls, MLflow calls, dashboard forms), e.g. 8 * 1024**2 (default 4 MiB, four times
+        MLflow's 1 MB limit of a log-batch request). It is also the HTTP server's
+        ``max_body_size``. A larger body gets HTTP 413 with a JSON error before it is read
+        (or, when chunked, as soon as it passes the limit), so that no caller, signed in or
+        not, makes the service hold more than this per request. At least 64 KiB.
+        """,
+    ).tag(config=True)
+
+    refused_body_drain = Int(
+        DEFAULT_DRAIN,
+        help="""
+        Bytes of a refused request body (401, 403, 404 or 413 before the body was read) that
+        the service reads and drops after sending the answer, e.g. 64 * 1024**2 (the
+        default); 0 closes the connection at once. Closing a connection whose request is
+        still arriving resets it: configurable-http-proxy then answers 503 instead of the
+        refusal, and clients that send the whole body before reading (Python's urllib, which
+        the tracking client uses) see a reset. Past this many bytes (or
+        refused_body_drain_timeout) the connection is closed. Reading costs network time
+        only: the dropped bytes are never kept.
+        """,
+    ).tag(config=True)
+
+    refused_body_drain_timeout = Float(
+        DEFAULT_DRAIN_TIMEOUT,
+        help="""
+        Seconds the service goes on reading (and dropping) a refused request body after its
+        answer, at most, e.g. 10 (the default); then the connection is closed. See
+        refused_body_drain.
+        """,
+    ).tag(config=True)
+
+    @validate("max_json_body")
+    def _valid_json_body(self, proposal: Any) -> int:
+        value = proposal["value"]
+        if value < 64 * 1024:
+            raise TraitError(
+                f"max_json_body={value!r} bytes is too small for the API's requests: use at "
+                "least 64 KiB, e.g. 4 * 1024**2"
+            )
+        return int(value)
+
+    @validate("max_artifact_size")
+    def _positive_bytes(self, proposal: Any) -> int:
+        value = proposal["value"]
+        if value <= 0:
+            raise TraitError(
+                f"max_artifact_size={value!r}: use a positive number of bytes, e.g. 2 * 1024**3"
+            )
+        return int(value)
+
+    @validate("refused_body_drain")
+    def _non_negative_bytes(self, proposal: Any) -> int:
+        value = proposal["value"]
+        if value < 0:
+            raise TraitError(
+                f"refused_body_drain={value!r}: use a number of bytes >= 0, "
+                "e.g. 64 * 1024**2, or 0 to close at once"
+            )
+        return int(value)
+
+    @validate("refused_body_drain_timeout")
+    def _non_negative_seconds(self, proposal: Any) -> float:
+        value = proposal["value"]
+        if not value >= 0:
+            raise TraitError(
+                f"refused_body_drain_timeout={value!r}: use a number of seconds >= 0, e.g. 10"
+            )
+        return float(value)
 
     heartbeat_timeout = Float(
         help="""
@@ -184,7 +295,7 @@ class ExperimentsApp(Application):
         url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
         return urlsplit(url).port or 10101
 
-    classes = [JobsConfig]
+    classes = [JobsConfig, LiveConfig]
 
     exit_with_hub = Bool(
         True,
@@ -210,9 +321,9 @@ class ExperimentsApp(Application):
         os.makedirs(self.artifact_dir, exist_ok=True)
         store = open_store(self.db_url)
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/experiments/")
-        hub_auth = HubOAuth(cache_max_age=60)
+        hub_auth = HubOAuth(cache_max_age=4)  # access.MEMBERSHIP_MAX_AGE_S: groups within 5 s
         lookup = hub_group_lookup(hub_auth.api_url, hub_auth.api_token)
-        live = LiveBus()
+        live = LiveBus(config=LiveConfig(parent=self))
         settings = JobsConfig(parent=self)
         jobs = settings.build(
             store=store,
@@ -237,8 +348,12 @@ class ExperimentsApp(Application):
             blobs=BlobStore(self.artifact_dir, max_size=self.max_artifact_size),
             jobs=jobs,
             live=live,
+            max_json_body=self.max_json_body,
+            refused_body_drain=self.refused_body_drain,
+            refused_body_drain_timeout=self.refused_body_drain_timeout,
         )
-        app.listen(self.port, self.ip, max_body_size=self.max_artifact_size)
+        # the server-wide limit is the small one; an authorised upload raises its own
+        app.listen(self.port, self.ip, max_body_size=self.max_json_body)
         self.log.info("experiments service on http://%s:%s%s", self.ip, self.port, prefix)
         loop = asyncio.get_event_loop_policy().get_event_loop()
         interval = min(self.heartbeat_check_interval, self.heartbeat_timeout)

@@ -129,18 +129,16 @@ class TrackingClient:
 
     # -- conveniences -----------------------------------------------------------------
     def project(self, name: str, group: str | None = None) -> dict:
-        """The project called ``name``, created (in ``group``) if it does not exist."""
-        for item in self.request("GET", "/projects", params={"name_like": name})["items"]:
-            if item["name"] == name:
-                return item
-        try:
-            return self.request("POST", "/projects", {"name": name, "group": group})
-        except TrackingAPIError as e:
-            if e.code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            raise TrackingAPIError(
-                e.status, e.code, f"project {name!r} exists but you may not see it"
-            ) from None
+        """The project called ``name``, created (in ``group``) if it does not exist.
+
+        ``name`` resolves among the projects you may read (``group/name`` picks one group's);
+        names are unique per group, so another group's project of that name is never found.
+        """
+        lookup = f"{group}/{name}" if group else name
+        found = self.request("GET", "/projects", params={"name": lookup})["items"]
+        if found:
+            return found[0]
+        return self.request("POST", "/projects", {"name": name, "group": group})
 
     def search_runs(self, project: int, filter: str = "", order_by: list[str] | None = None):
         """All runs of a project that match ``filter`` (pages followed)."""
@@ -203,6 +201,32 @@ class _Tee:
             self._partial = ""
             if self.partial_sink is not None:
                 self.partial_sink("")
+
+
+#: Log lines per request, and their bytes: well under the service's limits (10,000 lines a
+#: request, 4 MiB a body), so that a burst of output is sent, never refused and lost.
+LINES_PER_REQUEST = 5_000
+LINE_BYTES_PER_REQUEST = 1024 * 1024
+
+
+def _log_pieces(lines: list[str]) -> list[list[str]]:
+    """``lines`` in order, split into the bodies of log requests.
+
+    At most LINES_PER_REQUEST lines and about LINE_BYTES_PER_REQUEST bytes each (a longer
+    single line goes alone); ``[[]]`` for no lines.
+    """
+    pieces: list[list[str]] = [[]]
+    size = 0
+    for line in lines:
+        cost = len(line.encode("utf-8", "surrogatepass")) + 8
+        if pieces[-1] and (
+            len(pieces[-1]) >= LINES_PER_REQUEST or size + cost > LINE_BYTES_PER_REQUEST
+        ):
+            pieces.append([])
+            size = 0
+        pieces[-1].append(line)
+        size += cost
+    return pieces
 
 
 def _shown(line: str) -> str:
@@ -304,15 +328,17 @@ class ActiveRun:
                 ("POST", f"/runs/{self.id}/batch", {"metrics": metrics[start : start + 1000]})
             )
         for stream in ("stdout", "stderr"):
-            chunk = lines.get(stream, [])
-            if not chunk and stream not in partials:
+            pending = lines.get(stream, [])
+            if not pending and stream not in partials:
                 continue
-            # offsets are assigned here, so a later replay appends exactly once
-            body: dict[str, Any] = {"offset": self._offsets[stream], "lines": chunk}
-            if stream in partials:
-                body["partial"] = partials[stream]
-            ops.append(("POST", f"/runs/{self.id}/logs/{stream}", body))
-            self._offsets[stream] += len(chunk)
+            pieces = _log_pieces(pending)
+            for i, chunk in enumerate(pieces):
+                # offsets are assigned here, so a later replay appends exactly once
+                body: dict[str, Any] = {"offset": self._offsets[stream], "lines": chunk}
+                if stream in partials and i == len(pieces) - 1:
+                    body["partial"] = partials[stream]
+                ops.append(("POST", f"/runs/{self.id}/logs/{stream}", body))
+                self._offsets[stream] += len(chunk)
         self._send(ops)
 
     def _send(self, ops: list[tuple[str, str, Any]]) -> None:

@@ -32,7 +32,6 @@ from hub_ext.experiments.jobs.executors import LocalExecutor
 from hub_ext.experiments.jobs.manager import JobManager
 from hub_ext.experiments.jobs.spec import parse_job_limits
 from hub_ext.experiments.jobs.store import SqlJobStore
-from hub_ext.experiments.jobs.tokens import LocalTokenMinter
 from hub_ext.experiments.live import LiveBus
 from hub_ext.experiments.store import SqlStore
 from tests.conftest import service_missing
@@ -128,7 +127,6 @@ def serve_dashboard(tmp_path: Path, *, job_command: list[str] | None = None):
             limits=parse_job_limits(JOB_LIMITS),
             jobs_dir=tmp_path / "jobs",
             tracking_url=url.rstrip("/"),
-            minter=LocalTokenMinter(USERS, GROUPS),
             command=job_command,
             validate_config=False,
             notify=live.notify,

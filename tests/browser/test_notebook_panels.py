@@ -2,7 +2,7 @@
 
 Hub login form → spawn form (group-limited Docker spawner, the real single-user image) →
 JupyterLab → a notebook cell shows ``widgets.TrainingLauncher()`` → the tutorial preset,
-made tiny in the form → Launch → the monitor follows the local-executor job to FINISHED
+made tiny in the form → Launch → the monitor follows the docker job (a container) to FINISHED
 with a plot → New launch, a second run → ``widgets.ResultsBrowser(project)`` lists both →
 Compare selected overlays them. Each panel is saved as a 1280x800 screenshot
 (``widgets-*.png``; into docs/img/ with ``LATTICEHUB_UPDATE_DOCS_IMG=1``).
@@ -189,7 +189,7 @@ def test_launch_watch_and_compare_in_jupyterlab(make_hub, new_page, screenshot, 
         expect(page.locator(".jp-NotebookPanel .jp-Cell")).to_have_count(2, timeout=90_000)
         expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle", timeout=90_000)
 
-        # -- the launcher: tutorial preset, made tiny, local executor ---------------------
+        # -- the launcher: tutorial preset, made tiny, docker executor (the default) -------
         step[0] = "launcher cell"
         run_cell(page, 0)
         launcher = page.locator(".lh-launcher")
@@ -203,7 +203,7 @@ def test_launch_watch_and_compare_in_jupyterlab(make_hub, new_page, screenshot, 
         for name, value in TINY.items():
             set_field(launcher, name, value)
         set_field(launcher, "extra", json.dumps(MORE_CONFIG))
-        launcher.locator(".lh-input-executor select").select_option("local")
+        launcher.locator(".lh-input-executor select").select_option("docker")
         set_field(launcher, "project", PROJECT)
         set_field(launcher, "name", "tiny-1")
         expect(launcher.locator(".lh-launch")).to_be_enabled()

@@ -21,10 +21,10 @@ from hub_ext.experiments.jobs.executors import LocalExecutor
 from hub_ext.experiments.jobs.manager import JobManager, default_command
 from hub_ext.experiments.jobs.spec import parse_job_limits
 from hub_ext.experiments.jobs.store import SqlJobStore
-from hub_ext.experiments.jobs.tokens import LocalTokenMinter, token_hash
+from hub_ext.experiments.jobs.tokens import token_hash
 from hub_ext.experiments.store import SqlStore
 from tests.hub import free_port
-from tests.service.conftest import USERS, FakeHubAuth
+from tests.service.conftest import FakeHubAuth
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"L": 4, "n_layers": 2, "hidden": [4], "batch_size": 16, "steps": 20, "log_every": 5,
@@ -58,7 +58,6 @@ class Service:
             jobs_dir=jobs_dir or tmp / "jobs",
             chown_to=chown_to,
             tracking_url=self.url,
-            minter=LocalTokenMinter(USERS, GROUPS),
             command=command,
             validate_config=validate_config,
         )
@@ -105,7 +104,7 @@ class Service:
 
 @pytest.fixture
 def service(tmp_path):
-    svc = Service(tmp_path, default_command(sys.executable))
+    svc = Service(tmp_path, default_command())
     yield svc
     svc.stop()
 
@@ -306,7 +305,6 @@ def test_memory_cap_and_a_raising_payload_with_its_traceback(tmp_path):
 
 def test_token_lookup_skips_the_database_for_other_tokens_not_for_job_tokens(tmp_path):
     from hub_ext.experiments.jobs.store import JobToken
-    from hub_ext.experiments.store.errors import TrackingError
 
     svc = Service(tmp_path, [sys.executable, "-c", "pass"], validate_config=False)
     try:
@@ -315,15 +313,17 @@ def test_token_lookup_skips_the_database_for_other_tokens_not_for_job_tokens(tmp
         svc.manager.jobs.find_token = lambda digest: lookups.append(digest) or find(digest)
         for _ in range(3):
             assert svc.call("GET", "/jobs").status_code == 200  # a user's own Hub token
-        assert lookups == [token_hash("tok-ann")]
+        assert lookups == []  # only the service's own (lhjob_) tokens are looked up
 
         job = submit(svc, config={}).json()
         svc.wait_state(job["id"], {"FINISHED", "FAILED"})
         bound = JobToken(token_hash("lhjob_x"), job["id"], job["run_id"], "ann", 2**62)
         svc.manager.jobs.add_token(bound)
-        assert svc.manager.run_for_token("lhjob_x") == job["run_id"]
+        assert svc.manager.viewer_for_token("lhjob_x").run_id == job["run_id"]
+        assert svc.call("GET", f"/runs/{job['run_id']}", token="lhjob_x").status_code == 200
         svc.manager.jobs.revoke_tokens(job["id"])
-        with pytest.raises(TrackingError, match="revoked"):  # at once, no caching of job tokens
-            svc.manager.run_for_token("lhjob_x")
+        # at once: job tokens are never cached
+        assert svc.call("GET", f"/runs/{job['run_id']}", token="lhjob_x").status_code == 401
+        assert lookups == [token_hash("lhjob_x")] * 3
     finally:
         svc.stop()

@@ -36,11 +36,10 @@ from hub_ext.experiments.jobs.executors import Executor, Observed
 from hub_ext.experiments.jobs.manager import JobManager
 from hub_ext.experiments.jobs.spec import parse_job_limits
 from hub_ext.experiments.jobs.store import SqlJobStore
-from hub_ext.experiments.jobs.tokens import LocalTokenMinter
 from hub_ext.experiments.store import SqlStore
 from hub_ext.experiments.store.entities import ACTIVE, RunStatus
 from tests.hub import free_port
-from tests.service.conftest import USERS, FakeHubAuth
+from tests.service.conftest import FakeHubAuth
 
 AUTH = {"Authorization": "token tok-ann"}
 GROUPS = {"ann": ["lqcd"], "bob": ["nuclear"], "adm": []}
@@ -167,7 +166,6 @@ def api(tmp_path_factory):
         limits=parse_job_limits(LIMITS),
         jobs_dir=tmp / "jobs",
         tracking_url=url,
-        minter=LocalTokenMinter(dict(USERS), GROUPS),
         command=["true"],
         validate_config=False,
     )

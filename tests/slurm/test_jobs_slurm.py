@@ -135,7 +135,7 @@ def test_jobs_run_as_the_user_through_sudo_and_stay_private(tmp_path):
         "print('uid', os.getuid())"
     )
     as_user = SlurmExecutor(
-        ["sudo", "-n", "-E", "-H", "-u", "{username}"], system_user=lambda u: f"lh-{u}"
+        ["sudo", "-n", "-H", "-u", "{username}"], system_user=lambda u: f"lh-{u}"
     )
     svc = Service(
         tmp_path, ["/usr/bin/env", f"PYTHONPATH={ROOT}", "/usr/bin/python3", "-c", payload],

@@ -123,8 +123,8 @@ def test_sbatch_lines(job, present, absent, tmp_path):
         assert option in lines
     for pattern in absent:
         assert not [line for line in lines if re.search(pattern, line)], pattern
-    always = ["--open-mode=append", "--export=NONE", f"--output={job.stdout}", f"--error={job.stderr}",
-              f"--chdir={job.workdir}"]  # fmt: skip
+    always = ["--open-mode=append", "--export=NONE", f"--output={job.stdout}",
+              f"--error={job.stderr}", f"--chdir={job.workdir}"]  # fmt: skip
     for option in always:
         assert option in lines
     assert len(lines) == len(set(lines))
@@ -321,7 +321,7 @@ def test_bad_paths_are_refused(field, value):
         ({"resources": res(partition="")}, "^resources.partition="),
         ({"resources": res(account="a b")}, "^resources.account="),
         ({"resources": res(account="$(id)")}, "^resources.account="),
-        ({"resources": res(executor="docker")}, "^resources.executor="),
+        ({"resources": res(executor="kubernetes")}, "^resources.executor="),
         ({"resources": res(nodes=0)}, "^resources.nodes="),
         ({"resources": res(nodes="1\n#SBATCH --uid=0")}, "^resources.nodes="),
         ({"resources": res(gpus=-1)}, "^resources.gpus="),

@@ -8,7 +8,6 @@ stand-in Hub auth of ``tests.service.conftest`` (tokens tok-ann, tok-bob, tok-ad
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +43,7 @@ def job_env():
 
 @pytest.fixture(scope="module")
 def service(job_env, tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("widgets"), default_command(sys.executable),
+    svc = Service(tmp_path_factory.mktemp("widgets"), default_command(),
                         limits=LIMITS)  # fmt: skip
     yield svc
     for job in svc.call("GET", "/jobs", token="tok-adm").json()["items"]:

@@ -10,11 +10,14 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from ..access import can_write_run, require, require_read
-from ..store.abstract import AbstractStore
+from ..jobs.tokens import job_tokens_in
+from ..store.abstract import MAX_PAGE_SIZE, AbstractStore
 from ..store.entities import Run, Viewer
 from ..store.errors import BAD_REQUEST, UNAUTHENTICATED, TrackingError
 
-MAX_JSON_BODY = 16 * 1024 * 1024
+#: The default limit of a request body other than an artifact upload, in bytes (the service's
+#: ``ExperimentsApp.max_json_body`` sets the one in use, as the ``max_json_body`` setting).
+MAX_JSON_BODY = 4 * 1024 * 1024
 #: The largest integer the databases store (64-bit signed).
 MAX_INT = 2**63 - 1
 
@@ -37,10 +40,18 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     @property
     def viewer(self) -> Viewer:
-        """The authenticated caller (computed once per request); 401 if there is none."""
+        """The authenticated caller (computed once per request); 401 if there is none.
+
+        A job token, however it is spelled, is this service's own credential: it is checked
+        here and never handed to the Hub, and it speaks only for its one run.
+        """
         cached: Viewer | None = getattr(self, "_cached_viewer", None)
         if cached is not None:
             return cached
+        job_viewer = self._job_token_viewer()
+        if job_viewer is not None:
+            self._cached_viewer = job_viewer
+            return job_viewer
         model = self.current_user
         if not model:
             raise TrackingError(
@@ -48,34 +59,60 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
                 "in through the Hub",
                 UNAUTHENTICATED,
             )
-        binding = self._job_token_binding()
         self._cached_viewer = Viewer(
             name=model["name"],
             groups=frozenset(self._groups_of(model)),
-            admin=bool(model.get("admin")) and binding is None,
-            run_id=binding,
+            admin=bool(model.get("admin")),
         )
         return self._cached_viewer
 
-    def _job_token_binding(self) -> str | None:
-        """The run a job token may write, or None for other tokens and browser sessions."""
-        manager = self.settings.get("jobs")
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        if manager is None or scheme.lower() not in ("token", "bearer") or not token:
+    def _job_token_viewer(self) -> Viewer | None:
+        """The viewer of a job token the request presents; None when it presents none.
+
+        Raises:
+            TrackingError: 401 for a job token that is unknown, revoked or expired, or when
+                jobs are off on this service.
+        """
+        claimed = job_tokens_in(self.request.headers, self.get_query_arguments("token"))
+        if not claimed:
             return None
-        return manager.run_for_token(token.strip())
+        manager = self.settings.get("jobs")
+        if manager is None:
+            raise TrackingError("job tokens are not accepted: jobs are off", UNAUTHENTICATED)
+        viewers = {manager.viewer_for_token(token) for token in claimed}
+        if len(viewers) != 1:
+            raise TrackingError("send one job token, not several", UNAUTHENTICATED)
+        return viewers.pop()
+
+    def get_current_user(self) -> Any:
+        """Hub identity, never for a request that presents a job token (no Hub lookup)."""
+        if job_tokens_in(self.request.headers, self.get_query_arguments("token")):
+            return None
+        return super().get_current_user()
 
     def _groups_of(self, model: dict) -> list[str]:
+        """The caller's groups: from the Hub's model, else asked with the service's token.
+
+        Answers are kept at most ``access.MEMBERSHIP_MAX_AGE_S`` seconds (the Hub token cache
+        keeps models as long), so that a removal from a group takes effect on every request
+        within 5 s.
+        """
+        from ..access import MEMBERSHIP_MAX_AGE_S
+
         if "groups" in model:
             return list(model["groups"])
         # tokens with few scopes do not show groups: ask the Hub with the service's token
         cache: dict = self.settings.setdefault("group_cache", {})
         name = model["name"]
+        now = time.monotonic()
         cached = cache.get(name)
-        if cached and cached[0] > time.monotonic():
+        if cached and cached[0] > now:
             return cached[1]
+        if len(cache) > 10_000:  # forget answers past their age (one entry per caller)
+            for key in [k for k, (until, _) in cache.items() if until <= now]:
+                del cache[key]
         groups = self.settings["group_lookup"](name)
-        cache[name] = (time.monotonic() + 60, groups)
+        cache[name] = (now + MEMBERSHIP_MAX_AGE_S, groups)
         return groups
 
     def prepare(self) -> None:
@@ -123,9 +160,20 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             bus.notify(self.touched_run, *self.touched_topics)
 
     def json_body(self) -> dict[str, Any]:
-        """The request's JSON object; 400 with the reason when it is not one."""
-        if len(self.request.body) > MAX_JSON_BODY:
-            raise web.HTTPError(413, f"JSON body over {MAX_JSON_BODY} bytes")
+        """The request's JSON object; 400 with the reason when it is not one.
+
+        A body over the ``max_json_body`` setting is refused by the application before it is
+        read (:mod:`hub_ext.bodylimits`); the check here is the backstop (413).
+        """
+        limit = self.settings.get("max_json_body") or MAX_JSON_BODY
+        if len(self.request.body) > limit:
+            raise web.HTTPError(
+                413,
+                "Request body of %d bytes is over this service's limit of %d bytes "
+                "for JSON requests: send less per request",
+                len(self.request.body),
+                limit,
+            )
         try:
             body = json.loads(self.request.body or b"{}", parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as e:
@@ -182,8 +230,19 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     def log(self) -> Any:  # noqa: D102
         return self.settings["log"]
 
-    def int_argument(self, name: str, default: int, *, minimum: int = 0) -> int:
-        """An integer query argument, at least ``minimum`` and within 64 bits; else 400."""
+    def int_argument(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int = MAX_INT, hint: str = ""
+    ) -> int:
+        """An integer query argument in ``minimum..maximum``; else 400 naming the range.
+
+        Args:
+            name: the query argument.
+            default: its value when it is not sent.
+            minimum: the smallest value allowed.
+            maximum: the largest value allowed (at most 64 bits).
+            hint: for a value over ``maximum``, how to do without it, e.g.
+                ``"page with offset"``.
+        """
         raw = self.get_argument(name, None)
         if raw is None:
             return default
@@ -191,16 +250,21 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             value = int(raw)
         except ValueError:
             raise TrackingError(f"{name}={raw!r} must be an integer", BAD_REQUEST) from None
-        if not minimum <= value <= MAX_INT:
-            raise TrackingError(f"{name}={value} must be in {minimum}..{MAX_INT}", BAD_REQUEST)
+        if not minimum <= value <= maximum:
+            more = f": {hint}" if hint and value > maximum else ""
+            raise TrackingError(
+                f"{name}={value} must be in {minimum}..{maximum}{more}", BAD_REQUEST
+            )
         return value
 
-    def page_args(self) -> tuple[str | None, int]:
-        """``page_token`` and ``max_results`` from the query string."""
+    def page_args(self, maximum: int = MAX_PAGE_SIZE) -> tuple[str | None, int]:
+        """``page_token`` and ``max_results`` (default 100, 1..``maximum``) from the query.
+
+        Raises:
+            TrackingError: 400 for a page size that is not an integer in range.
+        """
         token = self.get_argument("page_token", None)
-        raw = self.get_argument("max_results", "100")
-        try:
-            size = int(raw)
-        except ValueError:
-            raise TrackingError(f"max_results={raw!r} must be an integer", BAD_REQUEST) from None
+        size = self.int_argument(
+            "max_results", 100, minimum=1, maximum=maximum, hint="follow next_token for more"
+        )
         return token, size

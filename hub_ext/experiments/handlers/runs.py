@@ -5,11 +5,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..access import can_write_project, require, require_read
+from ..access import (
+    can_write_project,
+    find_project_by_name,
+    require,
+    require_read,
+    visible_project_ids,
+)
 from ..heartbeats import late_heartbeat_message
 from ..search import SearchError, parse_filter, parse_order_by
 from ..serialize import log_line, metric, run
-from ..store.abstract import now_ms
+from ..store.abstract import MAX_PAGE_SIZE, now_ms
 from ..store.entities import Metric, Param, RunStatus, Tag
 from ..store.errors import BAD_REQUEST, CONFLICT, TrackingError, invalid
 from .base import MAX_INT, BaseHandler
@@ -87,9 +93,7 @@ class RunListHandler(BaseHandler):
     def get(self) -> None:
         """Search runs: ``project``, ``filter``, ``order_by`` (repeatable), paging."""
         viewer = self.viewer
-        visible = self.store.visible_project_ids(
-            user=viewer.name, groups=sorted(viewer.groups), admin=viewer.admin
-        )
+        visible = visible_project_ids(self.store, viewer)  # a job token: its project only
         wanted = self.get_arguments("project")
         if wanted:
             try:
@@ -125,13 +129,20 @@ class RunListHandler(BaseHandler):
         if isinstance(ref, int) and not isinstance(ref, bool):
             project = self.store.get_project(ref)
         elif isinstance(ref, str) and ref:
-            project = self.store.get_project_by_name(ref)
+            # among the projects the caller may read: a name says nothing of other groups
+            project = find_project_by_name(self.store, viewer, ref)
             if project is None:
                 raise TrackingError(f"Experiment '{ref}' does not exist", "RESOURCE_DOES_NOT_EXIST")
         else:
             raise invalid("project (an id or a name) is required")
         require_read(viewer, project, f"Experiment '{ref}'")
-        require(can_write_project(viewer, project), "job tokens cannot create runs")
+        require(
+            can_write_project(viewer, project),
+            "job tokens cannot create runs"
+            if viewer.run_id is not None
+            else f"you may read but not add runs to project {project.name!r}: runs are created "
+            f"by members of its group ({project.group or 'private'})",
+        )
         status = body.get("status", "RUNNING")
         if status not in (RunStatus.QUEUED, RunStatus.RUNNING):
             raise invalid("a new run's status is QUEUED or RUNNING")
@@ -227,10 +238,15 @@ class MetricHistoryHandler(BaseHandler):
     """``/api/v1/runs/{id}/metrics/{key}``."""
 
     def get(self, run_id: str, key: str) -> None:
-        """A metric's history, paged by ``offset``/``limit``."""
+        """A metric's history, paged by ``offset``/``limit`` (at most ``MAX_PAGE_SIZE``)."""
         self.find_run(run_id)
         offset = self.int_argument("offset", 0)
-        limit = min(self.int_argument("limit", 50_000), 1_000_000)
+        limit = self.int_argument(
+            "limit",
+            MAX_PAGE_SIZE,
+            maximum=MAX_PAGE_SIZE,
+            hint=f"read the history in pages of {MAX_PAGE_SIZE} points with offset",
+        )
         points = self.store.get_metric_history(run_id, key, offset=offset, limit=limit)
         self.write_json({"items": [metric(m) for m in points]})
 

@@ -12,13 +12,16 @@ import json
 import logging
 import os
 import pwd
+import stat
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..access import can_write_project, require
+from ..access import can_write_project, find_project_by_name, require
+from ..blobs import BlobStore
 from ..store.abstract import AbstractStore, now_ms
 from ..store.entities import Param, Project, RunStatus, Tag, Viewer
 from ..store.errors import (
@@ -31,7 +34,9 @@ from ..store.errors import (
     invalid,
     not_found,
 )
+from ..store.registry_base import AbstractArtifactRegistry
 from .executors import Executor, ExecutorError, Observed
+from .inputs import INPUTS_DIR, ResolvedInput, copy_inputs, resolve_inputs
 from .sbatch import BatchJob, render_batch_script, render_env_file
 from .spec import (
     JobInputError,
@@ -45,12 +50,10 @@ from .spec import (
 )
 from .states import JobState, is_terminal
 from .store import AbstractJobStore, Job, JobToken
-from .tokens import TokenMinter, token_hash
+from .tokens import new_job_token, token_hash
 
 #: Job fields a request may carry.
 REQUEST_FIELDS = {"project", "config", "resources", "name", "group"}
-#: Hashes of non-job tokens kept to skip the database on later requests.
-OTHER_TOKENS_REMEMBERED = 10_000
 #: Seconds a job token outlives the job's time limit.
 TOKEN_MARGIN_S = 3600
 RUN_STATUS = {
@@ -61,10 +64,14 @@ RUN_STATUS = {
 }
 
 
-def default_command(python: str) -> list[str]:
-    """The payload: train the config into the job's directory, resuming after a requeue."""
+def default_command() -> list[str]:
+    """The payload: train the config into the job's directory, resuming after a requeue.
+
+    ``{python}`` is the job's interpreter: the executor's (``python`` in the image for
+    ``docker``), else the manager's ``python``.
+    """
     return [
-        python,
+        "{python}",
         "-m",
         "flows.train",
         "--config",
@@ -86,8 +93,10 @@ class JobManager:
         limits: group -> job limits (``"*"`` for everybody else).
         jobs_dir: where each job gets a private directory (shared with batch nodes for Slurm).
         tracking_url: the service's URL as the job sees it.
-        minter: makes the per-job tokens.
-        command: payload argv with ``{config}`` and ``{out}`` placeholders.
+        command: payload argv with ``{python}``, ``{config}`` and ``{out}`` placeholders.
+        python: the job's interpreter where the executor names none (``local``, ``slurm``).
+        blobs: the artifact blob store that config data references resolve from.
+        registry: the artifact registry (for ``name:v3`` references).
         validate_config: check the config as a ``flows.train`` config before submitting.
         chown_to: Hub user name -> local account that owns the job directory (when jobs run as
             the user); None keeps the service's ownership.
@@ -103,8 +112,10 @@ class JobManager:
         limits: dict[str, JobLimits],
         jobs_dir: Path,
         tracking_url: str,
-        minter: TokenMinter,
         command: Sequence[str],
+        python: str = sys.executable,
+        blobs: BlobStore | None = None,
+        registry: AbstractArtifactRegistry | None = None,
         validate_config: bool = True,
         chown_to: Callable[[str], str] | None = None,
         log: logging.Logger | None = None,
@@ -118,17 +129,23 @@ class JobManager:
         self.limits = limits
         self.jobs_dir = Path(jobs_dir)
         self.tracking_url = tracking_url
-        self.minter = minter
         self.command = list(command)
+        self.python = python
+        self.blobs = blobs
+        self.registry = registry
         self.validate_config = validate_config
         self.chown_to = chown_to
         self.log = log or logging.getLogger("latticehub.jobs")
         self.clock = clock
         self._lock = asyncio.Lock()
-        self._other_tokens: set[str] = set()
 
     # -- submit --------------------------------------------------------------------------
-    def _project_and_group(self, viewer: Viewer, body: dict) -> tuple[Project, str]:
+    def _project_and_group(self, viewer: Viewer, body: dict) -> tuple[Project | None, str, str]:
+        """``(project or None, group to charge, name)`` of a submission.
+
+        A new project is made only after every check has passed (:meth:`submit`), so a
+        refused job leaves nothing behind.
+        """
         name = body.get("project")
         if not isinstance(name, str) or not name.strip():
             raise invalid("project is required: the name of the project to record the run in")
@@ -139,7 +156,7 @@ class JobManager:
             raise invalid(
                 f"you are not a member of group {group!r}: use one of {sorted(viewer.groups)}"
             )
-        project = self.store.get_project_by_name(name)
+        project = find_project_by_name(self.store, viewer, name)
         if project is None:
             if group is None and len(viewer.groups) == 1:
                 group = next(iter(viewer.groups))
@@ -147,7 +164,7 @@ class JobManager:
                 raise invalid(
                     f"project {name!r} does not exist: say which group owns it with 'group'"
                 )
-            project = self.store.create_project(name, owner=viewer.name, group=group)
+            return None, group, name
         require(can_write_project(viewer, project), f"you may not add runs to project {name!r}")
         charged = project.group or group
         if charged is None:
@@ -156,7 +173,21 @@ class JobManager:
                     "the project is private: say which of your groups to charge with 'group'"
                 )
             charged = next(iter(viewer.groups))
-        return project, charged
+        return project, charged, name
+
+    def _check_account(self, executor: Executor, user: str) -> None:
+        """A job that runs as the user's cluster account needs that account to exist."""
+        if self.chown_to is None or type(executor).job_owner is not Executor.job_owner:
+            return
+        account = self.chown_to(user)
+        try:
+            pwd.getpwnam(account)
+        except KeyError:
+            raise invalid(
+                f"user {user!r} has no account {account!r} on the batch system, which their "
+                f"{executor.name} jobs run as: ask an admin to create it (or to map the user "
+                "with JobsConfig.system_username)"
+            ) from None
 
     def _check_config(self, config: Any) -> dict:
         if not isinstance(config, dict):
@@ -182,7 +213,7 @@ class JobManager:
                 f"unknown field(s) {sorted(unknown)}: a job has {sorted(REQUEST_FIELDS)}",
                 BAD_REQUEST,
             )
-        project, group = self._project_and_group(viewer, body)
+        project, group, project_name = self._project_and_group(viewer, body)
         try:
             limits = limits_for(self.limits, group)
             resources = validate_resources(body.get("resources"), limits, group)
@@ -190,12 +221,21 @@ class JobManager:
         except JobInputError as e:
             raise invalid(str(e)) from None
         config = self._check_config(body.get("config") or {})
+        inputs = resolve_inputs(
+            config,
+            viewer=viewer,
+            project=project,
+            store=self.store,
+            registry=self.registry,
+            blobs=self.blobs,
+        )
         if resources.executor not in self.executors:
             raise TrackingError(
                 f"executor {resources.executor!r} is not configured on this service: use one of "
                 f"{sorted(self.executors)}",
                 EXECUTOR_UNAVAILABLE,
             )
+        self._check_account(self.executors[resources.executor], viewer.name)
         async with self._lock:  # the count and the insert are one step
             counts = self.jobs.count_active(group)
             try:
@@ -204,8 +244,10 @@ class JobManager:
                 )
             except JobLimitError as e:
                 raise TrackingError(str(e), JOB_LIMIT_EXCEEDED) from None
+            if project is None:  # every check passed: now the new project may exist
+                project = self.store.create_project(project_name, owner=viewer.name, group=group)
             job = self._create(viewer, project, group, resources, config, name, resubmit_of)
-        return await self._launch(job)
+        return await self._launch(job, inputs)
 
     def _create(
         self,
@@ -246,12 +288,24 @@ class JobManager:
         )
         return self.jobs.create_job(job)
 
-    def _write_files(self, job: Job, resources: Resources) -> Path:
+    def _write_files(
+        self, job: Job, resources: Resources, executor: Executor, inputs: list[ResolvedInput]
+    ) -> Path:
         work = Path(job.workdir)
+        # paths as the job sees its directory (``/job`` in a container)
+        seen = executor.job_root or str(work)
+        # the config keeps its references (as the run's params show them); the job finds the
+        # copies through LATTICEHUB_INPUTS, reference -> path
+        copies: dict[str, str] = {}
+        if inputs:
+            assert self.blobs is not None  # resolve_inputs refused without an artifact store
+            paths = copy_inputs(inputs, self.blobs, work, seen)
+            copies = {item.reference: paths[item.key] for item in inputs}
+            for item in inputs:
+                if item.version_id is not None and self.registry is not None:
+                    self.registry.record_use(job.run_id, item.version_id)
         (work / "config.json").write_text(json.dumps(job.config, indent=1))
-        token, token_id = self.minter.mint(
-            job.user, resources.time_s + TOKEN_MARGIN_S, f"latticehub job {job.id}"
-        )
+        token = new_job_token()
         self.jobs.add_token(
             JobToken(
                 token_hash=token_hash(token),
@@ -259,23 +313,26 @@ class JobManager:
                 run_id=job.run_id,
                 user=job.user,
                 expires=self.clock() + 1000 * (resources.time_s + TOKEN_MARGIN_S),
-                hub_token_id=token_id,
             )
         )
         env_file = work / "job.env"
         text = render_env_file(
             {
-                "LATTICEHUB_TRACKING_URL": self.tracking_url,
+                "LATTICEHUB_TRACKING_URL": executor.tracking_url or self.tracking_url,
                 "LATTICEHUB_TOKEN": token,
                 "LATTICEHUB_RUN_ID": job.run_id,
                 "LATTICEHUB_GROUP": job.group,
+                **({"LATTICEHUB_INPUTS": json.dumps(copies)} if copies else {}),
             }
         )
         fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        python = executor.job_python or self.python
         argv = [
-            part.replace("{config}", str(work / "config.json")).replace("{out}", str(work / "out"))
+            part.replace("{python}", python)
+            .replace("{config}", f"{seen}/config.json")
+            .replace("{out}", f"{seen}/out")
             for part in self.command
         ]
         # Warn (SIGUSR1: checkpoint now) 2 minutes before the limit, or at 3/4 of short jobs.
@@ -284,32 +341,38 @@ class JobManager:
             extra_env=(
                 ("OMP_NUM_THREADS", str(resources.cpus)),
                 ("MKL_NUM_THREADS", str(resources.cpus)),
+                *executor.job_exports(job),
             ),
             job_id=job.id,
             resources=resources,
-            workdir=str(work),
-            env_file=str(env_file),
+            workdir=seen,
+            env_file=f"{seen}/job.env",
             command=tuple(argv),
-            stdout=str(work / "stdout.log"),
-            stderr=str(work / "stderr.log"),
+            stdout=f"{seen}/stdout.log",
+            stderr=f"{seen}/stderr.log",
         )
         script = work / "job.sh"
         script.write_text(render_batch_script(batch))
-        if self.chown_to is not None:
+        owner = executor.job_owner(job)
+        if owner is None and self.chown_to is not None:
             account = pwd.getpwnam(self.chown_to(job.user))
-            uid, gid = account.pw_uid, account.pw_gid
-            for path in (work, work / "config.json", env_file, script):
-                os.chown(path, uid, gid)
+            owner = (account.pw_uid, account.pw_gid)
+        if owner is not None:
+            paths = [work, work / "config.json", env_file, script]
+            if inputs:
+                paths += [work / INPUTS_DIR, *(work / INPUTS_DIR).iterdir()]
+            for path in paths:
+                os.chown(path, *owner)
         return script
 
-    async def _launch(self, job: Job) -> Job:
+    async def _launch(self, job: Job, inputs: list[ResolvedInput]) -> Job:
         resources = Resources(**job.resources)
         executor = self.executors[job.executor]
         self.jobs.add_event(job.run_id, "submitted", f"job {job.id} submitted to {job.executor}")
         try:
-            script = self._write_files(job, resources)
+            script = self._write_files(job, resources, executor, inputs)
             external = await executor.submit(job, script)
-        except (ExecutorError, OSError, RuntimeError, ValueError) as e:
+        except (ExecutorError, OSError, RuntimeError, ValueError, KeyError) as e:
             self.log.warning("job %s could not be submitted: %s", job.id, e)
             return self._end(job, Observed(JobState.FAILED, f"submission failed: {e}"))
         job = self.jobs.update_job(job.id, external_id=external, reason="queued")
@@ -383,38 +446,26 @@ class JobManager:
                 }
             self.store.update_run(job.run_id, **changes)
         self.notify(job.run_id)
-        for token in self.jobs.revoke_tokens(job.id):
-            try:
-                self.minter.revoke(token.user, token.hub_token_id)
-            except RuntimeError as e:
-                self.log.warning("job %s: %s", job.id, e)
+        self.jobs.revoke_tokens(job.id)
         return job
 
     # -- job tokens ----------------------------------------------------------------------
-    def run_for_token(self, token: str) -> str | None:
-        """The run a job token may write; None for any other token.
+    def viewer_for_token(self, token: str) -> Viewer:
+        """Who a job token speaks for: its job's user, writing only its run.
 
-        Every API request asks, so tokens found not to be job tokens are remembered (a token
-        is bound when it is minted, before anyone holds it, so the answer cannot change);
-        job tokens are looked up each time so that revocation takes effect at once.
+        Job tokens are looked up on every request, so that revocation takes effect at once.
 
         Raises:
-            TrackingError: UNAUTHENTICATED for a revoked or expired job token.
+            TrackingError: UNAUTHENTICATED for an unknown, revoked or expired job token.
         """
-        digest = token_hash(token)
-        if digest in self._other_tokens:
-            return None
-        found = self.jobs.find_token(digest)
-        if found is None:
-            if len(self._other_tokens) >= OTHER_TOKENS_REMEMBERED:
-                self._other_tokens.clear()
-            self._other_tokens.add(digest)
-            return None
-        if found.revoked or found.expires < self.clock():
+        found = self.jobs.find_token(token_hash(token))
+        if found is None or found.revoked or found.expires < self.clock():
             raise TrackingError(
-                "this job token has been revoked (its job ended) or has expired", UNAUTHENTICATED
+                "this job token is unknown, has been revoked (its job ended) or has expired",
+                UNAUTHENTICATED,
             )
-        return found.run_id
+        job = self.jobs.get_job(found.job_id)
+        return Viewer(name=found.user, run_id=found.run_id, project_id=job.project_id)
 
     # -- cancel, resubmit ------------------------------------------------------------------
     def can_see(self, viewer: Viewer, job: Job) -> bool:
@@ -478,10 +529,18 @@ def _request_resources(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tail(path: Path, lines: int = 40) -> str:
+    """The end of a job's output file; never through a link the job may have planted there.
+
+    The job owns its directory, so ``stderr.log`` may be a symlink to a file only the service
+    can read: open it without following links, and only if it is a regular file.
+    """
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return ""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return ""
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 16384))
+        return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])

@@ -15,7 +15,9 @@ from .executors import Executor, LocalExecutor, SlurmExecutor
 from .manager import JobManager, default_command
 from .spec import parse_job_limits
 from .store import SqlJobStore
-from .tokens import HubTokenMinter, LocalTokenMinter, TokenMinter
+
+#: The executors a service may offer.
+EXECUTOR_NAMES = ("docker", "slurm", "local")
 
 
 class JobsConfig(Configurable):
@@ -24,22 +26,25 @@ class JobsConfig(Configurable):
     executors = List(
         Unicode(),
         help="""
-        Executors to offer: ``local`` (subprocesses on this host, the embedded default) and/or
-        ``slurm``. Example: ``["local", "slurm"]``. Default: ``$LATTICEHUB_EXECUTORS``
-        (comma-separated) or ``["local"]``.
+        Executors to offer: ``docker`` (each job a container from the group's single-user
+        image, as the user's uid, with the job's limits enforced by the engine; the default),
+        ``slurm`` (``sbatch`` as the user's own account through ``slurm_command_prefix``) and
+        ``local`` (processes on the service's host, for single-user development only: refused
+        when the service runs as root). Example: ``["docker", "slurm"]``. Default:
+        ``$LATTICEHUB_EXECUTORS`` (comma-separated) or ``["docker"]``.
         """,
     ).tag(config=True)
 
     @default("executors")
     def _default_executors(self) -> list[str]:
-        raw = os.environ.get("LATTICEHUB_EXECUTORS", "local")
+        raw = os.environ.get("LATTICEHUB_EXECUTORS", "docker")
         return [e.strip() for e in raw.split(",") if e.strip()]
 
     @validate("executors")
     def _validate_executors(self, proposal: Any) -> list[str]:
-        bad = [e for e in proposal.value if e not in ("local", "slurm")]
+        bad = [e for e in proposal.value if e not in EXECUTOR_NAMES]
         if bad:
-            raise ValueError(f"unknown executor(s) {bad}: use 'local' and/or 'slurm'")
+            raise ValueError(f"unknown executor(s) {bad}: use any of {list(EXECUTOR_NAMES)}")
         return proposal.value
 
     job_limits = Dict(
@@ -90,9 +95,12 @@ class JobsConfig(Configurable):
     slurm_command_prefix = List(
         Unicode(),
         help="""
-        argv prefix to run sbatch/scancel as the requesting user, ``{username}`` replaced, e.g.
-        ``["sudo", "-E", "-u", "{username}"]`` (the batchspawner convention). Empty (default,
-        ``$LATTICEHUB_SLURM_PREFIX`` split on spaces): the service account submits.
+        argv prefix that runs ``sbatch``/``scancel`` as the requesting user's own account,
+        ``{username}`` replaced by ``system_username``, e.g. ``["sudo", "-u", "{username}"]``
+        (the service needs a sudoers rule for exactly ``sbatch`` and ``scancel``; never
+        ``sudo -E``: the service's environment must not reach the job). Required by the
+        ``slurm`` executor: jobs never run as the service's account. Default:
+        ``$LATTICEHUB_SLURM_PREFIX`` split on spaces.
         """,
     ).tag(config=True)
 
@@ -100,14 +108,36 @@ class JobsConfig(Configurable):
     def _default_prefix(self) -> list[str]:
         return os.environ.get("LATTICEHUB_SLURM_PREFIX", "").split()
 
+    @validate("slurm_command_prefix")
+    def _validate_prefix(self, proposal: Any) -> list[str]:
+        prefix = list(proposal.value)
+        if prefix and not any("{username}" in part for part in prefix):
+            raise ValueError(
+                f"slurm_command_prefix={prefix} does not name the user: it must contain "
+                "{username}, e.g. ['sudo', '-u', '{username}'], so that jobs run as their user"
+            )
+        if any(
+            part in ("-E", "--preserve-env") or part.startswith("--preserve-env=")
+            for part in prefix
+        ):
+            raise ValueError(
+                f"slurm_command_prefix={prefix} keeps the service's environment (-E / "
+                "--preserve-env): drop it, e.g. ['sudo', '-u', '{username}']"
+            )
+        return prefix
+
     system_username = Unicode(
-        "{username}",
         help="""
         The cluster account of a Hub user, ``{username}`` replaced, e.g. ``"{username}"``
         (default: the same name) or ``"lh-{username}"``. Used in ``slurm_command_prefix`` and
-        as the owner of job directories when a prefix is set.
+        as the owner of job directories when a prefix is set. Default:
+        ``$LATTICEHUB_SYSTEM_USERNAME`` or ``{username}``.
         """,
     ).tag(config=True)
+
+    @default("system_username")
+    def _default_system_username(self) -> str:
+        return os.environ.get("LATTICEHUB_SYSTEM_USERNAME") or "{username}"
 
     @validate("system_username")
     def _validate_system_username(self, proposal: Any) -> str:
@@ -117,6 +147,125 @@ class JobsConfig(Configurable):
                 f"{proposal.value!r}"
             )
         return proposal.value
+
+    docker_images = Dict(
+        help="""
+        The image each group's ``docker`` jobs run, by group name (``"*"``: every other
+        group): the single-user image the group's own servers use, so that a job runs
+        nothing its user could not run in their notebook. Example:
+        ``{"lqcd": "latticehub/singleuser:latest", "*": "latticehub/singleuser:latest"}``.
+        Default: JSON in ``$LATTICEHUB_JOB_IMAGES``, else ``{"*": $LATTICEHUB_IMAGE}``
+        (``latticehub/singleuser:latest``).
+        """,
+    ).tag(config=True)
+
+    @default("docker_images")
+    def _default_docker_images(self) -> dict:
+        raw = os.environ.get("LATTICEHUB_JOB_IMAGES")
+        if raw:
+            return json.loads(raw)
+        return {"*": os.environ.get("LATTICEHUB_IMAGE", "latticehub/singleuser:latest")}
+
+    @validate("docker_images")
+    def _validate_docker_images(self, proposal: Any) -> dict:
+        value = proposal.value
+        bad = {k: v for k, v in value.items() if not isinstance(v, str) or not v.strip()}
+        if bad:
+            raise ValueError(
+                f"docker_images has no image for {sorted(bad)}: map each group to an image "
+                'name, e.g. {"lqcd": "latticehub/singleuser:latest"}'
+            )
+        return value
+
+    docker_network = Unicode(
+        help="""
+        The Docker network ``docker`` jobs join; the tracking service must be reachable on it
+        (``tracking_url``). Default: ``$LATTICEHUB_NETWORK`` or ``latticehub``.
+        """,
+    ).tag(config=True)
+
+    @default("docker_network")
+    def _default_docker_network(self) -> str:
+        return os.environ.get("LATTICEHUB_NETWORK", "latticehub")
+
+    docker_hub_id = Unicode(
+        help="""
+        Marks this service's job containers (label and name prefix); services sharing an
+        engine need different ids. Lower-case letters, digits, ``_ . -``, e.g. ``prod``.
+        Default: ``$LATTICEHUB_HUB_ID`` (as the spawner's ``hub_id``) or ``latticehub``.
+        """,
+    ).tag(config=True)
+
+    @default("docker_hub_id")
+    def _default_docker_hub_id(self) -> str:
+        return os.environ.get("LATTICEHUB_HUB_ID", "latticehub")
+
+    docker_max_concurrent = Int(
+        4, help="``docker`` jobs running at once on the engine (more wait QUEUED), e.g. 4."
+    ).tag(config=True)
+
+    docker_pids_limit = Int(
+        512, help="Most processes (and threads) in one ``docker`` job, e.g. 512."
+    ).tag(config=True)
+
+    @validate("docker_max_concurrent", "docker_pids_limit")
+    def _validate_docker_counts(self, proposal: Any) -> int:
+        if proposal.value < 1:
+            raise ValueError(
+                f"{proposal.trait.name} must be a whole number >= 1, got {proposal.value}"
+            )
+        return proposal.value
+
+    run_as_user = Dict(
+        help="""
+        Hub user -> the ``"uid:gid"`` a ``docker`` job of theirs runs as (and that owns the
+        job's directory); users not listed run as the image's user, ``1000:100``. uid 0 is
+        refused. Example: ``{"alice": "20001:20000"}``. Default: JSON in
+        ``$LATTICEHUB_RUN_AS_USER`` or ``{}``.
+        """,
+    ).tag(config=True)
+
+    @default("run_as_user")
+    def _default_run_as_user(self) -> dict:
+        raw = os.environ.get("LATTICEHUB_RUN_AS_USER")
+        return json.loads(raw) if raw else {}
+
+    @validate("run_as_user")
+    def _validate_run_as_user(self, proposal: Any) -> dict:
+        for user, value in proposal.value.items():
+            parsed = _parse_uid_gid(value)
+            if parsed is None or parsed[0] == 0:
+                raise ValueError(
+                    f"run_as_user[{user!r}]={value!r}: use 'uid:gid' with a uid other than 0, "
+                    "e.g. '20001:20000'"
+                )
+        return proposal.value
+
+    gpu_devices = Dict(
+        help="""
+        Node -> GPU device ids that ``docker`` jobs may be given (the same inventory as the
+        spawner's ``gpu_devices``, so that a job and a server never get the same GPU),
+        e.g. ``{"gpu01": ["0", "1"]}``. Default: JSON in ``$LATTICEHUB_GPU_DEVICES`` or
+        ``{}`` (no GPUs).
+        """,
+    ).tag(config=True)
+
+    @default("gpu_devices")
+    def _default_gpu_devices(self) -> dict:
+        raw = os.environ.get("LATTICEHUB_GPU_DEVICES")
+        return json.loads(raw) if raw else {}
+
+    def image_for(self, job: Any) -> str:
+        """The image of a job's group (``"*"`` for groups not listed)."""
+        image = self.docker_images.get(job.group) or self.docker_images.get("*")
+        if not image:
+            raise ValueError(f"no image for group {job.group!r}: add it (or '*') to docker_images")
+        return image
+
+    def uid_for(self, user: str) -> tuple[int, int]:
+        """The ``(uid, gid)`` of a user's docker jobs."""
+        value = self.run_as_user.get(user)
+        return _parse_uid_gid(value) if value is not None else (1000, 100)  # type: ignore[return-value]
 
     poll_interval = Float(
         2.0, help="Seconds between status polls (one squeue call per poll), e.g. 2.0."
@@ -139,7 +288,7 @@ class JobsConfig(Configurable):
 
     @default("command")
     def _default_command(self) -> list[str]:
-        return default_command(os.environ.get("LATTICEHUB_JOB_PYTHON", sys.executable))
+        return default_command()
 
     tracking_url = Unicode(
         help="""
@@ -158,14 +307,35 @@ class JobsConfig(Configurable):
         """The manager for this configuration."""
         executors: dict[str, Executor] = {}
         if "local" in self.executors:
+            if os.geteuid() == 0:
+                raise ValueError(
+                    "the local executor runs jobs as the service's own account, and this "
+                    "service runs as root: use the docker or slurm executor "
+                    "(LATTICEHUB_EXECUTORS=docker), or run the service as an unprivileged "
+                    "user for single-user development"
+                )
             executors["local"] = LocalExecutor(self.local_max_concurrent)
         if "slurm" in self.executors:
+            if not self.slurm_command_prefix:
+                raise ValueError(
+                    "the slurm executor needs slurm_command_prefix (LATTICEHUB_SLURM_PREFIX), "
+                    "e.g. 'sudo -u {username}', so that each job is submitted as its user's "
+                    "own account and never as the service's"
+                )
             executors["slurm"] = SlurmExecutor(self.slurm_command_prefix, system_user=self.account)
-        minter: TokenMinter
-        if getattr(hub_auth, "api_token", None):
-            minter = HubTokenMinter(hub_auth.api_url, hub_auth.api_token)
-        else:
-            minter = LocalTokenMinter()
+        if "docker" in self.executors:
+            from .docker_executor import DockerExecutor  # the docker SDK only where used
+
+            executors["docker"] = DockerExecutor(
+                image_for=self.image_for,
+                network=self.docker_network,
+                uid_for=self.uid_for,
+                hub_id=self.docker_hub_id,
+                pids_limit=self.docker_pids_limit,
+                gpu_inventory=self.gpu_devices,
+                max_concurrent=self.docker_max_concurrent,
+                log=log,
+            )
         Path(self.jobs_dir).mkdir(parents=True, exist_ok=True, mode=0o711)
         return JobManager(
             store=store,
@@ -176,9 +346,19 @@ class JobsConfig(Configurable):
             tracking_url=self.tracking_url
             or os.environ.get("LATTICEHUB_JOB_TRACKING_URL", "")
             or service_url,
-            minter=minter,
             command=self.command,
+            python=os.environ.get("LATTICEHUB_JOB_PYTHON", sys.executable),
             chown_to=self.account if self.slurm_command_prefix else None,
             log=log,
             notify=notify,
         )
+
+
+def _parse_uid_gid(value: Any) -> tuple[int, int] | None:
+    """``"20001:20000"`` -> ``(20001, 20000)``; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    uid, sep, gid = value.partition(":")
+    if not sep or not uid.isdigit() or not gid.isdigit():
+        return None
+    return int(uid), int(gid)

@@ -1,22 +1,29 @@
-"""Job credentials: a fresh Hub API token per job, bound by the service to that job's run.
+"""Job credentials: tokens the service issues itself, each bound to one job's run.
 
-The Hub token carries one scope, ``access:services!service=experiments``, and expires after the
-job's time limit plus a margin; the service keeps only its sha256 with the run it may write
-(``lh_job_tokens``) and revokes both when the job ends. The job reads it from its 0600
-environment file, never from a command line.
+A job never holds a Hub token: the service makes a random token per job (``lhjob_`` and 32
+random bytes), keeps only its sha256 with the run it may write and the project it may read
+(``lh_job_tokens``), lets it expire after the job's time limit plus a margin, and revokes it
+when the job ends. The Hub does not know these tokens, so a job token is worth nothing outside
+this service, and the service's Hub role needs no ``tokens`` scope. The job reads its token
+from its 0600 environment file, never from a command line.
+
+A client may spell a token in any way the Hub accepts one (``token``/``bearer`` in any case,
+any whitespace, ``?token=``); :func:`presented_tokens` finds every spelling, so that a job
+token is always recognised as one and never passed on as something else.
 """
 
 from __future__ import annotations
 
-import abc
 import hashlib
+import re
 import secrets
-from typing import Any
-from urllib.parse import quote
+from collections.abc import Iterable, Mapping
 
-import requests
+#: Every job token starts with this, so that the service knows which tokens are its own.
+JOB_TOKEN_PREFIX = "lhjob_"
 
-JOB_TOKEN_SCOPES = ["access:services!service=experiments"]
+# The Hub's own reading of the header: a scheme word, whitespace of any kind, the rest.
+_AUTH_RE = re.compile(r"\s*(?:token|bearer)\s+(.+)", re.IGNORECASE | re.DOTALL)
 
 
 def token_hash(token: str) -> str:
@@ -24,72 +31,41 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class TokenMinter(abc.ABC):
-    """Creates and revokes per-job Hub tokens."""
-
-    @abc.abstractmethod
-    def mint(self, user: str, expires_in_s: int, note: str) -> tuple[str, str]:
-        """A new token for ``user``; returns ``(token, token_id)``."""
-
-    @abc.abstractmethod
-    def revoke(self, user: str, token_id: str) -> None:
-        """Delete the token (a no-op if it is already gone)."""
+def new_job_token() -> str:
+    """A fresh job token: the prefix and 32 random bytes, URL-safe."""
+    return JOB_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-class HubTokenMinter(TokenMinter):
-    """Through the Hub API with the service's own token (its role needs the ``tokens`` scope)."""
-
-    def __init__(self, api_url: str, service_token: str, timeout: float = 10):
-        self.api_url = api_url.rstrip("/")
-        self.headers = {"Authorization": f"token {service_token}"}
-        self.timeout = timeout
-
-    def mint(self, user: str, expires_in_s: int, note: str) -> tuple[str, str]:  # noqa: D102
-        r = requests.post(
-            f"{self.api_url}/users/{quote(user, safe='')}/tokens",
-            json={"scopes": JOB_TOKEN_SCOPES, "expires_in": expires_in_s, "note": note},
-            headers=self.headers,
-            timeout=self.timeout,
-        )
-        if r.status_code >= 400:
-            raise RuntimeError(
-                f"the Hub refused a job token for {user}: {r.status_code} {r.text[:300]}"
-            )
-        body: dict[str, Any] = r.json()
-        return body["token"], str(body["id"])
-
-    def revoke(self, user: str, token_id: str) -> None:  # noqa: D102
-        r = requests.delete(
-            f"{self.api_url}/users/{quote(user, safe='')}/tokens/{quote(token_id, safe='')}",
-            headers=self.headers,
-            timeout=self.timeout,
-        )
-        if r.status_code not in (204, 404):
-            raise RuntimeError(f"the Hub did not revoke job token {token_id}: {r.status_code}")
+def is_job_token(token: str) -> bool:
+    """Whether ``token`` claims to be one of this service's job tokens."""
+    return token.startswith(JOB_TOKEN_PREFIX)
 
 
-class LocalTokenMinter(TokenMinter):
-    """Tokens the service alone knows (tests and a service run without a Hub).
+def presented_tokens(authorization: str, query_tokens: Iterable[str]) -> list[str]:
+    """Every token a request presents: the ``Authorization`` header's and ``?token=`` values.
 
-    ``users`` maps token -> user model for a stand-in authenticator to consult.
+    Args:
+        authorization: the header's value ("" when absent), e.g. ``"Bearer lhjob_..."``.
+        query_tokens: the values of the ``token`` query argument.
+
+    Returns:
+        The tokens, header first, without duplicates.
     """
+    found: list[str] = []
+    match = _AUTH_RE.match(authorization or "")
+    if match and match.group(1).strip():
+        found.append(match.group(1).strip())
+    for value in query_tokens:
+        value = value.strip()
+        if value and value not in found:
+            found.append(value)
+    return found
 
-    def __init__(
-        self, users: dict[str, dict] | None = None, groups: dict[str, list[str]] | None = None
-    ):
-        self.users = users if users is not None else {}
-        self.groups = groups or {}
 
-    def mint(self, user: str, expires_in_s: int, note: str) -> tuple[str, str]:  # noqa: D102
-        token = "lhjob_" + secrets.token_urlsafe(24)
-        self.users[token] = {
-            "name": user,
-            "kind": "user",
-            "admin": False,
-            "groups": self.groups.get(user, []),
-        }
-        return token, token_hash(token)[:16]
-
-    def revoke(self, user: str, token_id: str) -> None:  # noqa: D102
-        for token in [t for t in self.users if token_hash(t)[:16] == token_id]:
-            del self.users[token]
+def job_tokens_in(headers: Mapping[str, str], query_tokens: Iterable[str]) -> list[str]:
+    """The presented tokens that claim to be job tokens (see :func:`presented_tokens`)."""
+    return [
+        t
+        for t in presented_tokens(headers.get("Authorization", ""), query_tokens)
+        if is_job_token(t)
+    ]
