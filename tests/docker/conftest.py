@@ -50,11 +50,14 @@ def test_network(docker_client: docker.DockerClient) -> Iterator[tuple[str, str]
 
 
 def remove_hub_objects(client: docker.DockerClient, hub_id: str) -> None:
-    """Remove every container and service labelled with this hub id."""
+    """Remove every container (servers and jobs) and service labelled with this hub id."""
+    from hub_ext.experiments.jobs.docker_states import HUB as JOB_HUB
+
+    for selector in (f"{labels.HUB}={hub_id}", f"{JOB_HUB}={hub_id}"):
+        for container in client.containers.list(all=True, filters={"label": selector}):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
     selector = f"{labels.HUB}={hub_id}"
-    for container in client.containers.list(all=True, filters={"label": selector}):
-        with contextlib.suppress(docker.errors.APIError):
-            container.remove(force=True)
     with contextlib.suppress(docker.errors.APIError):
         for service in client.services.list(filters={"label": selector}):
             service.remove()
