@@ -10,7 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from typing import Any
+
+
+def obey_interrupt() -> None:
+    """Let SIGINT stop this service even when it was started with SIGINT ignored.
+
+    JupyterHub stops a managed service with SIGINT first and waits ``interrupt_timeout``
+    (10 s) before SIGTERM; a Hub started from a shell's background job passes SIGINT on
+    ignored (as bash does for ``&``), and each service would then hold the Hub's shutdown for
+    those seconds.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 async def stop_when_parent_gone(log: Any = None, *, interval: float = 1.0) -> None:

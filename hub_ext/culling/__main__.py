@@ -6,6 +6,8 @@ import os
 # that window would leave init as the parent this service then compares against.
 _HUB_PID = os.getppid()
 
+from ..parent import obey_interrupt  # noqa: E402
 from .app import main  # noqa: E402
 
+obey_interrupt()
 main(hub_pid=_HUB_PID)
