@@ -73,7 +73,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             TrackingError: 401 for a job token that is unknown, revoked or expired, or when
                 jobs are off on this service.
         """
-        claimed = job_tokens_in(self.request.headers, self.get_query_arguments("token"))
+        claimed = self._claimed_job_tokens()
         if not claimed:
             return None
         manager = self.settings.get("jobs")
@@ -84,9 +84,17 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             raise TrackingError("send one job token, not several", UNAUTHENTICATED)
         return viewers.pop()
 
+    def _claimed_job_tokens(self) -> list[str]:
+        """The job tokens the request presents, in any spelling (read once per request)."""
+        claimed: list[str] | None = getattr(self, "_job_tokens", None)
+        if claimed is None:
+            claimed = job_tokens_in(self.request.headers, self.get_query_arguments("token"))
+            self._job_tokens = claimed
+        return claimed
+
     def get_current_user(self) -> Any:
         """Hub identity, never for a request that presents a job token (no Hub lookup)."""
-        if job_tokens_in(self.request.headers, self.get_query_arguments("token")):
+        if self._claimed_job_tokens():
             return None
         return super().get_current_user()
 

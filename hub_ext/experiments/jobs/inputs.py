@@ -26,7 +26,7 @@ from ..blobs import BlobStore, clean_artifact_path
 from ..store.abstract import AbstractStore
 from ..store.entities import Project, Viewer
 from ..store.errors import TrackingError, invalid, not_found
-from ..store.registry_base import AbstractArtifactRegistry
+from ..store.registry_base import AbstractArtifactRegistry, parse_ref
 
 #: Config keys whose values name data (each resolved and copied into ``inputs/<key>``).
 DATA_KEYS = ("forward_kl_data",)
@@ -39,7 +39,6 @@ REFERENCE_FORMS = (
 INPUTS_DIR = "inputs"
 
 _RUN_REF_RE = re.compile(r"run:([0-9a-zA-Z]{1,64})/(.+)", re.DOTALL)
-_VERSION_REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}:[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -106,12 +105,15 @@ def resolve_inputs(
         run_ref = _RUN_REF_RE.fullmatch(value)
         if run_ref:
             resolved.append(_resolve_run_artifact(key, value, run_ref, viewer, store))
-        elif _VERSION_REF_RE.fullmatch(value) and not looks_like_path(value):
-            name_ref, _, selector = value.partition(":")
+        elif not looks_like_path(value):
+            try:
+                parse_ref(value)  # the registry's own grammar of name:v3 / name:<alias>
+            except TrackingError:
+                raise _refuse_path(key, value) from None
             if project is None:  # a new project has no registered versions yet
                 raise not_found(f"artifact version {value!r} (config {key}): the project is new")
             try:
-                version = registry.get_version(project.id, f"{name_ref}:{selector}")
+                version = registry.get_version(project.id, value)
             except TrackingError as e:
                 if e.http_status == 404:
                     raise not_found(

@@ -175,19 +175,27 @@ class JobManager:
             charged = next(iter(viewer.groups))
         return project, charged, name
 
-    def _check_account(self, executor: Executor, user: str) -> None:
-        """A job that runs as the user's cluster account needs that account to exist."""
+    def _account_owner(self, executor: Executor, user: str) -> tuple[int, int] | None:
+        """``(uid, gid)`` of the user's cluster account, for executors that run jobs as it.
+
+        None when the executor owns its job directories itself (``docker``) or no account
+        mapping is set. Called before a job exists, so that a missing account is a 400.
+
+        Raises:
+            TrackingError: 400 naming the account when it does not exist.
+        """
         if self.chown_to is None or type(executor).job_owner is not Executor.job_owner:
-            return
+            return None
         account = self.chown_to(user)
         try:
-            pwd.getpwnam(account)
+            found = pwd.getpwnam(account)
         except KeyError:
             raise invalid(
                 f"user {user!r} has no account {account!r} on the batch system, which their "
                 f"{executor.name} jobs run as: ask an admin to create it (or to map the user "
                 "with JobsConfig.system_username)"
             ) from None
+        return found.pw_uid, found.pw_gid
 
     def _check_config(self, config: Any) -> dict:
         if not isinstance(config, dict):
@@ -235,7 +243,7 @@ class JobManager:
                 f"{sorted(self.executors)}",
                 EXECUTOR_UNAVAILABLE,
             )
-        self._check_account(self.executors[resources.executor], viewer.name)
+        self._account_owner(self.executors[resources.executor], viewer.name)
         async with self._lock:  # the count and the insert are one step
             counts = self.jobs.count_active(group)
             try:
@@ -353,10 +361,7 @@ class JobManager:
         )
         script = work / "job.sh"
         script.write_text(render_batch_script(batch))
-        owner = executor.job_owner(job)
-        if owner is None and self.chown_to is not None:
-            account = pwd.getpwnam(self.chown_to(job.user))
-            owner = (account.pw_uid, account.pw_gid)
+        owner = executor.job_owner(job) or self._account_owner(executor, job.user)
         if owner is not None:
             paths = [work, work / "config.json", env_file, script]
             if inputs:
@@ -372,7 +377,7 @@ class JobManager:
         try:
             script = self._write_files(job, resources, executor, inputs)
             external = await executor.submit(job, script)
-        except (ExecutorError, OSError, RuntimeError, ValueError, KeyError) as e:
+        except (ExecutorError, OSError, RuntimeError, ValueError, TrackingError) as e:
             self.log.warning("job %s could not be submitted: %s", job.id, e)
             return self._end(job, Observed(JobState.FAILED, f"submission failed: {e}"))
         job = self.jobs.update_job(job.id, external_id=external, reason="queued")
