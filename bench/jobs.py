@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import secrets
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -191,25 +195,50 @@ def docker_run_floor(n: int, image: str, network: str, label: str) -> list[float
     return out
 
 
-async def docker_bench(args: argparse.Namespace) -> dict:
-    import secrets
+@contextlib.contextmanager
+def bench_engine(args: argparse.Namespace) -> Iterator[SimpleNamespace]:
+    """A docker executor on a network of its own; its containers, network and files go after.
 
+    Yields ``client``, ``executor``, ``network``, ``label`` (of its containers) and ``tmp``.
+    """
     import docker
 
     from hub_ext.experiments.jobs.docker_executor import DockerExecutor
     from hub_ext.experiments.jobs.docker_states import HUB
-    from hub_ext.experiments.jobs.states import JobState
-    from hub_ext.experiments.jobs.store import Job
 
     client = docker.from_env()
     client.images.get(args.image)  # warm image: fail early when it is not built
     hub_id = f"lhbench{secrets.token_hex(3)}"
-    label = f"{HUB}={hub_id}"
     network = client.networks.create(f"lhbench-{secrets.token_hex(3)}", driver="bridge")
     tmp = Path(tempfile.mkdtemp(prefix="lhbench-jobs-"))
     executor = DockerExecutor(
         image_for=lambda job: args.image, network=network.name, hub_id=hub_id,
         max_concurrent=args.jobs + args.sequential, kill_grace_s=1, state_dir=tmp / "state",
+    )  # fmt: skip
+    engine = SimpleNamespace(
+        client=client, executor=executor, network=network, label=f"{HUB}={hub_id}", tmp=tmp
+    )
+    try:
+        yield engine
+    finally:
+        executor.close()
+        for c in client.containers.list(all=True, filters={"label": engine.label}):
+            c.remove(force=True)
+        network.remove()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def docker_bench(args: argparse.Namespace) -> dict:
+    with bench_engine(args) as engine:
+        return await _docker_bench(args, engine)
+
+
+async def _docker_bench(args: argparse.Namespace, engine: SimpleNamespace) -> dict:
+    from hub_ext.experiments.jobs.states import JobState
+    from hub_ext.experiments.jobs.store import Job
+
+    client, executor, network, label, tmp = (
+        engine.client, engine.executor, engine.network, engine.label, engine.tmp,
     )  # fmt: skip
 
     def make_job(i: int) -> Job:
@@ -238,34 +267,27 @@ async def docker_bench(args: argparse.Namespace) -> dict:
             raise SystemExit(f"only {len(started)} of {len(jobs)} jobs started within 120 s")
         return started
 
-    try:
-        peer = docker_run_floor(min(args.sequential, 10), args.image, network.name, label)
-        for c in client.containers.list(all=True, filters={"label": label}):
-            c.remove(force=True)
-        burst, submit_burst, t0 = [make_job(i) for i in range(args.jobs)], [], {}
-        for job in burst:
-            t0[job.id] = time.perf_counter()
-            await executor.submit(job, Path(job.workdir) / "job.sh")
-            submit_burst.append(time.perf_counter() - t0[job.id])
-        burst_start = await until_running(burst, t0)
-        all_running = max(t0[k] + v for k, v in burst_start.items()) - t0[burst[0].id]
-        for job in burst:
-            await executor.cancel(job)
-        sequential, submit_seq, start_seq = [], [], []
-        for i in range(args.sequential):
-            job = make_job(args.jobs + i)
-            t0[job.id] = time.perf_counter()
-            await executor.submit(job, Path(job.workdir) / "job.sh")
-            submit_seq.append(time.perf_counter() - t0[job.id])
-            start_seq.append((await until_running([job], t0))[job.id])
-            await executor.cancel(job)
-            sequential.append(job)
-    finally:
-        executor.close()
-        for c in client.containers.list(all=True, filters={"label": label}):
-            c.remove(force=True)
-        network.remove()
-        shutil.rmtree(tmp, ignore_errors=True)
+    peer = docker_run_floor(min(args.sequential, 10), args.image, network.name, label)
+    for c in client.containers.list(all=True, filters={"label": label}):
+        c.remove(force=True)
+    burst, submit_burst, t0 = [make_job(i) for i in range(args.jobs)], [], {}
+    for job in burst:
+        t0[job.id] = time.perf_counter()
+        await executor.submit(job, Path(job.workdir) / "job.sh")
+        submit_burst.append(time.perf_counter() - t0[job.id])
+    burst_start = await until_running(burst, t0)
+    all_running = max(t0[k] + v for k, v in burst_start.items()) - t0[burst[0].id]
+    for job in burst:
+        await executor.cancel(job)
+    sequential, submit_seq, start_seq = [], [], []
+    for i in range(args.sequential):
+        job = make_job(args.jobs + i)
+        t0[job.id] = time.perf_counter()
+        await executor.submit(job, Path(job.workdir) / "job.sh")
+        submit_seq.append(time.perf_counter() - t0[job.id])
+        start_seq.append((await until_running([job], t0))[job.id])
+        await executor.cancel(job)
+        sequential.append(job)
 
     def ms(values: list[float]) -> dict[str, float]:
         return {"p50": 1000 * pct(values, 0.5), "p95": 1000 * pct(values, 0.95)}
@@ -301,27 +323,18 @@ def docker_api_bench(args: argparse.Namespace) -> dict:
     ``POST /jobs`` latency, and submit -> RUNNING as the API shows it (the test service's
     poll interval, 0.2 s).
     """
-    import secrets
+    with bench_engine(args) as engine:
+        return _docker_api_bench(args, engine)
 
-    import docker
 
-    from hub_ext.experiments.jobs.docker_executor import DockerExecutor
-    from hub_ext.experiments.jobs.docker_states import HUB
+def _docker_api_bench(args: argparse.Namespace, engine: SimpleNamespace) -> dict:
     from tests.service.test_jobs_local import Service
 
-    client = docker.from_env()
-    hub_id = f"lhbench{secrets.token_hex(3)}"
-    network = client.networks.create(f"lhbench-{secrets.token_hex(3)}", driver="bridge")
-    tmp = Path(tempfile.mkdtemp(prefix="lhbench-api-"))
-    executor = DockerExecutor(
-        image_for=lambda job: args.image, network=network.name, hub_id=hub_id,
-        max_concurrent=args.jobs + args.sequential, kill_grace_s=1, state_dir=tmp / "state",
-    )  # fmt: skip
     limits = {"lqcd": {"executors": ["docker"], "max_jobs": 10_000, "max_cpus": 1,
                        "max_mem": "1G", "max_time": "0:30:00"}}  # fmt: skip
     svc = Service(
-        tmp, ["{python}", "-c", "import time; time.sleep(600)"], validate_config=False,
-        executors={"docker": executor}, limits=limits,
+        engine.tmp, ["{python}", "-c", "import time; time.sleep(600)"], validate_config=False,
+        executors={"docker": engine.executor}, limits=limits,
     )  # fmt: skip
     body = {"project": "bench-docker", "group": "lqcd", "config": {},
             "resources": {"executor": "docker", "cpus": 1, "mem": "256M", "time": 30}}  # fmt: skip
@@ -355,11 +368,6 @@ def docker_api_bench(args: argparse.Namespace) -> dict:
             svc.call("DELETE", f"/jobs/{r.json()['id']}")
     finally:
         svc.stop()
-        executor.close()
-        for c in client.containers.list(all=True, filters={"label": f"{HUB}={hub_id}"}):
-            c.remove(force=True)
-        network.remove()
-        shutil.rmtree(tmp, ignore_errors=True)
     results = {
         "poll_interval_s": 0.2,
         "submit_ms": {"p50": 1000 * pct(submit, 0.5), "p95": 1000 * pct(submit, 0.95)},
