@@ -143,6 +143,10 @@ EXPERIMENTS_URL = f"http://{HUB_IP}:{EXPERIMENTS_PORT}"
 TRACKING_DB = os.environ.get(
     "LATTICEHUB_TRACKING_DB", f"sqlite:///{os.path.join(STATE, 'tracking.sqlite')}"
 )
+# artifact storage caps (JSON, ExperimentsApp.artifact_quota); the demo caps each group
+ARTIFACT_QUOTAS = os.environ.get("LATTICEHUB_ARTIFACT_QUOTAS") or (
+    json.dumps({"*": "20G", "~": "5G"}) if DEMO else "{}"
+)
 c.Spawner.environment = {
     "LATTICEHUB_TRACKING_URL": f"{EXPERIMENTS_URL}/services/experiments",
 }
@@ -179,6 +183,8 @@ c.JupyterHub.services = [
             # live streams: open streams per user, and how often a stream re-checks access
             "LATTICEHUB_LIVE_MAX_STREAMS": os.environ.get("LATTICEHUB_LIVE_MAX_STREAMS", "10"),
             "LATTICEHUB_LIVE_RECHECK_S": os.environ.get("LATTICEHUB_LIVE_RECHECK_S", "30"),
+            # artifact storage cap per group ("*": groups not listed, "~": private projects)
+            "LATTICEHUB_ARTIFACT_QUOTAS": ARTIFACT_QUOTAS,
             # seconds without a heartbeat before a RUNNING run is marked LOST
             "LATTICEHUB_HEARTBEAT_TIMEOUT": os.environ.get("LATTICEHUB_HEARTBEAT_TIMEOUT", "180"),
         },
@@ -278,6 +284,8 @@ install_quotas(
     environment={
         "LATTICEHUB_STATE": STATE,
         "LATTICEHUB_TRACKING_DB": TRACKING_DB,
+        # each group's artifact storage, read from the experiments API (its own token)
+        "LATTICEHUB_EXPERIMENTS_API": f"{EXPERIMENTS_URL}/services/experiments",
     },
 )
 

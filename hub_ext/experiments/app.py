@@ -7,6 +7,7 @@ from traitlets (command-line aliases) and JupyterHub's service environment.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -15,7 +16,7 @@ import requests
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 from ..bodylimits import DEFAULT_DRAIN, DEFAULT_DRAIN_TIMEOUT, BodyLimitedApplication
@@ -28,6 +29,7 @@ from .heartbeats import HeartbeatMonitor
 from .jobs.settings import JobsConfig
 from .jobs.store import SqlJobStore
 from .live import LiveBus, LiveConfig
+from .storage import StorageCaps, parse_storage_caps
 from .store import AbstractStore, open_store
 from .store.registry import SqlArtifactRegistry
 
@@ -78,6 +80,7 @@ def make_app(
     max_json_body: int | None = None,
     refused_body_drain: int = DEFAULT_DRAIN,
     refused_body_drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+    storage_caps: StorageCaps | None = None,
 ) -> web.Application:
     """The tornado application with every handler under ``prefix``.
 
@@ -98,6 +101,7 @@ def make_app(
             the proxy and clients that send before they read get the answer (see
             :mod:`hub_ext.bodylimits`).
         refused_body_drain_timeout: seconds that dropping may take at most.
+        storage_caps: the artifact storage cap of each group (None: no cap).
     """
     live = live or LiveBus()
     registry = registry or SqlArtifactRegistry.for_store(store)
@@ -127,6 +131,7 @@ def make_app(
         jobs=jobs,
         live=live or LiveBus(),
         registry=registry,
+        storage_caps=storage_caps or StorageCaps(),
         events=SqlJobStore(store.engine) if hasattr(store, "engine") else None,
         template_path=dashboard.TEMPLATE_DIR,
         static_path=dashboard.STATIC_DIR,
@@ -250,6 +255,43 @@ class ExperimentsApp(Application):
             )
         return float(value)
 
+    artifact_quota = Dict(
+        help="""
+        Artifact storage cap per group, e.g. ``{"lqcd": "500G", "*": "100G", "~": "10G"}``:
+        keys are group names, ``"*"`` for groups not listed and ``"~"`` for each user's
+        private projects (default: the ``"*"`` value); values are bytes or sizes with K, M,
+        G, T (powers of 1024), or null for no cap. A group's use is the bytes of the
+        distinct blobs its runs' artifacts and registered versions point to. An upload that
+        would pass the cap gets HTTP 413 (``STORAGE_QUOTA_EXCEEDED``) before its body is
+        read when it declares its size, else as soon as it passes; the quotas pages show
+        use against the cap. Default: ``$LATTICEHUB_ARTIFACT_QUOTAS`` (JSON) or ``{}`` (no
+        cap).
+        """,
+    ).tag(config=True)
+
+    @default("artifact_quota")
+    def _default_artifact_quota(self) -> dict[str, Any]:
+        raw = os.environ.get("LATTICEHUB_ARTIFACT_QUOTAS", "").strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as e:
+            raise TraitError(
+                f"LATTICEHUB_ARTIFACT_QUOTAS is not JSON ({e}): use e.g. "
+                '{"lqcd": "500G", "*": "100G"}'
+            ) from None
+        parse_storage_caps(value)  # the message names the bad key or value
+        return value
+
+    @validate("artifact_quota")
+    def _valid_artifact_quota(self, proposal: Any) -> dict[str, Any]:
+        try:
+            parse_storage_caps(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+        return proposal["value"]
+
     heartbeat_timeout = Float(
         help="""
         Seconds without a heartbeat after which a RUNNING run is marked LOST, with the
@@ -351,6 +393,7 @@ class ExperimentsApp(Application):
             max_json_body=self.max_json_body,
             refused_body_drain=self.refused_body_drain,
             refused_body_drain_timeout=self.refused_body_drain_timeout,
+            storage_caps=parse_storage_caps(self.artifact_quota),
         )
         # the server-wide limit is the small one; an authorised upload raises its own
         app.listen(self.port, self.ip, max_body_size=self.max_json_body)

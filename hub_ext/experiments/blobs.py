@@ -318,6 +318,11 @@ class BlobWriter:
         assert self._file is not None
         self._file.write(chunk)
 
+    @property
+    def sha256(self) -> str:
+        """The digest of the bytes received so far (the blob's name once complete)."""
+        return self._hash.hexdigest()
+
     def _close(self) -> None:
         if self._file is not None:
             self._file.close()  # releases the flock

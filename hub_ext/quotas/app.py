@@ -31,6 +31,7 @@ from .handlers import default_handlers
 from .hub_source import HubError, HubSource
 from .jobs_source import JobSource, TrackingJobSource
 from .policy import Policy, parse_policy
+from .storage_source import ExperimentsStorageSource, StorageSource
 
 TEMPLATE_DIR = str(Path(__file__).parent / "templates")
 
@@ -54,6 +55,7 @@ def make_app(
     usage_store: UsageStore | None = None,
     recorder: UsageRecorder | None = None,
     job_source: JobSource | None = None,
+    storage_source: StorageSource | None = None,
 ) -> web.Application:
     """The tornado application with every handler under ``prefix``.
 
@@ -67,6 +69,7 @@ def make_app(
         usage_store: recorded server sessions (default: an in-memory SQLite store).
         recorder: brings ``usage_store`` up to date before each usage request.
         job_source: the groups' batch jobs (``None``: the pages show no jobs).
+        storage_source: the groups' artifact storage (``None``: the pages show none).
     """
     if usage_store is None:
         usage_store = SqlUsageStore("sqlite://")
@@ -82,6 +85,7 @@ def make_app(
         usage_store=usage_store,
         recorder=recorder,
         job_source=job_source,
+        storage_source=storage_source,
         service_prefix=prefix,
         template_path=TEMPLATE_DIR,
         cookie_secret=os.urandom(32),
@@ -222,6 +226,31 @@ class QuotasApp(Application):
             )
         return value
 
+    experiments_api = Unicode(
+        help="""
+        Base URL of the experiments service's API, e.g.
+        ``http://127.0.0.1:10101/services/experiments``, from which the pages read each
+        group's artifact storage and its cap (with this service's Hub token, which needs
+        ``access:services!service=experiments`` and ``custom:latticehub-storage:read``;
+        ``hubconfig.install`` grants both when it passes this URL). Empty: no artifact
+        storage is shown. Default: ``$LATTICEHUB_EXPERIMENTS_API``.
+        """,
+    ).tag(config=True)
+
+    @default("experiments_api")
+    def _default_experiments_api(self) -> str:
+        return os.environ.get("LATTICEHUB_EXPERIMENTS_API", "")
+
+    @validate("experiments_api")
+    def _validate_experiments_api(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value and not value.startswith(("http://", "https://")):
+            raise TraitError(
+                f"experiments_api={value!r}: use the experiments service's URL, e.g. "
+                "http://127.0.0.1:10101/services/experiments, or '' to show no storage"
+            )
+        return value
+
     usage_interval = Float(
         15.0,
         help="""
@@ -321,6 +350,9 @@ class QuotasApp(Application):
             usage_store=usage_store,
             recorder=recorder,
             job_source=TrackingJobSource(self.tracking_db) if self.tracking_db else None,
+            storage_source=ExperimentsStorageSource(self.experiments_api, hub_auth.api_token)
+            if self.experiments_api
+            else None,
         )
         self.listen(app)
         self.log.info(

@@ -28,6 +28,11 @@ ROLE = "quotas-service"
 #: Read scopes: users with active servers and their groups, server models (user options,
 #: start, activity, pending state), the spawner's queue gauges on ``/hub/metrics``.
 READ_SCOPES = ("list:users", "read:users:groups", "read:servers", "read:metrics")
+#: The custom scope that lets a service read every group's artifact storage of the
+#: experiments service (``hub_ext.experiments.handlers.storage.STORAGE_READ_SCOPE``).
+STORAGE_READ_SCOPE = "custom:latticehub-storage:read"
+#: With ``LATTICEHUB_EXPERIMENTS_API`` set: call the experiments API, read storage only.
+STORAGE_SCOPES = ("access:services!service=experiments", STORAGE_READ_SCOPE)
 #: Docker client settings passed on from the Hub's environment, when set.
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG")
 #: The Hub's environment the service also reads: where its usage record lives and the
@@ -134,12 +139,22 @@ def install(
         }
     )
     c.JupyterHub.services = services
+    scopes = role_scopes(policy)
+    if env.get("LATTICEHUB_EXPERIMENTS_API"):
+        # the pages show each group's artifact storage, read from the experiments API
+        scopes += STORAGE_SCOPES
+        custom = dict(c.JupyterHub.custom_scopes or {})
+        custom[STORAGE_READ_SCOPE] = {
+            "description": "Read every group's artifact storage use and cap "
+            "(experiments service, GET /api/v1/storage)"
+        }
+        c.JupyterHub.custom_scopes = custom
     roles = [r for r in (c.JupyterHub.load_roles or []) if r.get("name") != ROLE]
     roles.append(
         {
             "name": ROLE,
             "description": "Read servers, groups and queue gauges; lower the groups' limits",
-            "scopes": role_scopes(policy),
+            "scopes": scopes,
             "services": [SERVICE],
         }
     )

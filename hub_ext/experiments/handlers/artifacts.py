@@ -31,8 +31,15 @@ from ...bodylimits import (
 )
 from ..blobs import BlobStore, BlobWriter, clean_artifact_path
 from ..serialize import artifact as artifact_json
+from ..storage import Bucket, StorageCaps, bucket_of, check_upload
 from ..store.entities import Run
-from ..store.errors import RESOURCE_LIMIT_EXCEEDED, TrackingError, invalid, not_found
+from ..store.errors import (
+    RESOURCE_LIMIT_EXCEEDED,
+    STORAGE_QUOTA_EXCEEDED,
+    TrackingError,
+    invalid,
+    not_found,
+)
 from .base import BaseHandler
 
 CHUNK = 1024 * 1024
@@ -72,6 +79,11 @@ class UploadBase(ArtifactBase):
     _refusal: DrainAfterAnswer | None = None
     _run: Run | None = None
     _path: str = ""
+    #: the group (or private projects) the upload is counted in, when it has a cap
+    _bucket: Bucket | None = None
+    _cap: int | None = None
+    #: bytes the upload may add before it passes the cap (checked as chunks arrive)
+    _room: int | None = None
 
     def target(self) -> tuple[str, str]:
         """``(run_id, path)`` of the upload, from the URL."""
@@ -82,8 +94,9 @@ class UploadBase(ArtifactBase):
 
         Tornado runs this before it reads the body. The caller must be signed in (401), see
         the run (404) and may write it (403); a declared size over the artifact limit gets
-        413. Only then is the request's body limit raised from the JSON limit to the upload's
-        size (a chunked upload is counted by :meth:`data_received`).
+        413, and so does one that would take the group's artifact storage past its cap
+        (``artifact_quota``). Only then is the request's body limit raised from the JSON
+        limit to the upload's size (a chunked upload is counted by :meth:`data_received`).
         """
         checked = super().prepare()
         if checked is not None:
@@ -98,6 +111,7 @@ class UploadBase(ArtifactBase):
             self._run = self.writable_run(run_id)
             if declared is not None and declared > self.blobs.max_size:
                 raise self.blobs.too_large(declared)
+            self._size_against_cap(self._run, declared)
         except TrackingError as e:
             self._refuse(e, declared, before_body=True)
             return
@@ -106,6 +120,19 @@ class UploadBase(ArtifactBase):
         )
         self._writer = self.blobs.writer()
 
+    def _size_against_cap(self, run: Run, declared: int | None) -> None:
+        """Note the run's bucket and its room under the cap; 413 if ``declared`` won't fit."""
+        caps: StorageCaps | None = self.settings.get("storage_caps")
+        if caps is None or not caps.enabled:
+            return
+        bucket = bucket_of(self.store.get_project(run.project_id))
+        cap = caps.cap_of(bucket)
+        if cap is None:
+            return
+        used = self.store.bucket_bytes(bucket.group, bucket.owner)
+        check_upload(bucket, cap, used, declared or 0)
+        self._bucket, self._cap, self._room = bucket, cap, cap - used
+
     def _refuse(self, error: TrackingError, declared: int | None, *, before_body: bool) -> None:
         """Answer ``error`` now, as JSON; then read and drop the rest of the body for a while.
 
@@ -113,7 +140,8 @@ class UploadBase(ArtifactBase):
         :meth:`put`), or after ``refused_body_drain`` bytes or ``refused_body_drain_timeout``
         seconds, when the connection is closed.
         """
-        status = 413 if error.code == RESOURCE_LIMIT_EXCEEDED else error.http_status
+        too_large = (RESOURCE_LIMIT_EXCEEDED, STORAGE_QUOTA_EXCEEDED)
+        status = 413 if error.code in too_large else error.http_status
         drain = self.settings.get("refused_body_drain", DEFAULT_DRAIN)
         if before_body and waits_for_continue(self.request.headers):
             drain = 0  # refused before "100 Continue": no body comes, none is waited for
@@ -140,8 +168,13 @@ class UploadBase(ArtifactBase):
             return
         try:
             self._writer.write(chunk)
+            if self._room is not None and self._writer.size > self._room:
+                assert self._bucket is not None
+                check_upload(self._bucket, self._cap, self._cap - self._room, self._writer.size)
         except TrackingError as e:
-            self._writer = None
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.abort()
             self._refuse(e, None, before_body=False)
 
     def on_connection_close(self) -> None:
@@ -172,9 +205,29 @@ class UploadBase(ArtifactBase):
         expected = self.request.headers.get("X-Content-SHA256") or self.get_argument("sha256", None)
         size = writer.size
         self._writer = None
+        try:
+            self._recheck_cap(writer)
+        except TrackingError:
+            writer.abort()
+            raise
         with self.blobs.referencing():
             digest = writer.commit(expected)
             return self.store.add_artifact(run.id, self._path, digest, size)
+
+    def _recheck_cap(self, writer: BlobWriter) -> None:
+        """The exact check, just before the upload is recorded.
+
+        Between this count and the record nothing else runs on the service's event loop,
+        so concurrent uploads to one group cannot pass its cap together. A blob the group
+        already holds adds nothing.
+        """
+        bucket = self._bucket
+        if bucket is None:
+            return
+        if self.store.bucket_holds(bucket.group, bucket.owner, writer.sha256):
+            return
+        used = self.store.bucket_bytes(bucket.group, bucket.owner)
+        check_upload(bucket, self._cap, used, writer.size)
 
 
 class RunArtifactHandler(UploadBase):
@@ -195,6 +248,16 @@ class RunArtifactHandler(UploadBase):
         self.find_run(run_id)
         record = self.store.get_artifact(run_id, clean_artifact_path(path))
         await self.send_blob(record.sha256, record.path.rsplit("/", 1)[-1])
+
+    def delete(self, run_id: str, path: str) -> None:
+        """Delete a file, or every file under a directory (the run's writers only).
+
+        The space counts against the group's artifact storage until nothing else (another
+        run's artifact, a registered version) points to the same blob.
+        """
+        self.writable_run(run_id, data=False)
+        removed = self.store.delete_artifacts(run_id, clean_artifact_path(path))
+        self.write_json({"deleted": [artifact_json(a) for a in removed]})
 
 
 class RunArtifactListHandler(ArtifactBase):
@@ -241,6 +304,13 @@ class MlflowArtifactHandler(UploadBase):
         self.find_run(run_id)
         record = self.store.get_artifact(run_id, clean_artifact_path(rel))
         await self.send_blob(record.sha256, record.path.rsplit("/", 1)[-1])
+
+    def delete(self, path: str) -> None:
+        """Delete a file or a directory's files, as MLflow's artifact proxy does."""
+        run_id, rel = self.target()
+        self.writable_run(run_id, data=False)
+        self.store.delete_artifacts(run_id, clean_artifact_path(rel))
+        self.write_json({})
 
 
 class MlflowArtifactListHandler(ArtifactBase):

@@ -13,7 +13,7 @@ from ..access import can_write_run, require, require_read
 from ..jobs.tokens import job_tokens_in
 from ..store.abstract import MAX_PAGE_SIZE, AbstractStore
 from ..store.entities import Run, Viewer
-from ..store.errors import BAD_REQUEST, UNAUTHENTICATED, TrackingError
+from ..store.errors import BAD_REQUEST, PERMISSION_DENIED, UNAUTHENTICATED, TrackingError
 
 #: The default limit of a request body other than an artifact upload, in bytes (the service's
 #: ``ExperimentsApp.max_json_body`` sets the one in use, as the ``max_json_body`` setting).
@@ -58,6 +58,14 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
                 "Authentication required: send 'Authorization: token <Hub API token>' or log "
                 "in through the Hub",
                 UNAUTHENTICATED,
+            )
+        if model.get("kind") == "service":
+            # a service's token never acts as a user of the same name (least privilege)
+            raise TrackingError(
+                f"the Hub service {model.get('name')!r} may not use this API as a user: "
+                "services may only read storage use (GET /api/v1/storage, with the scope "
+                "custom:latticehub-storage:read)",
+                PERMISSION_DENIED,
             )
         self._cached_viewer = Viewer(
             name=model["name"],

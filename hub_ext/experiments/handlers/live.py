@@ -434,16 +434,20 @@ openapi_paths: dict = {
     "/api/v1/runs/{run_id}/stream": {
         "get": {
             **_op(
-                "Live events (text/event-stream): run, log, partial, metrics, timeline, end",
+                "Live events (text/event-stream): run, log, partial, metrics, timeline, end; "
+                "429 past the open streams allowed per user",
                 query=_LIVE_QUERY,
+                errors=(429,),
             ),
             "x-streaming": True,
         },
     },  # fmt: skip
     "/api/v1/runs/{run_id}/updates": {
         "get": _op(
-            "Long-poll: what is new since the cursors, waiting up to `wait` s",
+            "Long-poll: what is new since the cursors, waiting up to `wait` s; 429 past the "
+            "open requests allowed per user",
             query=(*_LIVE_QUERY, ("wait", "number", f"seconds, 0..{MAX_WAIT_S:g} (default 25)")),
+            errors=(429,),
         )
     },
 }

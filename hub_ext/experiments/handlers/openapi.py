@@ -26,7 +26,7 @@ ERRORS = {
     404: "Unknown, or not visible to the caller (existence is not shown)",
     409: "Conflicts with the current state",
     413: "Request body over the size limit",
-    429: "The group's (or user's) job limit is reached",
+    429: "A limit is reached: the group's (or user's) job limit, or the user's open live streams",
     503: "Jobs are not enabled on this service, or the executor is unavailable",
 }
 #: What every authenticated operation may answer.
@@ -331,6 +331,23 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ref("LogLine"), next_offset={"type": "integer", "minimum": 0, "description": "continue"}
     ),
     "ArtifactList": _items(ref("Artifact")),
+    "Storage": _obj(
+        {
+            "group": {"type": ["string", "null"], "description": "null: private projects"},
+            "owner": {"type": "string", "description": "of private projects"},
+            "used_bytes": {"type": "integer"},
+            "cap_bytes": {"type": ["integer", "null"], "description": "null: no cap"},
+            "free_bytes": {"type": ["integer", "null"]},
+        },
+        ("group", "used_bytes", "cap_bytes", "free_bytes"),
+    ),
+    "StorageList": _obj(
+        {
+            "items": {"type": "array", "items": ref("Storage")},
+            "capped": {"type": "boolean", "description": "whether any bucket has a cap"},
+        },
+        ("items", "capped"),
+    ),
     "ArtifactVersion": _obj(
         {
             "id": {"type": "integer"},
@@ -456,7 +473,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/projects": {
         "get": _op(
             "Projects you may read",
-            query=(("name_like", "string", "SQL LIKE"), *PAGING),
+            query=(
+                ("name", "string", "exact name, or group/name (~/name: private); at most one"),
+                ("name_like", "string", "SQL LIKE"),
+                *PAGING,
+            ),
             returns=ref("ProjectPage"),
         ),
         "post": _op(
@@ -477,12 +498,16 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/projects/{project_id}": {
         "get": _op("One project", returns=ref("Project")),
         "patch": _op(
-            "Rename or describe (owner)",
+            "Rename or describe (owner); transfer to another owner (group managers, admins)",
             returns=ref("Project"),
             body=_obj(
                 {
                     "name": {"type": "string", "minLength": 1, "maxLength": 500},
                     "description": {"type": "string"},
+                    "owner": {
+                        "type": "string",
+                        "description": "new owner, a member of the project's group",
+                    },
                 }
             ),
         ),
@@ -609,6 +634,11 @@ PATHS: dict[str, dict[str, Any]] = {
             returns={"type": "string", "format": "binary"},
             media="application/octet-stream",
         ),
+        "delete": _op(
+            "Delete a file, or every file under a directory (the run's writers); frees its "
+            "group's storage once nothing else points to the same content",
+            returns=_obj({"deleted": {"type": "array", "items": ref("Artifact")}}, ("deleted",)),
+        ),
         "put": {
             **_op(
                 "Upload (replaces the path's previous version); header X-Content-SHA256 or "
@@ -618,6 +648,9 @@ PATHS: dict[str, dict[str, Any]] = {
                 query=(("sha256", "string", "expected sha256 of the body"),),
                 errors=(413,),
             ),
+            "description": "413 also when the upload would take the project's group (or the "
+            "owner's private projects) past its artifact storage cap "
+            "(error_code STORAGE_QUOTA_EXCEEDED).",
             "requestBody": {
                 "required": True,
                 "content": {
@@ -625,6 +658,14 @@ PATHS: dict[str, dict[str, Any]] = {
                 },
             },
         },
+    },
+    "/api/v1/storage": {
+        "get": _op(
+            "Artifact storage in use and its cap: your groups and private projects (admins "
+            "and services with custom:latticehub-storage:read: any group)",
+            query=(("group", "string", "a group (repeatable); default: all of yours"),),
+            returns=ref("StorageList"),
+        )
     },
     "/api/v1/runs/{run_id}/events": {
         "get": _op(

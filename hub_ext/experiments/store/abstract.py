@@ -227,6 +227,31 @@ class AbstractStore(abc.ABC):
     def get_artifact(self, run_id: str, path: str) -> Artifact:
         """One file's record; RESOURCE_DOES_NOT_EXIST if missing."""
 
+    @abc.abstractmethod
+    def delete_artifacts(self, run_id: str, path: str) -> list[Artifact]:
+        """Forget the file at ``path`` of a run, or every file under the directory ``path``.
+
+        The blobs stay until garbage collection finds them unreferenced. Returns the
+        records removed; RESOURCE_DOES_NOT_EXIST when there is none.
+        """
+
+    # -- artifact storage per group (hub_ext.experiments.storage) ----------------------
+    @abc.abstractmethod
+    def bucket_bytes(self, group: str | None, owner: str | None = None) -> int:
+        """Bytes of the distinct blobs of ``group``'s projects.
+
+        Counted: runs' artifacts and registered versions; ``group=None`` counts ``owner``'s
+        private projects instead.
+        """
+
+    @abc.abstractmethod
+    def bucket_holds(self, group: str | None, owner: str | None, sha256: str) -> bool:
+        """Whether that bucket already counts the blob ``sha256``."""
+
+    @abc.abstractmethod
+    def groups_with_projects(self) -> list[str]:
+        """Every group that has a project, sorted."""
+
     # -- conveniences -----------------------------------------------------------------
     def get_project_by_name(self, name: str) -> Project | None:
         """The project a name picks without a caller: for service-internal use only.

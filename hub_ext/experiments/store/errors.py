@@ -17,6 +17,8 @@ CONFLICT = "CONFLICT"
 EXECUTOR_UNAVAILABLE = "EXECUTOR_UNAVAILABLE"
 #: too many requests of one kind held open at once (live streams per user)
 REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
+#: an upload would take its group's artifact storage past the cap (``artifact_quota``)
+STORAGE_QUOTA_EXCEEDED = "STORAGE_QUOTA_EXCEEDED"
 
 HTTP_STATUS = {
     INVALID_PARAMETER_VALUE: 400,
@@ -32,6 +34,7 @@ HTTP_STATUS = {
     CONFLICT: 409,
     EXECUTOR_UNAVAILABLE: 503,
     REQUEST_LIMIT_EXCEEDED: 429,
+    STORAGE_QUOTA_EXCEEDED: 413,
 }
 
 

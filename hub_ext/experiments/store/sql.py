@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from . import schema as t
+from . import storage_sql
 from .abstract import AbstractStore, now_ms
 from .entities import (
     ACTIVE,
@@ -729,6 +730,34 @@ class SqlStore(AbstractStore):
         if r is None:
             raise not_found(f"Artifact '{path}' of run {run_id}")
         return Artifact(r.run_id, r.path, r.sha256, r.size, r.created)
+
+    def delete_artifacts(self, run_id: str, path: str) -> list[Artifact]:
+        """Forget one file, or every file under the directory ``path`` (see the ABC)."""
+        a = t.artifacts
+        prefix = path.rstrip("/") + "/"
+        picked = and_(
+            a.c.run_id == run_id,
+            or_(a.c.path == path, func.substr(a.c.path, 1, len(prefix)) == prefix),
+        )
+        with self.engine.begin() as conn:
+            self._active_run_row(conn, run_id)
+            rows = list(conn.execute(select(a).where(picked)))
+            if not rows:
+                raise not_found(f"Artifact '{path}' of run {run_id}")
+            conn.execute(a.delete().where(picked))
+        return [Artifact(r.run_id, r.path, r.sha256, r.size, r.created) for r in rows]
+
+    def bucket_bytes(self, group: str | None, owner: str | None = None) -> int:  # noqa: D102
+        with self.engine.connect() as conn:
+            return storage_sql.bucket_bytes(conn, group, owner)
+
+    def bucket_holds(self, group: str | None, owner: str | None, sha256: str) -> bool:  # noqa: D102
+        with self.engine.connect() as conn:
+            return storage_sql.bucket_holds(conn, group, owner, sha256)
+
+    def groups_with_projects(self) -> list[str]:  # noqa: D102
+        with self.engine.connect() as conn:
+            return list(storage_sql.groups_with_projects(conn))
 
     def referenced_blobs(self) -> set[str]:
         """Every sha256 some artifact points to (for garbage collection)."""

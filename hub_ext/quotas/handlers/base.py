@@ -15,6 +15,7 @@ from ..jobs_source import BatchJob, JobsUnavailable
 from ..lowering import LoweringError, plan_lowering
 from ..policy import Policy
 from ..snapshot import take_snapshot
+from ..storage_source import GroupStorage, StorageUnavailable
 from ..usage import GroupUsage, Usage
 
 MAX_JSON_BODY = 64 * 1024
@@ -110,6 +111,24 @@ class QuotasHandler(HubOAuthenticated, web.RequestHandler):
             if job.group in by_group:
                 by_group[job.group].append(job)
         return by_group, ""
+
+    async def artifact_storage(
+        self, groups: list[str]
+    ) -> tuple[dict[str, GroupStorage] | None, str]:
+        """Artifact storage of ``groups`` and a warning when unreadable.
+
+        ``None`` (with no warning) when the service is not told where the experiments
+        service is.
+        """
+        source = self.settings.get("storage_source")
+        if source is None:
+            return None, ""
+        try:
+            found = await source.storage(groups)
+        except StorageUnavailable as e:
+            self.log.warning("artifact storage not shown: %s", e)
+            return None, f"Artifact storage is not shown: {e}"
+        return {g: found.get(g, GroupStorage(g, 0, None)) for g in groups}, ""
 
     def manager(self) -> Viewer:
         """The caller if they manage at least one group; else 403."""

@@ -16,14 +16,18 @@ class GroupListAPIHandler(APIHandler):
         usage = await self.snapshot()
         groups = [g for g in usage.groups if viewer.can_manage(g.name)]
         jobs, warning = self.batch_jobs([g.name for g in groups])
+        storage, storage_warning = await self.artifact_storage([g.name for g in groups])
         items = [
             {
                 **group_json(g, servers=False),
                 "jobs": jobs_json(jobs[g.name], items=False) if jobs is not None else None,
+                "artifact_storage": storage[g.name].as_dict() if storage is not None else None,
             }
             for g in groups
         ]
         extra = {"jobs_warning": warning} if warning else {}
+        if storage_warning:
+            extra["storage_warning"] = storage_warning
         self.write_items(items, taken_at=usage.taken_at, **extra)
 
 
@@ -35,11 +39,14 @@ class GroupAPIHandler(APIHandler):
         self.require_group(name)
         usage = await self.snapshot()
         jobs, warning = self.batch_jobs([name])
+        storage, storage_warning = await self.artifact_storage([name])
         self.write_json(
             {
                 **group_json(self.find_group(usage, name)),
                 "jobs": jobs_json(jobs[name]) if jobs is not None else None,
                 **({"jobs_warning": warning} if warning else {}),
+                "artifact_storage": storage[name].as_dict() if storage is not None else None,
+                **({"storage_warning": storage_warning} if storage_warning else {}),
                 "taken_at": usage.taken_at,
             }
         )

@@ -85,12 +85,15 @@ class OverviewPage(PageHandler):
         usage = await self.snapshot()
         groups = [g for g in usage.groups if viewer.can_manage(g.name)]
         jobs, jobs_warning = self.batch_jobs([g.name for g in groups])
+        storage, storage_warning = await self.artifact_storage([g.name for g in groups])
         self.render(
             "index.html",
             viewer=viewer,
             groups=groups,
             jobs=jobs,
             jobs_warning=jobs_warning,
+            storage=storage,
+            storage_warning=storage_warning,
             nodes=usage.nodes,
             taken_at=usage.taken_at,
         )
@@ -103,7 +106,7 @@ class GroupPage(PageHandler):
         """The group page (403 unless the caller manages the group)."""
         self.require_group(name)
         usage = await self.snapshot()
-        self.render_group(self.find_group(usage, name), saved=self.get_argument("saved", ""))
+        await self.render_group(self.find_group(usage, name), saved=self.get_argument("saved", ""))
 
     async def post(self, name: str) -> None:
         """The form: lower values within the ceiling, then back to the page (303)."""
@@ -125,11 +128,11 @@ class GroupPage(PageHandler):
                 raise
             self.set_status(e.status_code)
             usage = await self.snapshot()
-            self.render_group(self.find_group(usage, name), form_error=e.message, form=form)
+            await self.render_group(self.find_group(usage, name), form_error=e.message, form=form)
             return
         self.redirect(self.page_url("groups", group.name) + "?saved=1", status=303)
 
-    def render_group(
+    async def render_group(
         self,
         group: GroupUsage,
         *,
@@ -140,10 +143,13 @@ class GroupPage(PageHandler):
         """Render the group page."""
         fields = form_fields(group.ceiling) if group.lowerable and group.ceiling else []
         jobs, jobs_warning = self.batch_jobs([group.name])
+        storage, storage_warning = await self.artifact_storage([group.name])
         self.render(
             "group.html",
             jobs=jobs[group.name] if jobs is not None else None,
             jobs_warning=jobs_warning,
+            storage=storage[group.name] if storage is not None else None,
+            storage_warning=storage_warning,
             group=group,
             fields=fields,
             form_error=form_error,

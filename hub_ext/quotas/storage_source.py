@@ -1,0 +1,110 @@
+"""Artifact storage per group, asked of the experiments service over HTTP.
+
+The experiments service counts each group's artifact storage and knows its cap
+(``ExperimentsApp.artifact_quota``). The quotas pages show it beside the servers and jobs,
+read from ``GET /api/v1/storage`` with this service's own Hub token, which holds only
+``access:services!service=experiments`` and the custom scope
+``custom:latticehub-storage:read`` (``hubconfig.install`` grants both). Nothing of the
+experiments service's tables or modules is used here.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+#: Seconds a page waits for the experiments service at most.
+TIMEOUT_S = 5.0
+
+
+class StorageUnavailable(Exception):
+    """The experiments service did not answer with the groups' storage."""
+
+
+@dataclass(frozen=True)
+class GroupStorage:
+    """A group's artifact storage.
+
+    Attributes:
+        group: the group.
+        used_bytes: bytes of the distinct blobs its runs and registered versions hold.
+        cap_bytes: its cap (``None``: no cap).
+    """
+
+    group: str
+    used_bytes: int
+    cap_bytes: int | None
+
+    @property
+    def percent(self) -> float | None:
+        """Use as a percentage of the cap (``None`` without a cap)."""
+        if not self.cap_bytes:
+            return None
+        return 100.0 * self.used_bytes / self.cap_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"used_bytes": self.used_bytes, "cap_bytes": self.cap_bytes}
+
+
+class StorageSource(abc.ABC):
+    """Artifact storage of groups."""
+
+    @abc.abstractmethod
+    async def storage(self, groups: Iterable[str]) -> dict[str, GroupStorage]:
+        """Each group's storage.
+
+        Raises:
+            StorageUnavailable: with the reason, when it cannot be read.
+        """
+
+
+class ExperimentsStorageSource(StorageSource):
+    """:class:`StorageSource` over the experiments API.
+
+    Args:
+        api_url: the experiments service's base URL, e.g.
+            ``http://127.0.0.1:10101/services/experiments``.
+        token: this service's Hub API token.
+    """
+
+    def __init__(self, api_url: str, token: str):
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+
+    async def storage(self, groups: Iterable[str]) -> dict[str, GroupStorage]:  # noqa: D102
+        names = sorted(set(groups))
+        if not names:
+            return {}
+        request = HTTPRequest(
+            f"{self.api_url}/api/v1/storage?{urlencode([('group', g) for g in names])}",
+            headers={"Authorization": f"token {self.token}"},
+            request_timeout=TIMEOUT_S,
+            connect_timeout=TIMEOUT_S,
+        )
+        try:
+            response = await AsyncHTTPClient().fetch(request)
+            items = json.loads(response.body)["items"]
+        except HTTPClientError as e:
+            detail = ""
+            if e.response is not None and e.response.body:
+                try:
+                    detail = f": {json.loads(e.response.body).get('message', '')}"
+                except ValueError:
+                    pass
+            raise StorageUnavailable(f"the experiments service answered {e.code}{detail}") from e
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise StorageUnavailable(
+                f"the experiments service could not be read: {e.__class__.__name__}"
+            ) from e
+        return {
+            str(i["group"]): GroupStorage(str(i["group"]), int(i["used_bytes"]), i.get("cap_bytes"))
+            for i in items
+            if i.get("group") is not None
+        }
