@@ -143,7 +143,7 @@ def install(
     if env.get("LATTICEHUB_EXPERIMENTS_API"):
         # the pages show each group's artifact storage, read from the experiments API
         scopes += STORAGE_SCOPES
-        custom = dict(c.JupyterHub.custom_scopes or {})
+        custom = dict(c.JupyterHub.custom_scopes) if "custom_scopes" in c.JupyterHub else {}
         custom[STORAGE_READ_SCOPE] = {
             "description": "Read every group's artifact storage use and cap "
             "(experiments service, GET /api/v1/storage)"

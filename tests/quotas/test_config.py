@@ -142,6 +142,28 @@ def test_install_again_after_an_override_replaces_only_its_own_entries():
     assert c.JupyterHub.load_roles[-1]["scopes"][-1] == "groups!group=storm"
 
 
+def test_install_with_the_experiments_api_grants_only_storage_reading():
+    c = make_config(group_limits={"lqcd": {}})
+    c.JupyterHub.custom_scopes = {"custom:site:thing": {"description": "kept"}}
+    api = "http://172.17.0.1:10101/services/experiments"
+    install(c, url="http://127.0.0.1:5", environment={"LATTICEHUB_EXPERIMENTS_API": api})
+    install(c)  # again, as jupyterhub_config.py does: the grant is not lost or doubled
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == ROLE]
+    extra = [s for s in role["scopes"] if "experiments" in s or s.startswith("custom:")]
+    assert extra == ["access:services!service=experiments", "custom:latticehub-storage:read"]
+    assert set(c.JupyterHub.custom_scopes) == {
+        "custom:site:thing",
+        "custom:latticehub-storage:read",
+    }
+    assert c.JupyterHub.services[-1]["environment"]["LATTICEHUB_EXPERIMENTS_API"] == api
+    # without the URL: no call to the experiments service, so no scope for it
+    bare = make_config(group_limits={"lqcd": {}})
+    install(bare, url="http://127.0.0.1:5")
+    (role,) = [r for r in bare.JupyterHub.load_roles if r["name"] == ROLE]
+    assert not [s for s in role["scopes"] if "experiments" in s or s.startswith("custom:")]
+    assert "custom_scopes" not in bare.JupyterHub
+
+
 def test_install_needs_a_url_the_first_time():
     with pytest.raises(ValueError, match="URL"):
         install(make_config())

@@ -129,9 +129,17 @@ class UploadBase(ArtifactBase):
         cap = caps.cap_of(bucket)
         if cap is None:
             return
+        self._bucket, self._cap = bucket, cap
+        expected = self.expected_sha256()
+        if expected and self.store.bucket_holds(bucket.group, bucket.owner, expected.lower()):
+            return  # content the group holds adds nothing (the commit checks the digest)
         used = self.store.bucket_bytes(bucket.group, bucket.owner)
         check_upload(bucket, cap, used, declared or 0)
-        self._bucket, self._cap, self._room = bucket, cap, cap - used
+        self._room = cap - used
+
+    def expected_sha256(self) -> str | None:
+        """The sha256 the client says the body has (header ``X-Content-SHA256`` or query)."""
+        return self.request.headers.get("X-Content-SHA256") or self.get_argument("sha256", None)
 
     def _refuse(self, error: TrackingError, declared: int | None, *, before_body: bool) -> None:
         """Answer ``error`` now, as JSON; then read and drop the rest of the body for a while.
@@ -202,7 +210,7 @@ class UploadBase(ArtifactBase):
         writer, run = self._writer, self._run
         if writer is None or run is None:
             raise invalid("no upload in progress")
-        expected = self.request.headers.get("X-Content-SHA256") or self.get_argument("sha256", None)
+        expected = self.expected_sha256()
         size = writer.size
         self._writer = None
         try:
