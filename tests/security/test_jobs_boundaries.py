@@ -419,6 +419,36 @@ def test_job_token_in_every_spelling_stays_inside_its_run(jobs_stack, docker_cli
         assert ann_other_run not in ids, f"{name}: the job token lists another project's run"
 
 
+def test_job_token_of_a_user_removed_from_the_group_is_refused_within_5_s(
+    jobs_stack, docker_client
+):
+    """The token speaks for its user no longer than the user belongs to the job's group."""
+    stack = jobs_stack
+    job, _ = start_long_job(stack, docker_client, "mallory", "mallory-leaves")
+    token = job_token(stack, job["id"])
+    url = f"{stack.experiments}/runs/{job['run_id']}/batch"
+    batch = {"metrics": [{"key": "after", "value": 1.0, "step": 1}]}
+    headers = {"Authorization": f"token {token}"}
+    try:
+        r = requests.post(url, json=batch, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        r = stack.hub.request("DELETE", "/groups/lqcd/users", json={"users": ["mallory"]})
+        assert r.status_code == 200, r.text
+        removed = time.monotonic()
+        while True:
+            r = requests.post(url, json=batch, headers=headers, timeout=30)
+            if r.status_code == 401 or time.monotonic() - removed > 10:
+                break
+            time.sleep(0.25)
+        took = time.monotonic() - removed
+        assert r.status_code == 401, (r.status_code, r.text)
+        assert took <= 6.0, f"refused only after {took:.1f} s"
+        assert "no longer a member of group 'lqcd'" in r.json()["message"]
+    finally:
+        stack.hub.request("POST", "/groups/lqcd/users", json={"users": ["mallory"]})
+        cancel(stack, "mallory", job["id"])
+
+
 # -- 5. the service's own Hub token ------------------------------------------------------------
 def test_service_hub_token_cannot_mint_or_administer(jobs_stack):
     stack = jobs_stack

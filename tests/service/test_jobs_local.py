@@ -303,6 +303,29 @@ def test_memory_cap_and_a_raising_payload_with_its_traceback(tmp_path):
         svc.stop()
 
 
+def test_a_job_token_stops_speaking_for_a_user_who_left_the_jobs_group(tmp_path, monkeypatch):
+    from hub_ext.experiments import access
+    from hub_ext.experiments.jobs.store import JobToken
+
+    monkeypatch.setattr(access, "MEMBERSHIP_MAX_AGE_S", 0.0)  # the Hub's answer, not a cache
+    monkeypatch.setitem(GROUPS, "ann", ["lqcd"])
+    svc = Service(tmp_path, [sys.executable, "-c", "pass"], validate_config=False)
+    try:
+        job = submit(svc, config={}).json()
+        svc.wait_state(job["id"], {"FINISHED", "FAILED"})
+        bound = JobToken(token_hash("lhjob_left"), job["id"], job["run_id"], "ann", 2**62)
+        svc.manager.jobs.add_token(bound)
+        assert svc.call("GET", f"/runs/{job['run_id']}", token="lhjob_left").status_code == 200
+        GROUPS["ann"] = ["nuclear"]  # an admin removed ann from lqcd
+        r = svc.call("GET", f"/runs/{job['run_id']}", token="lhjob_left")
+        assert r.status_code == 401
+        assert "no longer a member of group 'lqcd'" in r.json()["message"]
+        GROUPS["ann"] = ["lqcd"]  # added back: the token speaks for her again
+        assert svc.call("GET", f"/runs/{job['run_id']}", token="lhjob_left").status_code == 200
+    finally:
+        svc.stop()
+
+
 def test_token_lookup_skips_the_database_for_other_tokens_not_for_job_tokens(tmp_path):
     from hub_ext.experiments.jobs.store import JobToken
 

@@ -36,7 +36,7 @@ class FakeJobs:
         self.bound_run: str | None = None
         self.bound_project: int | None = None
 
-    def viewer_for_token(self, token):
+    def viewer_for_token(self, token, groups_of=None):
         if token != JOB_TOKEN or self.bound_run is None:
             raise TrackingError("unknown job token", UNAUTHENTICATED)
         return Viewer(name="ann", run_id=self.bound_run, project_id=self.bound_project)

@@ -87,7 +87,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         manager = self.settings.get("jobs")
         if manager is None:
             raise TrackingError("job tokens are not accepted: jobs are off", UNAUTHENTICATED)
-        viewers = {manager.viewer_for_token(token) for token in claimed}
+        viewers = {
+            manager.viewer_for_token(token, lambda name: self._groups_of({"name": name}))
+            for token in claimed
+        }
         if len(viewers) != 1:
             raise TrackingError("send one job token, not several", UNAUTHENTICATED)
         return viewers.pop()

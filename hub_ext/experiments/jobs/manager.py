@@ -15,7 +15,7 @@ import pwd
 import stat
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -455,13 +455,22 @@ class JobManager:
         return job
 
     # -- job tokens ----------------------------------------------------------------------
-    def viewer_for_token(self, token: str) -> Viewer:
+    def viewer_for_token(
+        self, token: str, groups_of: Callable[[str], Iterable[str]] | None = None
+    ) -> Viewer:
         """Who a job token speaks for: its job's user, writing only its run.
 
         Job tokens are looked up on every request, so that revocation takes effect at once.
+        A token speaks for its user no longer than the user belongs to the group the job is
+        charged to: with ``groups_of`` (the user's current groups, as every request sees
+        them), a user who left that group finds the token refused on the next request, like
+        their own. The job itself goes on running (an admin or the group's managers decide
+        whether to cancel it); its writes to the run are refused and the tracking client
+        says so on the job's stderr, which stays in the job's directory.
 
         Raises:
-            TrackingError: UNAUTHENTICATED for an unknown, revoked or expired job token.
+            TrackingError: UNAUTHENTICATED for an unknown, revoked or expired job token, or
+                one whose user is no longer in the job's group.
         """
         found = self.jobs.find_token(token_hash(token))
         if found is None or found.revoked or found.expires < self.clock():
@@ -470,6 +479,13 @@ class JobManager:
                 UNAUTHENTICATED,
             )
         job = self.jobs.get_job(found.job_id)
+        if groups_of is not None and job.group not in set(groups_of(found.user)):
+            raise TrackingError(
+                f"this job token speaks for {found.user}, who is no longer a member of group "
+                f"{job.group!r} that job {job.id} is charged to: the run takes no more "
+                "writes unless an admin adds them back to the group",
+                UNAUTHENTICATED,
+            )
         return Viewer(name=found.user, run_id=found.run_id, project_id=job.project_id)
 
     # -- cancel, resubmit ------------------------------------------------------------------
