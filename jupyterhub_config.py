@@ -177,7 +177,10 @@ c.JupyterHub.services = [
             # docker jobs: the group's image, on the user containers' network, labelled with
             # this hub's id; they reach the service at its address on that network
             "LATTICEHUB_JOB_IMAGES": json.dumps(group_images()),
-            "LATTICEHUB_NETWORK": NETWORK,
+            # with the Swarm spawner, docker jobs are Swarm services (on no network: they
+            # reach the service through their node's gateway, as the servers do)
+            "LATTICEHUB_NETWORK": "" if swarm else NETWORK,
+            "LATTICEHUB_JOB_SWARM": "1" if swarm else "",
             "LATTICEHUB_HUB_ID": os.environ.get("LATTICEHUB_HUB_ID", "latticehub"),
             "LATTICEHUB_JOB_TRACKING_URL": f"{EXPERIMENTS_URL}/services/experiments",
             # live streams: open streams per user, and how often a stream re-checks access

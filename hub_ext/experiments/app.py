@@ -281,7 +281,10 @@ class ExperimentsApp(Application):
                 f"LATTICEHUB_ARTIFACT_QUOTAS is not JSON ({e}): use e.g. "
                 '{"lqcd": "500G", "*": "100G"}'
             ) from None
-        parse_storage_caps(value)  # the message names the bad key or value
+        try:
+            parse_storage_caps(value)  # the message names the bad key or value
+        except ValueError as e:
+            raise TraitError(f"LATTICEHUB_ARTIFACT_QUOTAS: {e}") from None
         return value
 
     @validate("artifact_quota")

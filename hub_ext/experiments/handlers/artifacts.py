@@ -315,6 +315,7 @@ class MlflowArtifactHandler(UploadBase):
 
     def delete(self, path: str) -> None:
         """Delete a file or a directory's files, as MLflow's artifact proxy does."""
+        self.viewer  # noqa: B018 - 401 before anything about the run is looked up
         run_id, rel = self.target()
         self.writable_run(run_id, data=False)
         self.store.delete_artifacts(run_id, clean_artifact_path(rel))

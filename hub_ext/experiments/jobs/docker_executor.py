@@ -290,15 +290,7 @@ class DockerExecutor(Executor):
             raise ExecutorError(f"the docker executor runs {work}/job.sh, not {script}")
         if int(job.resources.get("nodes") or 1) != 1:
             raise ExecutorError("the docker executor runs one-node jobs: ask for nodes=1")
-        gpus = int(job.resources.get("gpus") or 0)
-        if gpus:
-            node = await self._node()
-            have = len(self.gpu_inventory.get(node, ()))
-            if have < gpus:
-                raise ExecutorError(
-                    f"node {node} has {have} GPU(s) in this executor's gpu_inventory, the job "
-                    f"asks for {gpus}: ask for at most {have} or use slurm"
-                )
+        await self.check_gpus(job)
         image = self.image_for(job)
         try:
             await self._call("inspect_image", image)
@@ -311,6 +303,18 @@ class DockerExecutor(Executor):
         self._pending[job.id] = job
         self._kick()
         return self.container_name(job)
+
+    async def check_gpus(self, job: Job) -> None:
+        """Refuse a job that asks for more GPUs than this engine's node has."""
+        gpus = int(job.resources.get("gpus") or 0)
+        if gpus:
+            node = await self._node()
+            have = len(self.gpu_inventory.get(node, ()))
+            if have < gpus:
+                raise ExecutorError(
+                    f"node {node} has {have} GPU(s) in this executor's gpu_inventory, the job "
+                    f"asks for {gpus}: ask for at most {have} or use slurm"
+                )
 
     def _kick(self) -> None:
         """Start pending jobs soon, without making submit wait (one admission at a time)."""

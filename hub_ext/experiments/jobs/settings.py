@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from traitlets import Dict, Float, Int, List, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .executors import Executor, LocalExecutor, SlurmExecutor
@@ -188,6 +189,46 @@ class JobsConfig(Configurable):
     def _default_docker_network(self) -> str:
         return os.environ.get("LATTICEHUB_NETWORK", "latticehub")
 
+    docker_swarm = Bool(
+        help="""
+        Run ``docker`` jobs as Swarm services instead of containers on one engine: Swarm
+        places each job on a node with room for its memory and CPUs (both reserved), and
+        ``docker_constraints`` narrow the nodes. The service's engine must be a Swarm manager,
+        ``docker_network`` an attachable swarm-scope network (or '' for none), and the jobs
+        directory on a filesystem every node mounts at the same path. Default:
+        ``$LATTICEHUB_JOB_SWARM`` (``1``) or False; ``jupyterhub_config.py`` sets it with the
+        Swarm spawner.
+        """,
+    ).tag(config=True)
+
+    @default("docker_swarm")
+    def _default_docker_swarm(self) -> bool:
+        return os.environ.get("LATTICEHUB_JOB_SWARM", "") in ("1", "true", "yes")
+
+    docker_constraints = List(
+        Unicode(),
+        help="""
+        Swarm placement constraints of every ``docker`` job (with ``docker_swarm``), e.g.
+        ``["node.labels.latticehub.jobs==1"]``. Default: JSON in
+        ``$LATTICEHUB_JOB_CONSTRAINTS`` or ``[]`` (any node).
+        """,
+    ).tag(config=True)
+
+    @default("docker_constraints")
+    def _default_docker_constraints(self) -> list[str]:
+        raw = os.environ.get("LATTICEHUB_JOB_CONSTRAINTS")
+        return json.loads(raw) if raw else []
+
+    @validate("docker_constraints")
+    def _validate_docker_constraints(self, proposal: Any) -> list[str]:
+        bad = [c for c in proposal.value if not re.fullmatch(r"\S+\s*(==|!=)\s*\S+", c)]
+        if bad:
+            raise ValueError(
+                f"docker_constraints {bad!r}: write each as 'attribute==value' or "
+                "'attribute!=value', e.g. 'node.labels.latticehub.jobs==1'"
+            )
+        return proposal.value
+
     docker_hub_id = Unicode(
         help="""
         Marks this service's job containers (label and name prefix); services sharing an
@@ -324,9 +365,11 @@ class JobsConfig(Configurable):
                 )
             executors["slurm"] = SlurmExecutor(self.slurm_command_prefix, system_user=self.account)
         if "docker" in self.executors:
-            from .docker_executor import DockerExecutor  # the docker SDK only where used
+            # the docker SDK only where used
+            from .docker_executor import DockerExecutor
+            from .swarm_executor import SwarmJobExecutor
 
-            executors["docker"] = DockerExecutor(
+            options: dict[str, Any] = dict(
                 image_for=self.image_for,
                 network=self.docker_network,
                 uid_for=self.uid_for,
@@ -336,6 +379,12 @@ class JobsConfig(Configurable):
                 max_concurrent=self.docker_max_concurrent,
                 log=log,
             )
+            if self.docker_swarm:
+                executors["docker"] = SwarmJobExecutor(
+                    constraints=self.docker_constraints, **options
+                )
+            else:
+                executors["docker"] = DockerExecutor(**options)
         Path(self.jobs_dir).mkdir(parents=True, exist_ok=True, mode=0o711)
         return JobManager(
             store=store,
