@@ -45,10 +45,21 @@ from .docker_states import GPUS, GROUP, HUB, JOB, NODE, TIME_S, USER, WARN_S, wa
 from .executors import ExecutorError, Observed
 from .states import JobState
 from .store import Job
-from .swarm_states import ENDED, latest_task, observe_task, parse_time, task_state
+from .swarm_states import (
+    ENDED,
+    latest_task,
+    observe_stopped,
+    observe_task,
+    parse_time,
+    task_state,
+)
 
 #: In front of the job's shell: no process of the job can gain privileges (setuid binaries).
 NO_NEW_PRIVS = ("setpriv", "--no-new-privs")
+#: The job's HOME, made by the job in its ``/tmp`` tmpfs: a tmpfs of its own over the image's
+#: home would belong to root (Swarm's tmpfs mounts take no uid or gid on Engine API 1.41).
+SWARM_HOME = "/tmp/home"
+MAKE_HOME = 'mkdir -p -m 700 "$HOME" && '
 
 
 class SwarmJobExecutor(DockerExecutor):
@@ -109,8 +120,14 @@ class SwarmJobExecutor(DockerExecutor):
         return found
 
     @staticmethod
-    def _live(record: Mapping[str, Any]) -> bool:
-        return task_state(record.get("Task")) not in ENDED
+    def _scaled_down(record: Mapping[str, Any]) -> bool:
+        """Scaled to 0 with no task left (Swarm deletes a scaled-down service's task)."""
+        mode = ((record.get("Spec") or {}).get("Mode") or {}).get("Replicated") or {}
+        return record.get("Task") is None and mode.get("Replicas") == 0
+
+    @classmethod
+    def _live(cls, record: Mapping[str, Any]) -> bool:
+        return task_state(record.get("Task")) not in ENDED and not cls._scaled_down(record)
 
     # -- submit and admission ------------------------------------------------------------------
     async def submit(self, job: Job, script: Path) -> str:
@@ -202,17 +219,16 @@ class SwarmJobExecutor(DockerExecutor):
             TIME_S: str(int(res.get("time_s") or 0)), WARN_S: str(warn_seconds(script)),
             GPUS: ",".join(gpu_ids),
         }  # fmt: skip
-        env = {"HOME": self.home}
+        env = {"HOME": SWARM_HOME}
         if gpu_ids:
             env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
         mounts = [
             Mount(self.job_root, str(job.workdir), type="bind", read_only=False),
             Mount("/tmp", None, type="tmpfs", tmpfs_mode=0o1777),
-            Mount(self.home, None, type="tmpfs", tmpfs_mode=0o1777),
         ]
         spec = ContainerSpec(
             self.image_for(job),
-            command=[*NO_NEW_PRIVS, "bash", "-c", RUN.format(root=self.job_root)],
+            command=[*NO_NEW_PRIVS, "bash", "-c", MAKE_HOME + RUN.format(root=self.job_root)],
             user=f"{uid}:{gid}",
             env=env,
             workdir=self.job_root,
@@ -294,6 +310,11 @@ class SwarmJobExecutor(DockerExecutor):
 
     async def _observe(self, job: Job, record: Mapping[str, Any], now: float) -> Observed:
         """The job's state; stops it at its time limit or after a cancel."""
+        if self._scaled_down(record):
+            return observe_stopped(
+                cancelled=self.markers.text(job, "cancelled"),
+                timed_out=self.markers.text(job, "timeout"),
+            )
         task = record.get("Task")
         state = task_state(task)
         node = await self._hostname(str((task or {}).get("NodeID") or ""))

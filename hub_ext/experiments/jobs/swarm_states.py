@@ -53,6 +53,21 @@ def parse_time(stamp: str) -> float | None:
     return base.timestamp() + (int(digits.ljust(6, "0")) / 1e6 if digits else 0.0)
 
 
+def observe_stopped(*, cancelled: str | None, timed_out: str | None) -> Observed:
+    """A service scaled to 0 whose task Swarm has already deleted (the markers say why).
+
+    >>> observe_stopped(cancelled="CANCELLED", timed_out=None).state.value
+    'KILLED'
+    """
+    if cancelled:
+        return Observed(JobState.KILLED, cancelled)
+    if timed_out:
+        return Observed(JobState.FAILED, timed_out)
+    return Observed(
+        JobState.LOST, "the job's service was scaled to 0 outside latticehub; resubmit the job"
+    )
+
+
 def observe_task(
     task: Mapping[str, Any] | None,
     *,
@@ -99,7 +114,8 @@ def observe_task(
             error = err or f"Swarm {state} the task"
         info = {
             "State": {
-                "Status": "exited",
+                # an error without an exit code is not a completion
+                "Status": "dead" if error else "exited",
                 "ExitCode": code,
                 "OOMKilled": oom_killed,
                 "Error": error,
