@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.11",
-    packages=find_packages(include=["spawner*", "hub_ext*", "widgets*", "flows*"]),
+    packages=find_packages(include=["latticehub*", "spawner*", "hub_ext*", "widgets*", "flows*"]),
     package_data={
         "spawner": ["templates/*.html"],
         "hub_ext": ["hub_templates/*.html"],

@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jupyterhub.objects import Hub  # noqa: E402
 
+from latticehub.slots import RUNNING, Slot  # noqa: E402
 from spawner import GroupLimitDockerSpawner  # noqa: E402
-from spawner.ledger import RUNNING, Slot  # noqa: E402
 from tests.fakes import Group, hub_user  # noqa: E402
 
 

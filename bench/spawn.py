@@ -27,7 +27,7 @@ from pathlib import Path
 import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from spawner import labels  # noqa: E402
+from latticehub import labels  # noqa: E402
 from tests.hub import HubProcess  # noqa: E402
 
 IMAGE = "latticehub/singleuser:latest"

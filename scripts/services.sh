@@ -70,7 +70,7 @@ python_env() {
         # Pin torch first: an unpinned torch would resolve to a multi-GB CUDA build.
         "$VENV/bin/pip" install --quiet "torch==$TORCH_VERSION" 2>&1 | grep -v '^WARNING: Location' || true
         "$VENV/bin/pip" install --quiet -e "${ROOT}[test,train,widgets]" 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/python" -c "import spawner, hub_ext, widgets, flows, torch" \
+        "$VENV/bin/python" -c "import latticehub, spawner, hub_ext, widgets, flows, torch" \
             || die "pip install -e .[test,train,widgets] failed"
         touch "$stamp"
     fi

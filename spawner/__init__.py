@@ -5,8 +5,9 @@
 GPUs, images and nodes.
 """
 
+from latticehub.limits import GroupLimits, LimitError
+
 from .docker import GroupLimitDockerSpawner
-from .limits import GroupLimits, LimitError
 from .swarm import GroupLimitSwarmSpawner
 
 __all__ = ["GroupLimitDockerSpawner", "GroupLimitSwarmSpawner", "GroupLimits", "LimitError"]

@@ -11,9 +11,10 @@ from dockerspawner import DockerSpawner
 from traitlets import Int, Unicode, default, validate
 from traitlets.traitlets import TraitError
 
-from . import labels
-from .ledger import Slot
-from .limits import GroupLimits, LimitError, ServerRequest
+from latticehub import labels
+from latticehub.limits import GroupLimits, LimitError, ServerRequest
+from latticehub.slots import Slot
+
 from .mixin import GroupLimitsMixin
 from .resources import docker_resources, drop_unsafe, hardening
 

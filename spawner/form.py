@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from .limits import MIN_CPU, MIN_MEMORY, GroupLimits
-from .units import format_bytes, format_cpu
+from latticehub.limits import MIN_CPU, MIN_MEMORY, GroupLimits
+from latticehub.units import format_bytes, format_cpu
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,7 @@ from typing import Any, ClassVar
 from jupyterhub.spawner import SpawnException
 from traitlets import default
 
-from . import metrics
-from .form import GroupOffer, options_from_form, render_options_form
-from .ledger import RUNNING, Slot, SlotLedger
-from .limits import (
+from latticehub.limits import (
     GroupLimits,
     LimitError,
     ServerRequest,
@@ -31,9 +28,14 @@ from .limits import (
     resolve_request,
     with_default_image,
 )
-from .naming import safe_name
+from latticehub.naming import safe_name
+from latticehub.slots import RUNNING, Slot
+from latticehub.units import parse_bytes
+
+from . import metrics
+from .form import GroupOffer, options_from_form, render_options_form
+from .ledger import SlotLedger
 from .traits import GroupLimitsConfig
-from .units import parse_bytes
 
 
 class GroupLimitsMixin(GroupLimitsConfig):

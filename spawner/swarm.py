@@ -10,9 +10,10 @@ from dockerspawner import SwarmSpawner
 from traitlets import Float, Unicode, validate
 from traitlets.traitlets import TraitError
 
-from . import labels
-from .ledger import Slot
-from .limits import GroupLimits, ServerRequest
+from latticehub import labels
+from latticehub.limits import GroupLimits, ServerRequest
+from latticehub.slots import Slot
+
 from .mixin import GroupLimitsMixin
 from .resources import swarm_constraints, swarm_resources
 

@@ -11,8 +11,8 @@ from traitlets import Dict, Float, Unicode, default, validate
 from traitlets.config import Configurable
 from traitlets.traitlets import TraitError
 
-from .limits import parse_all_group_limits, parse_group_limits
-from .naming import safe_name
+from latticehub.limits import parse_all_group_limits, parse_group_limits
+from latticehub.naming import safe_name
 
 
 class GroupLimitsConfig(Configurable):

@@ -30,7 +30,7 @@ from traitlets.config import Application
 
 from hub_ext.quotas.hub_source import HubError, HubSource
 from hub_ext.quotas.policy import Policy, parse_policy
-from spawner.limits import GroupLimits, apply_properties
+from latticehub.limits import GroupLimits, apply_properties
 
 from .plan import (
     DEFAULT_BUSY_FRACTION,

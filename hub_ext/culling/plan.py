@@ -14,7 +14,7 @@ from typing import Any
 
 from hub_ext.quotas.policy import Policy
 from hub_ext.quotas.policy import charged_group as policy_charged_group
-from spawner.limits import GroupLimits
+from latticehub.limits import GroupLimits
 
 #: The ``group_limits`` keys the culler reads.
 IDLE_KEYS = ("idle_timeout", "idle_timeout_busy", "max_age")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spawner.units import format_bytes, parse_bytes
+from latticehub.units import format_bytes, parse_bytes
 
 from .store.errors import STORAGE_QUOTA_EXCEEDED, TrackingError
 

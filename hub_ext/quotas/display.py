@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from spawner.units import format_bytes, format_cpu
+from latticehub.units import format_bytes, format_cpu
 
 
 def size(n: int | None, *, none: str = "—") -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from spawner import labels as L
+from latticehub import labels as L
 
 from .usage import EngineObject, NodeCapacity
 

@@ -1,7 +1,7 @@
 """A manager's request to lower a group's values, checked against the ceiling (pure).
 
 The spawner already ignores anything above the ceiling when it reads the group's
-properties (:func:`spawner.limits.apply_properties`); this module refuses such a request up
+properties (:func:`latticehub.limits.apply_properties`); this module refuses such a request up
 front, with a message that names the ceiling, so that what a manager sets is what the next
 spawn gets. Values are parsed by the spawner's own parser (:func:`parse_group_limits`).
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from spawner.limits import (
+from latticehub.limits import (
     LIMIT_KEYS,
     LOWERABLE_KEYS,
     PROPERTIES_KEY,
     GroupLimits,
     parse_group_limits,
 )
-from spawner.units import format_bytes, format_cpu
+from latticehub.units import format_bytes, format_cpu
 
 #: Keys in the order the form and messages list them.
 ORDER = (

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spawner.limits import (
+from latticehub.limits import (
     GroupLimits,
     LimitError,
     choose_group,

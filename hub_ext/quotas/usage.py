@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from spawner import labels as L
-from spawner.limits import (
+from latticehub import labels as L
+from latticehub.limits import (
     PROPERTIES_KEY,
     GroupLimits,
     apply_properties,

@@ -20,7 +20,7 @@ import requests
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from spawner import labels
+from latticehub import labels
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser, pytest.mark.slow]
 

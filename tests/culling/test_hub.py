@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from spawner import labels
+from latticehub import labels
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from hub_ext.culling.plan import (
     rule_for,
 )
 from hub_ext.quotas.policy import parse_policy
-from spawner.limits import GroupLimits as GL
+from latticehub.limits import GroupLimits as GL
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from spawner import labels
+from latticehub import labels
 from tests.conftest import service_missing
 from tests.hub import HubProcess
 

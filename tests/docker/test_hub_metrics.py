@@ -20,7 +20,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from spawner import labels
+from latticehub import labels
 from tests.docker.conftest import IMAGE, remove_hub_objects
 from tests.hub import HubProcess, free_port
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spawner import labels
+from latticehub import labels
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

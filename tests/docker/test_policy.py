@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from spawner import labels
+from latticehub import labels
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

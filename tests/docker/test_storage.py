@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from spawner import labels
+from latticehub import labels
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from spawner import labels
+from latticehub import labels
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

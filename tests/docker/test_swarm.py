@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from spawner import labels
+from latticehub import labels
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from jupyterhub.services.auth import HubOAuth
 
 from hub_ext.quotas.docker_source import EngineEvent, EngineSource, EngineUnavailable
 from hub_ext.quotas.usage import EngineObject, NodeCapacity
-from spawner import labels as L
+from latticehub import labels as L
 
 PREFIX = "/services/quotas/"
 

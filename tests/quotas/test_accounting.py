@@ -21,7 +21,7 @@ from hub_ext.quotas.accounting.sessions import (
     to_csv,
     totals,
 )
-from spawner import labels as L
+from latticehub import labels as L
 
 H = 3600.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hub_ext.quotas.lowering import LoweringError, changes_from_form, form_fields, plan_lowering
-from spawner.limits import apply_properties, parse_group_limits
+from latticehub.limits import apply_properties, parse_group_limits
 
 CEILING = parse_group_limits(
     {

@@ -11,7 +11,7 @@ from hub_ext.quotas.docker_source import (
     engine_source,
 )
 from hub_ext.quotas.hub_source import HubError, HubSource, parse_queue_gauge
-from spawner import labels as L
+from latticehub import labels as L
 from tests.quotas.fakes import FakeHub
 
 API = "http://127.0.0.1:8081/hub/api"

@@ -21,7 +21,7 @@ from hub_ext.quotas.usage import (
     node_json,
     parse_time,
 )
-from spawner import labels as L
+from latticehub import labels as L
 from tests.quotas.fakes import container, server
 
 GIB = 1024**3

@@ -24,7 +24,7 @@ import docker
 import pytest
 import requests
 
-from spawner import labels
+from latticehub import labels
 from tests.docker.conftest import IMAGE
 from tests.security.conftest import Stack, start_stack
 

@@ -26,7 +26,7 @@ from hub_ext.experiments.jobs.docker_states import (
 from hub_ext.experiments.jobs.executors import ExecutorError, Observed
 from hub_ext.experiments.jobs.states import JobState
 from hub_ext.experiments.jobs.store import Job
-from spawner import labels as server_labels
+from latticehub import labels as server_labels
 
 F, K, R, Q = JobState.FAILED, JobState.KILLED, JobState.RUNNING, JobState.QUEUED
 MB64 = {"Memory": 64 * 2**20}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from spawner.gpus import GpuAssignment, GpuUse, NoGpuAvailable, assign_gpus
+from latticehub.gpus import GpuAssignment, GpuUse, NoGpuAvailable, assign_gpus
 
 INV = {"n1": ["0", "1", "2", "3"], "n2": ["0", "1"]}
 

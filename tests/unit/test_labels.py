@@ -2,8 +2,8 @@
 
 import pytest
 
-from spawner import labels as L
-from spawner.ledger import RUNNING, Slot
+from latticehub import labels as L
+from latticehub.slots import RUNNING, Slot
 
 
 @pytest.mark.parametrize(

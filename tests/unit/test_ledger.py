@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from spawner.ledger import PENDING, RUNNING, Slot, SlotLedger
-from spawner.limits import GroupLimits, LimitError, ServerRequest
+from latticehub.limits import GroupLimits, LimitError, ServerRequest
+from latticehub.slots import PENDING, RUNNING, Slot
+from spawner.ledger import SlotLedger
 
 REQ = ServerRequest(image="img", mem_limit=1024, cpu_limit=0.5)
 GPU1 = ServerRequest(image="img", mem_limit=None, cpu_limit=None, gpus=1)

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from spawner.limits import (
+from latticehub.limits import (
     LIMIT_KEYS,
     MIN_CPU,
     MIN_MEMORY,

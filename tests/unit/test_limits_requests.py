@@ -2,7 +2,7 @@
 
 import pytest
 
-from spawner.limits import (
+from latticehub.limits import (
     GroupLimits,
     Holder,
     LimitError,

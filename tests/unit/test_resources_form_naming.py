@@ -5,9 +5,9 @@ import re
 
 import pytest
 
+from latticehub.limits import GroupLimits
+from latticehub.naming import safe_name
 from spawner.form import GroupOffer, options_from_form, render_options_form
-from spawner.limits import GroupLimits
-from spawner.naming import safe_name
 from spawner.resources import docker_resources, hardening, swarm_constraints, swarm_resources
 
 G = 1024**3

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from spawner.units import format_bytes, format_cpu, parse_bytes, parse_cpu
+from latticehub.units import format_bytes, format_cpu, parse_bytes, parse_cpu
 
 K, M, G, T, P = (1024**i for i in range(1, 6))
 

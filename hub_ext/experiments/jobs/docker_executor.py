@@ -2,7 +2,7 @@
 
 The container runs as the job's user (``uid_for``), with no capabilities, ``no-new-privileges``,
 a read-only root, a pids limit, and the job's memory (no swap), CPUs and GPUs (device ids from
-:func:`spawner.gpus.assign_gpus`) enforced by the engine. Its only mount is the job's directory
+:func:`latticehub.gpus.assign_gpus`) enforced by the engine. Its only mount is the job's directory
 at :attr:`DockerExecutor.job_root`; nothing of the service's environment reaches it.
 
 Everything a restarted service needs is on the engine or in files the job cannot reach: labels
@@ -33,8 +33,8 @@ import docker.errors
 import requests
 from docker.types import DeviceRequest, LogConfig, Mount
 
-from spawner import labels as server_labels
-from spawner.gpus import GpuUse, NoGpuAvailable, assign_gpus
+from latticehub import labels as server_labels
+from latticehub.gpus import GpuUse, NoGpuAvailable, assign_gpus
 
 from .docker_states import (
     ENDED,

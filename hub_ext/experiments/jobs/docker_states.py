@@ -12,7 +12,7 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from spawner.labels import PREFIX
+from latticehub.labels import PREFIX
 
 from .executors import Observed
 from .states import JobState

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spawner.units import parse_bytes
+from latticehub.units import parse_bytes
 
 #: Executors a job may run on: ``docker`` (a container from the group's image, the default),
 #: ``slurm`` (a batch job as the user's account) or ``local`` (a subprocess of the service,

@@ -3,7 +3,7 @@
 Everything :mod:`.docker_executor` promises holds, with Swarm choosing the node: the job's
 memory and CPUs are both limited and *reserved*, so Swarm places the task only on a node with
 room (and says why it waits while none has); ``constraints`` narrow the nodes; a job with GPUs
-is pinned to the node whose devices :func:`spawner.gpus.assign_gpus` picked. The task runs as
+is pinned to the node whose devices :func:`latticehub.gpus.assign_gpus` picked. The task runs as
 the job's uid with no capabilities, a read-only root, a pids limit and an init process;
 ``no-new-privileges`` (which Swarm services cannot ask for before Engine API 1.44) is set by
 ``setpriv --no-new-privs`` in front of the job's shell, so the image needs util-linux's
@@ -37,8 +37,8 @@ from docker.types import (
     TaskTemplate,
 )
 
-from spawner import labels as server_labels
-from spawner.gpus import GpuUse, NoGpuAvailable, assign_gpus
+from latticehub import labels as server_labels
+from latticehub.gpus import GpuUse, NoGpuAvailable, assign_gpus
 
 from .docker_executor import RUN, DockerExecutor
 from .docker_states import GPUS, GROUP, HUB, JOB, NODE, TIME_S, USER, WARN_S, warn_seconds

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from spawner import labels as L
+from latticehub import labels as L
 
 #: How sums are bucketed in time.
 PERIODS = ("day", "month")

@@ -1,0 +1,49 @@
+"""The ground floor (``latticehub/``) imports nothing of latticehub's other packages, and the
+old import paths of what moved there still work, with a DeprecationWarning."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+CORE = ["latticehub.units", "latticehub.naming", "latticehub.limits", "latticehub.gpus",
+        "latticehub.slots", "latticehub.labels"]  # fmt: skip
+#: What the core must never load: the upper floors and the heavy frameworks.
+ABOVE = ["spawner", "hub_ext", "widgets", "flows", "tornado", "jupyterhub", "dockerspawner",
+         "docker", "traitlets", "sqlalchemy", "requests", "torch"]  # fmt: skip
+
+
+def test_the_core_loads_nothing_above_it():
+    code = (
+        f"import sys; import {', '.join(CORE)}; "
+        f"print(sorted(m for m in {ABOVE!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "name"),
+    [
+        ("spawner.units", "latticehub.units", "parse_bytes"),
+        ("spawner.naming", "latticehub.naming", "safe_name"),
+        ("spawner.limits", "latticehub.limits", "GroupLimits"),
+        ("spawner.gpus", "latticehub.gpus", "assign_gpus"),
+        ("spawner.labels", "latticehub.labels", "slot_from_labels"),
+    ],
+)
+def test_old_paths_warn_and_give_the_same_objects(old, new, name):
+    sys.modules.pop(old, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(old)
+    assert any(
+        issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught
+    ), [str(w.message) for w in caught]
+    assert getattr(module, name) is getattr(importlib.import_module(new), name)
+    with pytest.raises(AttributeError):
+        module.no_such_name  # noqa: B018
