@@ -282,12 +282,11 @@ install_quotas(
     c,
     Spawner,
     url=f"http://127.0.0.1:{QUOTAS_PORT}",
-    # its usage record (usage.sqlite) beside the Hub's database, unless LATTICEHUB_USAGE_DB;
-    # the experiments service's database, read only, for the groups' batch jobs
+    # its usage record (usage.sqlite) beside the Hub's database, unless LATTICEHUB_USAGE_DB
     environment={
         "LATTICEHUB_STATE": STATE,
-        "LATTICEHUB_TRACKING_DB": TRACKING_DB,
-        # each group's artifact storage, read from the experiments API (its own token)
+        # each group's batch jobs and artifact storage, read from the experiments API with
+        # the service's own token (custom:latticehub-usage:read), never from its database
         "LATTICEHUB_EXPERIMENTS_API": f"{EXPERIMENTS_URL}/services/experiments",
     },
 )

@@ -29,7 +29,7 @@ from .accounting.store import SqlUsageStore, UsageStore
 from .docker_source import EngineSource, engine_source
 from .handlers import default_handlers
 from .hub_source import HubError, HubSource
-from .jobs_source import JobSource, TrackingJobSource
+from .jobs_source import ExperimentsJobSource, JobSource
 from .policy import Policy, parse_policy
 from .storage_source import ExperimentsStorageSource, StorageSource
 
@@ -202,38 +202,14 @@ class QuotasApp(Application):
             )
         return value
 
-    tracking_db = Unicode(
-        help="""
-        Database URL of the experiments service (its ``LATTICEHUB_TRACKING_DB``), read only
-        to show each group's queued and running batch jobs, e.g.
-        ``sqlite:////var/lib/latticehub/tracking.sqlite``. Empty: no jobs are shown.
-        Default: ``$LATTICEHUB_TRACKING_DB`` (``jupyterhub_config.py`` passes the
-        experiments service's value).
-        """,
-    ).tag(config=True)
-
-    @default("tracking_db")
-    def _default_tracking_db(self) -> str:
-        return os.environ.get("LATTICEHUB_TRACKING_DB", "")
-
-    @validate("tracking_db")
-    def _validate_tracking_db(self, proposal: Any) -> str:
-        value = proposal["value"]
-        if value and not value.startswith(("sqlite:", "postgresql:", "postgresql+")):
-            raise TraitError(
-                f"tracking_db={value!r}: use the experiments service's database URL, e.g. "
-                "sqlite:////var/lib/latticehub/tracking.sqlite, or '' to show no jobs"
-            )
-        return value
-
     experiments_api = Unicode(
         help="""
         Base URL of the experiments service's API, e.g.
         ``http://127.0.0.1:10101/services/experiments``, from which the pages read each
-        group's artifact storage and its cap (with this service's Hub token, which needs
-        ``access:services!service=experiments`` and ``custom:latticehub-storage:read``;
-        ``hubconfig.install`` grants both when it passes this URL). Empty: no artifact
-        storage is shown. Default: ``$LATTICEHUB_EXPERIMENTS_API``.
+        group's queued and running batch jobs and its artifact storage against the cap (with
+        this service's Hub token, which needs ``access:services!service=experiments`` and
+        ``custom:latticehub-usage:read``; ``hubconfig.install`` grants both when it passes
+        this URL). Empty: neither is shown. Default: ``$LATTICEHUB_EXPERIMENTS_API``.
         """,
     ).tag(config=True)
 
@@ -247,7 +223,7 @@ class QuotasApp(Application):
         if value and not value.startswith(("http://", "https://")):
             raise TraitError(
                 f"experiments_api={value!r}: use the experiments service's URL, e.g. "
-                "http://127.0.0.1:10101/services/experiments, or '' to show no storage"
+                "http://127.0.0.1:10101/services/experiments, or '' to show no jobs or storage"
             )
         return value
 
@@ -349,7 +325,9 @@ class QuotasApp(Application):
             log=self.log,
             usage_store=usage_store,
             recorder=recorder,
-            job_source=TrackingJobSource(self.tracking_db) if self.tracking_db else None,
+            job_source=ExperimentsJobSource(self.experiments_api, hub_auth.api_token)
+            if self.experiments_api
+            else None,
             storage_source=ExperimentsStorageSource(self.experiments_api, hub_auth.api_token)
             if self.experiments_api
             else None,

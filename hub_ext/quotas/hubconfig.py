@@ -29,10 +29,10 @@ ROLE = "quotas-service"
 #: start, activity, pending state), the spawner's queue gauges on ``/hub/metrics``.
 READ_SCOPES = ("list:users", "read:users:groups", "read:servers", "read:metrics")
 #: The custom scope that lets a service read every group's artifact storage of the
-#: experiments service (``hub_ext.experiments.handlers.storage.STORAGE_READ_SCOPE``).
-STORAGE_READ_SCOPE = "custom:latticehub-storage:read"
-#: With ``LATTICEHUB_EXPERIMENTS_API`` set: call the experiments API, read storage only.
-STORAGE_SCOPES = ("access:services!service=experiments", STORAGE_READ_SCOPE)
+#: experiments service (``hub_ext.experiments.handlers.storage.USAGE_READ_SCOPE``).
+USAGE_READ_SCOPE = "custom:latticehub-usage:read"
+#: With ``LATTICEHUB_EXPERIMENTS_API`` set: call the experiments API, read usage only.
+USAGE_SCOPES = ("access:services!service=experiments", USAGE_READ_SCOPE)
 #: Docker client settings passed on from the Hub's environment, when set.
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG")
 #: The Hub's environment the service also reads: where its usage record lives and the
@@ -41,7 +41,6 @@ USAGE_ENV = (
     "LATTICEHUB_STATE",
     "LATTICEHUB_USAGE_DB",
     "LATTICEHUB_USAGE_INTERVAL",
-    "LATTICEHUB_TRACKING_DB",  # the groups' batch jobs
 )
 
 
@@ -141,12 +140,12 @@ def install(
     c.JupyterHub.services = services
     scopes = role_scopes(policy)
     if env.get("LATTICEHUB_EXPERIMENTS_API"):
-        # the pages show each group's artifact storage, read from the experiments API
-        scopes += STORAGE_SCOPES
+        # the pages show each group's jobs and artifact storage, read from the experiments API
+        scopes += USAGE_SCOPES
         custom = dict(c.JupyterHub.custom_scopes) if "custom_scopes" in c.JupyterHub else {}
-        custom[STORAGE_READ_SCOPE] = {
-            "description": "Read every group's artifact storage use and cap "
-            "(experiments service, GET /api/v1/storage)"
+        custom[USAGE_READ_SCOPE] = {
+            "description": "Read every group's usage on the experiments service: artifact "
+            "storage and queued and running jobs (GET /api/v1/storage, GET /api/v1/jobs)"
         }
         c.JupyterHub.custom_scopes = custom
     roles = [r for r in (c.JupyterHub.load_roles or []) if r.get("name") != ROLE]

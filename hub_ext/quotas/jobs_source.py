@@ -1,29 +1,36 @@
-"""Batch jobs per group, read from the experiments service's job table (read only).
+"""Batch jobs per group, asked of the experiments service over HTTP.
 
-Training jobs that notebooks launch to the batch nodes (Slurm) are recorded by the
-``experiments`` service with the group they are charged to. The quotas pages show each
-group's queued and running jobs beside its servers. When no tracking database is configured
-the pages show no jobs section at all.
+Training jobs that notebooks launch (``docker`` or Slurm) are recorded by the ``experiments``
+service with the group they are charged to. The quotas pages show each group's queued and
+running jobs beside its servers, read from ``GET /api/v1/jobs?state=QUEUED&state=RUNNING
+&group=...`` with this service's own Hub token (the custom scope
+``custom:latticehub-usage:read``, as for artifact storage): nothing of the experiments
+service's tables or modules is used here. Without ``QuotasApp.experiments_api`` the pages
+show no jobs section.
 """
 
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
-import sqlalchemy as sa
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from hub_ext.experiments.jobs.store import ACTIVE_STATES, SqlJobStore
-from hub_ext.experiments.store.sql import create_engine
-
-#: At most this many active jobs are listed per request (counts stay exact).
+#: At most this many active jobs are listed per request.
 MAX_LISTED = 500
+#: Jobs per page of the experiments API.
+PAGE = 250
+#: Seconds a page waits for the experiments service at most.
+TIMEOUT_S = 5.0
+ACTIVE_STATES = ("QUEUED", "RUNNING")
 
 
 class JobsUnavailable(Exception):
-    """The job table could not be read."""
+    """The jobs could not be read."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,11 @@ class JobSource(abc.ABC):
     """Active batch jobs by group."""
 
     @abc.abstractmethod
-    def active_jobs(self, groups: Iterable[str] | None = None) -> list[BatchJob]:
-        """Queued and running jobs of ``groups`` (``None``: all), newest first.
+    async def active_jobs(self, groups: Iterable[str]) -> list[BatchJob]:
+        """Queued and running jobs of ``groups``, newest first (at most :data:`MAX_LISTED`).
 
         Raises:
-            JobsUnavailable: the job table could not be read.
+            JobsUnavailable: with the reason, when they cannot be read.
         """
 
 
@@ -85,46 +92,71 @@ def _seconds(ms: Any) -> float | None:
     return ms / 1000.0 if isinstance(ms, int | float) else None
 
 
-class TrackingJobSource(JobSource):
-    """:class:`JobSource` over the experiments service's database.
+def batch_job(item: dict[str, Any]) -> BatchJob:
+    """A job of the experiments API as the pages show it."""
+    return BatchJob(
+        id=str(item["id"]),
+        user=str(item["user"]),
+        group=str(item["group"]),
+        executor=str(item["executor"]),
+        state=str(item["state"]),
+        external_id=str(item.get("external_id") or ""),
+        node=str(item.get("node") or ""),
+        created=_seconds(item.get("created")),
+        started=_seconds(item.get("started")),
+        run_id=str(item.get("run_id") or ""),
+    )
+
+
+class ExperimentsJobSource(JobSource):
+    """:class:`JobSource` over the experiments API.
 
     Args:
-        uri: the tracking database URL (``LATTICEHUB_TRACKING_DB`` of the experiments
-            service), e.g. ``sqlite:////var/lib/latticehub/tracking.sqlite``.
+        api_url: the experiments service's base URL, e.g.
+            ``http://127.0.0.1:10101/services/experiments``.
+        token: this service's Hub API token.
     """
 
-    def __init__(self, uri: str):
-        self.engine = create_engine(uri)
-        self.store = SqlJobStore(self.engine)
+    def __init__(self, api_url: str, token: str):
+        self.api_url = api_url.rstrip("/")
+        self.token = token
 
-    def active_jobs(self, groups: Iterable[str] | None = None) -> list[BatchJob]:  # noqa: D102
+    async def active_jobs(self, groups: Iterable[str]) -> list[BatchJob]:  # noqa: D102
+        names = sorted(set(groups))
+        if not names:
+            return []
+        found: list[BatchJob] = []
+        offset: int | None = 0
+        while offset is not None and len(found) < MAX_LISTED:
+            query = [("state", s) for s in ACTIVE_STATES] + [("group", g) for g in names]
+            query += [("limit", str(PAGE)), ("offset", str(offset))]
+            page = await self._get(f"{self.api_url}/api/v1/jobs?{urlencode(query)}")
+            found.extend(batch_job(i) for i in page["items"])
+            offset = (page.get("_pagination") or {}).get("offset")
+        return found[:MAX_LISTED]
+
+    async def _get(self, url: str) -> dict[str, Any]:
+        request = HTTPRequest(
+            url,
+            headers={"Authorization": f"token {self.token}"},
+            request_timeout=TIMEOUT_S,
+            connect_timeout=TIMEOUT_S,
+        )
         try:
-            jobs = self.store.list_jobs(
-                groups=sorted(set(groups)) if groups is not None else None,
-                states=list(ACTIVE_STATES),
-                limit=MAX_LISTED,
-            )
-        except sa.exc.SQLAlchemyError as e:  # no table yet, database down, locked ...
-            raise JobsUnavailable(f"the job table could not be read: {e.__class__.__name__}") from e
-        return [
-            BatchJob(
-                id=j.id,
-                user=j.user,
-                group=j.group,
-                executor=j.executor,
-                state=j.state.value,
-                external_id=str(j.external_id or ""),
-                node=j.node or "",
-                created=_seconds(j.created),
-                started=_seconds(j.started),
-                run_id=j.run_id,
-            )
-            for j in jobs
-        ]
-
-    def close(self) -> None:
-        """Release connections."""
-        self.engine.dispose()
+            response = await AsyncHTTPClient().fetch(request)
+            return json.loads(response.body)
+        except HTTPClientError as e:
+            detail = ""
+            if e.response is not None and e.response.body:
+                try:
+                    detail = f": {json.loads(e.response.body).get('message', '')}"
+                except ValueError:
+                    pass
+            raise JobsUnavailable(f"the experiments service answered {e.code}{detail}") from e
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise JobsUnavailable(
+                f"the experiments service could not be read: {e.__class__.__name__}"
+            ) from e
 
 
 def jobs_json(jobs: list[BatchJob], *, items: bool = True) -> dict[str, Any]:

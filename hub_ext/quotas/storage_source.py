@@ -4,7 +4,7 @@ The experiments service counts each group's artifact storage and knows its cap
 (``ExperimentsApp.artifact_quota``). The quotas pages show it beside the servers and jobs,
 read from ``GET /api/v1/storage`` with this service's own Hub token, which holds only
 ``access:services!service=experiments`` and the custom scope
-``custom:latticehub-storage:read`` (``hubconfig.install`` grants both). Nothing of the
+``custom:latticehub-usage:read`` (``hubconfig.install`` grants both). Nothing of the
 experiments service's tables or modules is used here.
 """
 

@@ -23,7 +23,7 @@ from tests.quotas.fakes import PREFIX, FakeEngine, FakeHub, TokenHubAuth, contai
 from tests.quotas.test_app import MODELS, POLICY
 
 SERVICE_MODELS = {
-    "svc-ok": {"name": "quotas", "kind": "service", "scopes": ["custom:latticehub-storage:read"]},
+    "svc-ok": {"name": "quotas", "kind": "service", "scopes": ["custom:latticehub-usage:read"]},
     "svc-bare": {"name": "quotas", "kind": "service", "scopes": []},
 }
 
@@ -127,6 +127,6 @@ async def test_a_token_without_the_scope_shows_a_warning_not_numbers(stack):
     answer = json.loads(body)
     assert answer["artifact_storage"] is None
     assert "answered 403" in answer["storage_warning"]
-    assert "custom:latticehub-storage:read" in answer["storage_warning"]
+    assert "custom:latticehub-usage:read" in answer["storage_warning"]
     code, body = await get(port, "groups/lqcd", "ann")
     assert code == 200 and 'id="storage-warning"' in body and 'id="artifact-storage"' not in body

@@ -1,9 +1,12 @@
-"""The groups' batch jobs on the quotas API and pages, read from a real tracking database."""
+"""The groups' batch jobs on the quotas API and pages, read over HTTP from a real experiments
+app (in-process, with its real job table; its Hub authentication is a stand-in here, the real
+Hub's custom scope is exercised in tests/security/test_storage_caps.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
@@ -11,14 +14,17 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
+from hub_ext.experiments.app import make_app as make_experiments_app
+from hub_ext.experiments.blobs import BlobStore
 from hub_ext.experiments.jobs.states import JobState
 from hub_ext.experiments.jobs.store import Job, SqlJobStore
 from hub_ext.experiments.store import RunStatus, SqlStore
 from hub_ext.quotas.app import make_app
 from hub_ext.quotas.hub_source import HubSource
-from hub_ext.quotas.jobs_source import JobsUnavailable, TrackingJobSource, jobs_json
+from hub_ext.quotas.jobs_source import ExperimentsJobSource, JobsUnavailable, jobs_json
 from tests.quotas.fakes import PREFIX, FakeEngine, FakeHub, TokenHubAuth, container, server
 from tests.quotas.test_app import MODELS, POLICY
+from tests.quotas.test_artifact_storage import ServiceTokenAuth
 
 #: (job id, user, group, state, node)
 JOBS = [
@@ -29,11 +35,10 @@ JOBS = [
 ]
 
 
-@pytest.fixture
-def tracking_db(tmp_path):
-    """A tracking database (the experiments service's schema) holding :data:`JOBS`."""
-    uri = f"sqlite:///{tmp_path / 'tracking.sqlite'}"
-    store = SqlStore(uri)
+@pytest_asyncio.fixture(loop_scope="function")
+async def experiments_api(tmp_path):
+    """An experiments app whose job table holds :data:`JOBS`; yields its API base URL."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'tracking.sqlite'}")
     jobs = SqlJobStore(store.engine)
     for job_id, user, group, state, node in JOBS:
         project = store.get_project_by_name(group) or store.create_project(
@@ -55,32 +60,46 @@ def tracking_db(tmp_path):
         )
         if node:  # set when the job starts
             jobs.update_job(job_id, node=node, started=1_795_000_060_000)
+    app = make_experiments_app(
+        store=store,
+        prefix="/services/experiments/",
+        hub_auth=ServiceTokenAuth(),
+        group_lookup=lambda name: [],
+        log=logging.getLogger("test-jobs"),
+        blobs=BlobStore(tmp_path / "blobs"),
+        # the list reads the job table only; no executor is needed
+        jobs=SimpleNamespace(jobs=jobs, blobs=None, registry=None, notify=None),
+    )
+    sock, port = bind_unused_port()
+    http = HTTPServer(app)
+    http.add_sockets([sock])
+    yield f"http://127.0.0.1:{port}/services/experiments"
+    http.stop()
     store.close()
-    return uri
 
 
-def test_source_lists_active_jobs_of_the_asked_groups(tracking_db, tmp_path):
-    source = TrackingJobSource(tracking_db)
-    jobs = source.active_jobs(["lqcd"])
+async def test_source_lists_active_jobs_of_the_asked_groups(experiments_api):
+    source = ExperimentsJobSource(experiments_api, "svc-ok")
+    jobs = await source.active_jobs(["lqcd"])
     assert sorted((j.id, j.state) for j in jobs) == [("j1", "RUNNING"), ("j2", "QUEUED")]
-    assert {j.group for j in source.active_jobs()} == {"lqcd", "nuclear"}
+    both = await source.active_jobs(["lqcd", "nuclear"])
+    assert {j.group for j in both} == {"lqcd", "nuclear"}
+    assert await source.active_jobs([]) == []
     summary = jobs_json(jobs, items=False)
     assert summary == {"queued": 1, "running": 1, "per_user": {"ann": 1, "ben": 1}}
-    source.close()
-    # a database the experiments service has not made yet: a clear error, not a crash
-    empty = TrackingJobSource(f"sqlite:///{tmp_path / 'none.sqlite'}")
-    with pytest.raises(JobsUnavailable, match="job table could not be read"):
-        empty.active_jobs(["lqcd"])
-    empty.close()
+    # a token without the usage scope: a clear error, not a crash and not someone's jobs
+    with pytest.raises(JobsUnavailable, match="answered 403.*custom:latticehub-usage:read"):
+        await ExperimentsJobSource(experiments_api, "svc-bare").active_jobs(["lqcd"])
+    with pytest.raises(JobsUnavailable, match="could not be read"):
+        await ExperimentsJobSource("http://127.0.0.1:9", "svc-ok").active_jobs(["lqcd"])
 
 
 @pytest_asyncio.fixture(loop_scope="function")
-async def jobs_service(tracking_db):
+async def jobs_service(experiments_api):
     hub = FakeHub(
         {"lqcd": {"users": ["ann", "ben"], "properties": {}}, "nuclear": {"users": ["dan"]}},
         [{"name": "ben", "groups": ["lqcd"], "servers": {"": server()}}],
     )
-    source = TrackingJobSource(tracking_db)
     app = make_app(
         policy=POLICY,
         hub=HubSource("http://hub/hub/api", "t", fetch=hub.fetch),
@@ -88,7 +107,7 @@ async def jobs_service(tracking_db):
         hub_auth=TokenHubAuth(MODELS),
         prefix=PREFIX,
         log=logging.getLogger("test-jobs"),
-        job_source=source,
+        job_source=ExperimentsJobSource(experiments_api, "svc-ok"),
     )
     sock, port = bind_unused_port()
     http = HTTPServer(app)
@@ -103,7 +122,6 @@ async def jobs_service(tracking_db):
 
     yield get
     http.stop()
-    source.close()
 
 
 async def test_api_counts_jobs_per_group_for_whoever_sees_the_group(jobs_service):

@@ -150,10 +150,10 @@ def test_install_with_the_experiments_api_grants_only_storage_reading():
     install(c)  # again, as jupyterhub_config.py does: the grant is not lost or doubled
     (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == ROLE]
     extra = [s for s in role["scopes"] if "experiments" in s or s.startswith("custom:")]
-    assert extra == ["access:services!service=experiments", "custom:latticehub-storage:read"]
+    assert extra == ["access:services!service=experiments", "custom:latticehub-usage:read"]
     assert set(c.JupyterHub.custom_scopes) == {
         "custom:site:thing",
-        "custom:latticehub-storage:read",
+        "custom:latticehub-usage:read",
     }
     assert c.JupyterHub.services[-1]["environment"]["LATTICEHUB_EXPERIMENTS_API"] == api
     # without the URL: no call to the experiments service, so no scope for it

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.security.conftest import Stack, start_stack
+from tests.security.test_jobs_boundaries import LONG, cancel, submit
 
 KiB = 1024
 #: lqcd's cap; private projects get PRIVATE_CAP; groups not listed have none
@@ -151,15 +152,27 @@ def test_use_is_shown_to_members_and_managers_not_to_strangers(capped: Stack):
     r = stack.call("eve", "GET", "/storage", params={"group": "lqcd"})
     assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED", r.text
 
-    # the quotas service reads it with its own token through the Hub's custom scope (an
-    # admin looks at its pages)
-    boss = stack.hub.user_token("boss")
-    headers = {"Authorization": f"token {boss}"}
-    r = requests.get(
-        f"{stack.hub.url}/services/quotas/api/groups/lqcd", headers=headers, timeout=60
-    )
-    assert r.status_code == 200, r.text
-    assert r.json()["artifact_storage"] == {"used_bytes": 10 * KiB, "cap_bytes": GROUP_CAP}
-    page = requests.get(f"{stack.hub.url}/services/quotas/groups/lqcd", headers=headers, timeout=60)
-    assert page.status_code == 200 and 'id="artifact-storage"' in page.text
-    assert "storage-warning" not in page.text
+    # the quotas service reads the group's storage and its jobs over HTTP, with its own token
+    # through the Hub's custom scope (an admin looks at its pages)
+    r = submit(stack, "ann", "shown", LONG)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    try:
+        boss = stack.hub.user_token("boss")
+        headers = {"Authorization": f"token {boss}"}
+        r = requests.get(
+            f"{stack.hub.url}/services/quotas/api/groups/lqcd", headers=headers, timeout=60
+        )
+        assert r.status_code == 200, r.text
+        group = r.json()
+        assert group["artifact_storage"] == {"used_bytes": 10 * KiB, "cap_bytes": GROUP_CAP}
+        assert "jobs_warning" not in group, group["jobs_warning"]
+        assert [j["id"] for j in group["jobs"]["items"]] == [job["id"]]
+        assert group["jobs"]["queued"] + group["jobs"]["running"] == 1
+        page = requests.get(
+            f"{stack.hub.url}/services/quotas/groups/lqcd", headers=headers, timeout=60
+        )
+        assert page.status_code == 200 and 'id="artifact-storage"' in page.text
+        assert "storage-warning" not in page.text and f'data-job="{job["id"]}"' in page.text
+    finally:
+        cancel(stack, "ann", job["id"])

@@ -350,3 +350,22 @@ def test_token_lookup_skips_the_database_for_other_tokens_not_for_job_tokens(tmp
         assert lookups == [token_hash("lhjob_x")] * 3
     finally:
         svc.stop()
+
+
+def test_the_job_list_filters_by_group_and_refuses_other_groups(tmp_path):
+    svc = Service(tmp_path, [sys.executable, "-c", "pass"], validate_config=False)
+    try:
+        job = submit(svc, config={}).json()
+        svc.wait_state(job["id"], {"FINISHED", "FAILED"})
+        mine = svc.call("GET", "/jobs", params={"group": "lqcd"}).json()["items"]
+        assert [j["id"] for j in mine] == [job["id"]]
+        r = svc.call("GET", "/jobs", params={"group": "nuclear"})  # ann is not in nuclear
+        assert r.status_code == 403 and "not a member of 'nuclear'" in r.json()["message"]
+        theirs = svc.call("GET", "/jobs", token="tok-bob", params={"group": "nuclear"})
+        assert theirs.status_code == 200 and theirs.json()["items"] == []
+        everyone = svc.call("GET", "/jobs", token="tok-adm", params={"group": "lqcd"})
+        assert [j["id"] for j in everyone.json()["items"]] == [job["id"]]
+        r = svc.call("GET", "/jobs", params=[("group", "g")] * 501)
+        assert r.status_code == 400 and "at most 500 groups" in r.json()["message"]
+    finally:
+        svc.stop()

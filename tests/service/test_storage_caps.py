@@ -48,7 +48,7 @@ USERS = {
     "tok-quotas": {
         "name": "quotas",
         "kind": "service",
-        "scopes": ["custom:latticehub-storage:read"],
+        "scopes": ["custom:latticehub-usage:read"],
     },
     "tok-other-service": {"name": "ann", "kind": "service", "scopes": ["read:users"]},
 }
@@ -547,7 +547,7 @@ def test_a_service_without_the_scope_reads_nothing(filled):
         r = filled.storage(OTHER_SERVICE, **params)
         assert r.status_code == 403, r.text
         assert r.json()["error_code"] == "PERMISSION_DENIED"
-        assert "custom:latticehub-storage:read" in r.json()["message"]
+        assert "custom:latticehub-usage:read" in r.json()["message"]
         assert "used_bytes" not in r.text
 
 

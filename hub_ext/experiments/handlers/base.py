@@ -20,6 +20,10 @@ from ..store.errors import BAD_REQUEST, PERMISSION_DENIED, UNAUTHENTICATED, Trac
 MAX_JSON_BODY = 4 * 1024 * 1024
 #: The largest integer the databases store (64-bit signed).
 MAX_INT = 2**63 - 1
+#: The Hub scope (declared in ``c.JupyterHub.custom_scopes``) that lets a Hub *service* read
+#: every group's usage: artifact storage (``/api/v1/storage``) and queued and running jobs
+#: (``GET /api/v1/jobs``). The quotas service holds it; a service token reaches nothing else.
+USAGE_READ_SCOPE = "custom:latticehub-usage:read"
 
 
 def _reject_constant(name: str) -> float:
@@ -63,8 +67,8 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             # a service's token never acts as a user of the same name (least privilege)
             raise TrackingError(
                 f"the Hub service {model.get('name')!r} may not use this API as a user: "
-                "services may only read storage use (GET /api/v1/storage, with the scope "
-                "custom:latticehub-storage:read)",
+                "services may only read usage (GET /api/v1/storage and GET /api/v1/jobs, "
+                f"with the scope {USAGE_READ_SCOPE})",
                 PERMISSION_DENIED,
             )
         self._cached_viewer = Viewer(
@@ -73,6 +77,16 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             admin=bool(model.get("admin")),
         )
         return self._cached_viewer
+
+    def usage_reader(self) -> bool:
+        """Whether the caller is a Hub service that may read every group's usage.
+
+        Only :data:`USAGE_READ_SCOPE` makes it so; every other route refuses services.
+        """
+        if self._claimed_job_tokens():
+            return False
+        model = self.current_user or {}
+        return model.get("kind") == "service" and USAGE_READ_SCOPE in (model.get("scopes") or ())
 
     def _job_token_viewer(self) -> Viewer | None:
         """The viewer of a job token the request presents; None when it presents none.

@@ -7,8 +7,17 @@ from dataclasses import asdict
 from ..jobs.manager import JobManager
 from ..jobs.spec import JobInputError, limits_for
 from ..jobs.states import JobState
-from ..store.errors import BAD_REQUEST, EXECUTOR_UNAVAILABLE, TrackingError, invalid
+from ..store.errors import (
+    BAD_REQUEST,
+    EXECUTOR_UNAVAILABLE,
+    PERMISSION_DENIED,
+    TrackingError,
+    invalid,
+)
 from .base import BaseHandler
+
+#: At most this many ``group`` filters per request.
+MAX_GROUPS = 500
 
 
 class JobsBase(BaseHandler):
@@ -36,24 +45,46 @@ class JobListHandler(JobsBase):
         self.write_json(job.to_json(), 201)
 
     def get(self) -> None:
-        """Jobs the caller may see (own and their groups'), newest first; filter ``state``."""
-        viewer = self.viewer
+        """Jobs the caller may see (own and their groups'), newest first.
+
+        Filters: ``state`` and ``group`` (repeatable). A Hub service with the usage scope
+        (the quotas service) sees every group's jobs.
+        """
         states = self.get_arguments("state")
         bad = [s for s in states if s not in JobState.__members__]
         if bad:
             raise TrackingError(
                 f"unknown state(s) {bad}: use {', '.join(JobState.__members__)}", BAD_REQUEST
             )
+        asked = self.get_arguments("group")
+        if len(asked) > MAX_GROUPS:
+            raise TrackingError(f"ask for at most {MAX_GROUPS} groups per request", BAD_REQUEST)
         limit = min(self.int_argument("limit", 100, minimum=1), 1000)
         offset = self.int_argument("offset", 0)
-        scope = {} if viewer.admin else {"users": [viewer.name], "groups": sorted(viewer.groups)}
-        if viewer.run_id is not None:
-            scope = {"users": [], "groups": []}
+        scope = self._scope(asked)
         jobs = self.manager.jobs.list_jobs(
             **scope, states=states or None, limit=limit, offset=offset
         )
         nxt = offset + limit if len(jobs) == limit else None
         self.write_json({"items": [j.to_json() for j in jobs], "_pagination": {"offset": nxt}})
+
+    def _scope(self, asked: list[str]) -> dict[str, list[str]]:
+        """``list_jobs`` filters for the caller (users or groups: either matches)."""
+        if self.usage_reader() or self.viewer.admin:
+            return {"groups": asked} if asked else {}
+        viewer = self.viewer
+        if viewer.run_id is not None:
+            return {"users": [], "groups": []}
+        if asked:
+            strangers = sorted(set(asked) - viewer.groups)
+            if strangers:
+                raise TrackingError(
+                    f"{viewer.name} is not a member of {', '.join(map(repr, strangers))}: ask "
+                    "for your own groups (or none, for your jobs and your groups')",
+                    PERMISSION_DENIED,
+                )
+            return {"groups": asked}
+        return {"users": [viewer.name], "groups": sorted(viewer.groups)}
 
 
 class JobHandler(JobsBase):

@@ -662,7 +662,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/storage": {
         "get": _op(
             "Artifact storage in use and its cap: your groups and private projects (admins "
-            "and services with custom:latticehub-storage:read: any group)",
+            "and services with custom:latticehub-usage:read: any group)",
             query=(("group", "string", "a group (repeatable); default: all of yours"),),
             returns=ref("StorageList"),
         )
@@ -674,9 +674,11 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1/jobs": {
         "get": _op(
-            "Jobs you may see (yours and your groups'), newest first",
+            "Jobs you may see (yours and your groups'; services with "
+            "custom:latticehub-usage:read: every group's), newest first",
             query=(
                 ("state", {"enum": STATES}, "only jobs in this state (repeatable)"),
+                ("group", "string", "only jobs charged to this group, one of yours (repeatable)"),
                 ("limit", {"type": "integer", "minimum": 1}, "page size, at most 1000"),
                 ("offset", {"type": "integer", "minimum": 0}, "first job"),
             ),

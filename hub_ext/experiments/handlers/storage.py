@@ -1,7 +1,7 @@
 """``/api/v1/storage``: artifact storage in use and its cap, per group and private projects.
 
 Members see their groups and their own private projects; admins and a Hub service holding
-the custom scope :data:`STORAGE_READ_SCOPE` (the quotas service, for its pages) see any
+the custom scope :data:`.base.USAGE_READ_SCOPE` (the quotas service, for its pages) see any
 group. Nothing else about other groups is shown.
 """
 
@@ -13,8 +13,6 @@ from ..storage import Bucket, StorageCaps, storage_json
 from ..store.errors import PERMISSION_DENIED, TrackingError
 from .base import BaseHandler
 
-#: The Hub scope (``c.JupyterHub.custom_scopes``) that lets a service read every group's use.
-STORAGE_READ_SCOPE = "custom:latticehub-storage:read"
 #: At most this many groups per request.
 MAX_GROUPS = 500
 
@@ -28,18 +26,13 @@ class StorageHandler(BaseHandler):
         return self.settings.get("storage_caps") or StorageCaps()
 
     def _reads_every_group(self) -> bool:
-        if self._claimed_job_tokens():
-            return False
-        model = self.current_user or {}
-        if model.get("kind") == "service":
-            return STORAGE_READ_SCOPE in (model.get("scopes") or ())
-        return self.viewer.admin
+        return self.usage_reader() or self.viewer.admin
 
     def get(self) -> None:
         """Use and cap of each group asked for (default: the caller's groups and private).
 
         403 for a group the caller is not a member of (admins and the quotas service may
-        ask for any); a service without :data:`STORAGE_READ_SCOPE` gets 403.
+        ask for any); a service without :data:`.base.USAGE_READ_SCOPE` gets 403.
         """
         asked = self.get_arguments("group")
         if len(asked) > MAX_GROUPS:

@@ -93,16 +93,17 @@ class QuotasHandler(HubOAuthenticated, web.RequestHandler):
             )
         return viewer_from_model(model)
 
-    def batch_jobs(self, groups: list[str]) -> tuple[dict[str, list[BatchJob]] | None, str]:
+    async def batch_jobs(self, groups: list[str]) -> tuple[dict[str, list[BatchJob]] | None, str]:
         """Queued and running batch jobs of ``groups``, and a warning when unreadable.
 
-        ``None`` (with no warning) when the service has no tracking database configured.
+        ``None`` (with no warning) when the service is not told where the experiments
+        service is.
         """
         source = self.settings.get("job_source")
         if source is None:
             return None, ""
         try:
-            jobs = source.active_jobs(groups)
+            jobs = await source.active_jobs(groups)
         except JobsUnavailable as e:
             self.log.warning("batch jobs not shown: %s", e)
             return None, f"Batch jobs are not shown: {e}"

@@ -15,7 +15,7 @@ class GroupListAPIHandler(APIHandler):
         viewer = self.manager()
         usage = await self.snapshot()
         groups = [g for g in usage.groups if viewer.can_manage(g.name)]
-        jobs, warning = self.batch_jobs([g.name for g in groups])
+        jobs, warning = await self.batch_jobs([g.name for g in groups])
         storage, storage_warning = await self.artifact_storage([g.name for g in groups])
         items = [
             {
@@ -38,7 +38,7 @@ class GroupAPIHandler(APIHandler):
         """The group's usage, limits and servers (403 unless the caller manages it)."""
         self.require_group(name)
         usage = await self.snapshot()
-        jobs, warning = self.batch_jobs([name])
+        jobs, warning = await self.batch_jobs([name])
         storage, storage_warning = await self.artifact_storage([name])
         self.write_json(
             {

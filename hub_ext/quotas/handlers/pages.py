@@ -84,7 +84,7 @@ class OverviewPage(PageHandler):
         viewer = self.manager()
         usage = await self.snapshot()
         groups = [g for g in usage.groups if viewer.can_manage(g.name)]
-        jobs, jobs_warning = self.batch_jobs([g.name for g in groups])
+        jobs, jobs_warning = await self.batch_jobs([g.name for g in groups])
         storage, storage_warning = await self.artifact_storage([g.name for g in groups])
         self.render(
             "index.html",
@@ -142,7 +142,7 @@ class GroupPage(PageHandler):
     ) -> None:
         """Render the group page."""
         fields = form_fields(group.ceiling) if group.lowerable and group.ceiling else []
-        jobs, jobs_warning = self.batch_jobs([group.name])
+        jobs, jobs_warning = await self.batch_jobs([group.name])
         storage, storage_warning = await self.artifact_storage([group.name])
         self.render(
             "group.html",
