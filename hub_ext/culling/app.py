@@ -28,9 +28,9 @@ from jupyterhub_idle_culler import cull_idle, parse_date, utcnow
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
-from hub_ext.quotas.hub_source import HubError, HubSource
-from hub_ext.quotas.policy import Policy, parse_policy
+from hub_ext.common.hub_client import HubError, HubSource
 from latticehub.limits import GroupLimits, apply_properties
+from latticehub.policy import Policy, parse_policy
 
 from .plan import (
     DEFAULT_BUSY_FRACTION,

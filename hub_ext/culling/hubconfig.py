@@ -1,6 +1,6 @@
 """Declare the ``culler`` service and its role in a Hub configuration (``jupyterhub_config.py``).
 
-Mirrors :mod:`hub_ext.quotas.hubconfig`: :func:`install` reads the spawner's limit settings
+As the quotas service's ``install`` does, :func:`install` reads the spawner's limit settings
 from the config *as it stands when called* (the same document the quotas service gets), puts
 them in the service's environment as JSON and gives the service a role whose scopes are
 filtered to exactly the groups that have idle settings::
@@ -20,8 +20,8 @@ from typing import Any
 
 from traitlets.config import Config
 
-from hub_ext.quotas.hubconfig import policy_document
-from hub_ext.quotas.policy import parse_policy
+from hub_ext.common.hubconfig import policy_document
+from latticehub.policy import parse_policy
 
 from .plan import has_idle_settings
 

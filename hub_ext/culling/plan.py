@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub_ext.quotas.policy import Policy
-from hub_ext.quotas.policy import charged_group as policy_charged_group
 from latticehub.limits import GroupLimits
+from latticehub.policy import Policy
+from latticehub.policy import charged_group as policy_charged_group
 
 #: The ``group_limits`` keys the culler reads.
 IDLE_KEYS = ("idle_timeout", "idle_timeout_busy", "max_age")

@@ -14,7 +14,7 @@ A project belongs to a group or is private to its owner. The rules (docs/trackin
 
 Ownership grants nothing by itself in a group's project: an owner who leaves the group loses
 access like any other member. A group manager is whoever holds the Hub scope
-``groups!group=<name>`` (the rule of :mod:`hub_ext.quotas.access`), read from the caller's own
+``groups!group=<name>`` (the rule of :mod:`hub_ext.common.managers`), read from the caller's own
 token model, so the service needs no extra rights to know it.
 
 Runs are writable by their owner, by admins and by the job token minted for that one run.
@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..quotas.access import Viewer as GroupRights
-from ..quotas.access import viewer_from_scopes
+from ..common.managers import Viewer as GroupRights
+from ..common.managers import viewer_from_scopes
 from .store.entities import Project, Run, Viewer
 from .store.errors import PERMISSION_DENIED, TrackingError, invalid, not_found
 

@@ -23,14 +23,15 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
+from latticehub.policy import Policy, parse_policy
+
+from ..common.hub_client import HubError, HubSource
 from ..parent import stop_when_parent_gone
 from .accounting.recorder import UsageRecorder
 from .accounting.store import SqlUsageStore, UsageStore
 from .docker_source import EngineSource, engine_source
 from .handlers import default_handlers
-from .hub_source import HubError, HubSource
 from .jobs_source import ExperimentsJobSource, JobSource
-from .policy import Policy, parse_policy
 from .storage_source import ExperimentsStorageSource, StorageSource
 
 TEMPLATE_DIR = str(Path(__file__).parent / "templates")

@@ -21,6 +21,8 @@ from typing import Any
 
 from traitlets.config import Config
 
+from ..common.hubconfig import policy_document
+
 #: The service's name, URL prefix ``/services/quotas/``.
 SERVICE = "quotas"
 #: The name of the service's role.
@@ -28,8 +30,8 @@ ROLE = "quotas-service"
 #: Read scopes: users with active servers and their groups, server models (user options,
 #: start, activity, pending state), the spawner's queue gauges on ``/hub/metrics``.
 READ_SCOPES = ("list:users", "read:users:groups", "read:servers", "read:metrics")
-#: The custom scope that lets a service read every group's artifact storage of the
-#: experiments service (``hub_ext.experiments.handlers.storage.USAGE_READ_SCOPE``).
+#: The custom scope that lets a service read every group's usage (jobs, artifact storage) on the
+#: experiments service (its handlers check the same scope name).
 USAGE_READ_SCOPE = "custom:latticehub-usage:read"
 #: With ``LATTICEHUB_EXPERIMENTS_API`` set: call the experiments API, read usage only.
 USAGE_SCOPES = ("access:services!service=experiments", USAGE_READ_SCOPE)
@@ -42,40 +44,6 @@ USAGE_ENV = (
     "LATTICEHUB_USAGE_DB",
     "LATTICEHUB_USAGE_INTERVAL",
 )
-
-
-def policy_document(config: Config, spawner_class: type) -> dict[str, Any]:
-    """The spawner's limit settings, resolved as traitlets would for ``spawner_class``.
-
-    Sections of every class in the spawner's MRO are merged (the most derived wins), so
-    ``c.GroupLimitDockerSpawner.group_limits`` and settings on a base class both count;
-    unset values take the traits' defaults (e.g. ``hub_id`` from ``$LATTICEHUB_HUB_ID``).
-    """
-    from dockerspawner import SwarmSpawner
-
-    from spawner.traits import GroupLimitsConfig
-
-    merged = Config()
-    for klass in reversed(spawner_class.__mro__):
-        if config._has_section(klass.__name__):
-            merged.merge(config[klass.__name__])
-    wanted = set(GroupLimitsConfig.class_trait_names(config=True))
-    section = Config({k: v for k, v in merged.items() if k in wanted})
-    probe = GroupLimitsConfig(config=Config({"GroupLimitsConfig": section}))
-    node_name = merged.get("node_name")
-    if not isinstance(node_name, str):
-        trait = spawner_class.class_traits().get("node_name")
-        node_name = trait.default_value if trait is not None else "local"
-    return {
-        "group_limits": dict(probe.group_limits),
-        "unlisted_group_limits": probe.unlisted_group_limits,
-        "no_group_limits": probe.no_group_limits,
-        "no_group_pool": probe.no_group_pool,
-        "hub_id": probe.hub_id,
-        "node_name": node_name or "local",
-        "gpu_devices": dict(probe.gpu_devices),
-        "engine": "swarm" if issubclass(spawner_class, SwarmSpawner) else "docker",
-    }
 
 
 def role_scopes(policy: dict[str, Any]) -> list[str]:

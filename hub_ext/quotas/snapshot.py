@@ -6,9 +6,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from latticehub.policy import Policy
+
+from ..common.hub_client import HubSource
 from .docker_source import EngineSource
-from .hub_source import HubSource
-from .policy import Policy
 from .usage import Usage, compute_usage
 
 

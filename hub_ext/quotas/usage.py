@@ -8,7 +8,7 @@ Inputs are what the service reads on each request, never a copy kept in between:
 - the engine's objects (containers, or Swarm services) with the ``org.latticehub.*`` labels
   the spawner wrote, and the engine's nodes,
 - the spawner's queue gauge per group (``latticehub_group_spawns_queued``),
-- the admin's ceilings (:class:`~hub_ext.quotas.policy.Policy`).
+- the admin's ceilings (:class:`~latticehub.policy.Policy`).
 
 Counting follows the spawner's ledger: a group's slots are held by its containers (exactly
 what ``docker ps --filter label=org.latticehub.group=<g>`` lists) plus the spawns the Hub
@@ -29,8 +29,7 @@ from latticehub.limits import (
     GroupLimits,
     apply_properties,
 )
-
-from .policy import Policy, charged_group
+from latticehub.policy import Policy, charged_group
 
 #: Server states: a container that the Hub reports ready, one that is still starting or
 #: stopping, a container no Hub server owns, and a spawn with no container yet.

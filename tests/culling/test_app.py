@@ -16,9 +16,9 @@ import pytest_asyncio
 from tornado import web
 from tornado.httpserver import HTTPServer
 
+from hub_ext.common.hub_client import HubError, HubSource
 from hub_ext.culling.app import cull_round
-from hub_ext.quotas.hub_source import HubError, HubSource
-from hub_ext.quotas.policy import parse_policy
+from latticehub.policy import parse_policy
 from tests.hub import free_port
 
 LOG = logging.getLogger("test-culler")

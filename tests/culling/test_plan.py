@@ -14,8 +14,8 @@ from hub_ext.culling.plan import (
     plan_round,
     rule_for,
 )
-from hub_ext.quotas.policy import parse_policy
 from latticehub.limits import GroupLimits as GL
+from latticehub.policy import parse_policy
 
 
 @pytest.mark.parametrize(

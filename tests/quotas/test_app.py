@@ -12,9 +12,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
+from hub_ext.common.hub_client import HubSource
 from hub_ext.quotas.app import make_app
-from hub_ext.quotas.hub_source import HubSource
-from hub_ext.quotas.policy import parse_policy
+from latticehub.policy import parse_policy
 from tests.quotas.fakes import PREFIX, FakeEngine, FakeHub, TokenHubAuth, container, server
 
 ACCESS = "access:services!service=quotas"

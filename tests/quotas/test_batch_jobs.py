@@ -14,13 +14,13 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
+from hub_ext.common.hub_client import HubSource
 from hub_ext.experiments.app import make_app as make_experiments_app
 from hub_ext.experiments.blobs import BlobStore
 from hub_ext.experiments.jobs.states import JobState
 from hub_ext.experiments.jobs.store import Job, SqlJobStore
 from hub_ext.experiments.store import RunStatus, SqlStore
 from hub_ext.quotas.app import make_app
-from hub_ext.quotas.hub_source import HubSource
 from hub_ext.quotas.jobs_source import ExperimentsJobSource, JobsUnavailable, jobs_json
 from tests.quotas.fakes import PREFIX, FakeEngine, FakeHub, TokenHubAuth, container, server
 from tests.quotas.test_app import MODELS, POLICY

@@ -9,10 +9,11 @@ import sys
 import pytest
 from traitlets.config import Config
 
-from hub_ext.quotas.access import viewer_from_model, viewer_from_scopes
+from hub_ext.common.hubconfig import policy_document
+from hub_ext.common.managers import viewer_from_model, viewer_from_scopes
 from hub_ext.quotas.app import missing_write_scopes
-from hub_ext.quotas.hubconfig import ROLE, SERVICE, install, policy_document, role_scopes
-from hub_ext.quotas.policy import parse_policy
+from hub_ext.quotas.hubconfig import ROLE, SERVICE, install, role_scopes
+from latticehub.policy import parse_policy
 from spawner import GroupLimitDockerSpawner, GroupLimitSwarmSpawner
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from hub_ext.common.hub_client import HubError, HubSource, parse_queue_gauge
 from hub_ext.quotas.docker_source import (
     DockerEngineSource,
     EngineUnavailable,
     SwarmEngineSource,
     engine_source,
 )
-from hub_ext.quotas.hub_source import HubError, HubSource, parse_queue_gauge
 from latticehub import labels as L
 from tests.quotas.fakes import FakeHub
 

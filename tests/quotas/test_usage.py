@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from hub_ext.quotas.policy import parse_policy
 from hub_ext.quotas.usage import (
     LISTED,
     NO_GROUP,
@@ -22,6 +21,7 @@ from hub_ext.quotas.usage import (
     parse_time,
 )
 from latticehub import labels as L
+from latticehub.policy import parse_policy
 from tests.quotas.fakes import container, server
 
 GIB = 1024**3

@@ -13,10 +13,10 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
+from hub_ext.common.hub_client import HubSource
 from hub_ext.quotas.accounting.recorder import UsageRecorder
 from hub_ext.quotas.accounting.store import SqlUsageStore
 from hub_ext.quotas.app import make_app
-from hub_ext.quotas.hub_source import HubSource
 from tests.quotas.fakes import PREFIX, Clock, FakeHub, ScriptedEngine, TokenHubAuth
 from tests.quotas.test_app import MODELS, POLICY
 from tests.quotas.test_usage_record import T0, H

@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 CORE = ["latticehub.units", "latticehub.naming", "latticehub.limits", "latticehub.gpus",
-        "latticehub.slots", "latticehub.labels"]  # fmt: skip
+        "latticehub.slots", "latticehub.labels", "latticehub.policy"]  # fmt: skip
 #: What the core must never load: the upper floors and the heavy frameworks.
 ABOVE = ["spawner", "hub_ext", "widgets", "flows", "tornado", "jupyterhub", "dockerspawner",
          "docker", "traitlets", "sqlalchemy", "requests", "torch"]  # fmt: skip
@@ -24,6 +24,24 @@ def test_the_core_loads_nothing_above_it():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_services_import_no_sibling_service():
+    """quotas, culling and experiments talk over HTTP; what they share is in hub_ext.common."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "hub_ext"
+    services = ["experiments", "quotas", "culling"]
+    found = []
+    for service in services:
+        others = [s for s in services if s != service]
+        for path in (root / service).rglob("*.py"):
+            text = path.read_text()
+            for other in others:
+                for spelling in (f"hub_ext.{other}", f"from ..{other}", f"from ...{other}"):
+                    if spelling in text:
+                        found.append(f"{path.relative_to(root)} imports {other} ({spelling})")
+    assert not found, found
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import and_, event, func, or_, select, tuple_
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ...common.db import create_engine
 from . import schema as t
 from . import storage_sql
 from .abstract import AbstractStore, now_ms
@@ -58,23 +59,6 @@ _RUN_UPDATABLE = {
     "status_reason",
 }
 _JSON_FIELDS = ("code", "environment", "failure")
-
-
-def create_engine(uri: str) -> Engine:
-    """An engine for ``sqlite:///path`` (WAL, foreign keys) or ``postgresql://...``."""
-    engine = sa.create_engine(uri, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-    return engine
 
 
 class SqlStore(AbstractStore):

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub_ext.experiments.store.sql import create_engine
+from hub_ext.common.db import create_engine
 
 from .sessions import EXACT, OBSERVED, Session
 

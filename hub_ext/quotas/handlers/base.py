@@ -8,12 +8,13 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
 from tornado import web
 
-from ..access import Viewer, viewer_from_model
+from latticehub.policy import Policy
+
+from ...common.hub_client import HubError, HubSource
+from ...common.managers import Viewer, viewer_from_model
 from ..docker_source import EngineSource, EngineUnavailable
-from ..hub_source import HubError, HubSource
 from ..jobs_source import BatchJob, JobsUnavailable
 from ..lowering import LoweringError, plan_lowering
-from ..policy import Policy
 from ..snapshot import take_snapshot
 from ..storage_source import GroupStorage, StorageUnavailable
 from ..usage import GroupUsage, Usage

@@ -1,4 +1,4 @@
-"""The spawner's limit settings as the quotas service sees them (pure).
+"""The group policy: the spawner's limit settings as every service reads them (pure).
 
 The Hub's configuration holds the admin's ceilings (``group_limits`` and friends on the
 spawner class). ``jupyterhub_config.py`` hands them to the service as one JSON document in

@@ -1,0 +1,29 @@
+"""SQLAlchemy engines for the services' own databases (SQLite with WAL, or PostgreSQL).
+
+Each service opens only its own database; this is the one way they all open one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+def create_engine(uri: str) -> Engine:
+    """An engine for ``sqlite:///path`` (WAL, foreign keys) or ``postgresql://...``."""
+    engine = sa.create_engine(uri, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+    return engine
