@@ -26,9 +26,9 @@ from typing import Any
 
 from jupyterhub_idle_culler import cull_idle, parse_date, utcnow
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
-from traitlets.config import Application
 
 from hub_ext.common.hub_client import HubError, HubSource
+from hub_ext.common.service import HubManagedApp
 from latticehub.limits import GroupLimits, apply_properties
 from latticehub.policy import Policy, parse_policy
 
@@ -160,7 +160,7 @@ async def cull_round(
     return rules
 
 
-class CullerApp(Application):
+class CullerApp(HubManagedApp):
     """Stop idle servers with per-group timeouts (``python -m hub_ext.culling --help``)."""
 
     name = "latticehub-culler"
@@ -288,15 +288,6 @@ class CullerApp(Application):
         help="""
         Delete culled named servers (``DELETE .../servers/<name>`` with ``remove``) instead
         of only stopping them; the default keeps them, so that users can start them again.
-        """,
-    ).tag(config=True)
-
-    exit_with_hub = Bool(
-        True,
-        help="""
-        Exit when the Hub that started this service is gone (the service's parent process
-        changes). A Hub killed with SIGKILL cannot stop its managed services; this keeps
-        the culler from acting for a Hub that no longer runs.
         """,
     ).tag(config=True)
 

@@ -6,21 +6,19 @@ from traitlets (command-line aliases) and JupyterHub's service environment.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from jupyterhub.services.auth import HubOAuth
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, default, validate
-from traitlets.config import Application
+from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 
 from ..bodylimits import DEFAULT_DRAIN, DEFAULT_DRAIN_TIMEOUT, BodyLimitedApplication
-from ..parent import stop_when_parent_gone
+from ..common.service import OAuthCallbackHandler, WebServiceApp
 from . import dashboard
 from .blobs import BlobStore
 from .handlers import base as handlers_base
@@ -48,14 +46,6 @@ def hub_group_lookup(api_url: str, token: str) -> Any:
         return list(r.json().get("groups") or [])
 
     return lookup
-
-
-class OAuthCallbackHandler(HubOAuthCallbackHandler):
-    """Completes Hub OAuth with the app's own ``HubOAuth`` (it holds the login state)."""
-
-    @property
-    def hub_auth(self) -> Any:  # noqa: D102
-        return self.settings["hub_auth"]
 
 
 class ExperimentsApplication(BodyLimitedApplication):
@@ -143,8 +133,10 @@ def make_app(
     )
 
 
-class ExperimentsApp(Application):
+class ExperimentsApp(WebServiceApp):
     """Serve the tracking API (``python -m hub_ext.experiments --help``)."""
+
+    default_port = 10101
 
     name = "latticehub-experiments"
     description = "Experiment tracking service for latticehub (a JupyterHub service)."
@@ -323,34 +315,7 @@ class ExperimentsApp(Application):
             )
         return float(value)
 
-    ip = Unicode(
-        help="Address to listen on (default: the host of $JUPYTERHUB_SERVICE_URL, else "
-        "127.0.0.1), e.g. 172.17.0.1 to be reachable from user containers.",
-    ).tag(config=True)
-
-    @default("ip")
-    def _default_ip(self) -> str:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
-        return urlsplit(url).hostname or "127.0.0.1"
-
-    port = Int(help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL).").tag(config=True)
-
-    @default("port")
-    def _default_port(self) -> int:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
-        return urlsplit(url).port or 10101
-
     classes = [JobsConfig, LiveConfig]
-
-    exit_with_hub = Bool(
-        True,
-        help="""
-        Exit when the Hub that started this service is gone (its parent process changes).
-        A Hub killed with SIGKILL cannot stop its managed services; without this the old
-        service would keep its port and a restarted Hub's service could not bind. Set False
-        when running the service by hand, outside a Hub.
-        """,
-    ).tag(config=True)
 
     aliases = {
         "db-url": "ExperimentsApp.db_url",
@@ -399,18 +364,10 @@ class ExperimentsApp(Application):
             storage_caps=parse_storage_caps(self.artifact_quota),
         )
         # the server-wide limit is the small one; an authorised upload raises its own
-        app.listen(self.port, self.ip, max_body_size=self.max_json_body)
+        self.listen(app, max_body_size=self.max_json_body)
         self.log.info("experiments service on http://%s:%s%s", self.ip, self.port, prefix)
-        loop = asyncio.get_event_loop_policy().get_event_loop()
         interval = min(self.heartbeat_check_interval, self.heartbeat_timeout)
-        # keep references: the loop holds tasks only weakly
-        self._tasks = [
-            loop.create_task(jobs.run_forever(settings.poll_interval)),
-            loop.create_task(monitor.run_forever(interval)),
-        ]
-        if self.exit_with_hub:
-            self._tasks.append(loop.create_task(stop_when_parent_gone(self.log)))
-        loop.run_forever()
+        self.run_forever(jobs.run_forever(settings.poll_interval), monitor.run_forever(interval))
 
 
 def main() -> None:

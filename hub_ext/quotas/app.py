@@ -7,26 +7,21 @@ traitlets (command-line aliases) and the service environment that
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from jupyterhub.services.auth import HubOAuth
 from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
-from traitlets.config import Application
+from traitlets import Float, TraitError, Unicode, default, validate
 
 from latticehub.policy import Policy, parse_policy
 
 from ..common.hub_client import HubError, HubSource
-from ..parent import stop_when_parent_gone
+from ..common.service import OAuthCallbackHandler, WebServiceApp
 from .accounting.recorder import UsageRecorder
 from .accounting.store import SqlUsageStore, UsageStore
 from .docker_source import EngineSource, engine_source
@@ -35,14 +30,6 @@ from .jobs_source import ExperimentsJobSource, JobSource
 from .storage_source import ExperimentsStorageSource, StorageSource
 
 TEMPLATE_DIR = str(Path(__file__).parent / "templates")
-
-
-class OAuthCallbackHandler(HubOAuthCallbackHandler):
-    """Completes Hub OAuth with the app's own ``HubOAuth`` (it holds the login state)."""
-
-    @property
-    def hub_auth(self) -> Any:  # noqa: D102
-        return self.settings["hub_auth"]
 
 
 def make_app(
@@ -106,8 +93,10 @@ def missing_write_scopes(policy: Policy, scopes: list[str]) -> list[str]:
     return [f"groups!group={g}" for g in policy.ceilings if f"groups!group={g}" not in held]
 
 
-class QuotasApp(Application):
+class QuotasApp(WebServiceApp):
     """Serve the quotas pages and API (``python -m hub_ext.quotas --help``)."""
+
+    default_port = 10102
 
     name = "latticehub-quotas"
     description = "Per-group usage and limits for latticehub (a JupyterHub service)."
@@ -137,40 +126,6 @@ class QuotasApp(Application):
         except ValueError as e:
             raise TraitError(f"quotas policy: {e}") from e
         return proposal.value
-
-    ip = Unicode(
-        help="Address to listen on (default: the host of $JUPYTERHUB_SERVICE_URL, else "
-        "127.0.0.1). Only the Hub's proxy needs to reach it, e.g. 127.0.0.1.",
-    ).tag(config=True)
-
-    @default("ip")
-    def _default_ip(self) -> str:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102")
-        return urlsplit(url).hostname or "127.0.0.1"
-
-    port = Int(help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL).").tag(config=True)
-
-    @default("port")
-    def _default_port(self) -> int:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102")
-        return urlsplit(url).port or 10102
-
-    bind_timeout = Float(
-        20.0,
-        help="""
-        Seconds to keep retrying when the port is still taken at start (for example by the
-        previous instance of a Hub that was killed and restarted), e.g. 20.
-        """,
-    ).tag(config=True)
-
-    exit_with_hub = Bool(
-        True,
-        help="""
-        Exit when the Hub that started this service is gone (the service's parent process
-        changes). A Hub killed with SIGKILL cannot stop its managed services; this keeps
-        them from lingering on their port.
-        """,
-    ).tag(config=True)
 
     cache_max_age = Float(
         30.0,
@@ -248,7 +203,7 @@ class QuotasApp(Application):
             raise TraitError("usage_interval must be > 0 seconds, e.g. 15")
         return float(proposal["value"])
 
-    @validate("bind_timeout", "cache_max_age")
+    @validate("cache_max_age")
     def _non_negative(self, proposal: Any) -> float:
         if proposal["value"] < 0:
             raise TraitError(f"{proposal['trait'].name} must be >= 0 seconds")
@@ -262,13 +217,12 @@ class QuotasApp(Application):
         "log-level": "Application.log_level",
     }
 
-    def listen(self, app: web.Application) -> HTTPServer:
-        """Listen on ``ip:port``, retrying while the port is still taken.
+    def serve(self, app: web.Application) -> HTTPServer:
+        """Listen on ``ip:port`` with every request body limited to the handlers' limit.
 
-        Every request body is limited to the handlers' ``MAX_JSON_BODY`` (the service takes
-        small JSON and form bodies only): a larger one gets 413 with a JSON error before it
-        is read (:mod:`hub_ext.bodylimits`), and the server's ``max_body_size`` is the same
-        limit.
+        The service takes small JSON and form bodies only: a larger one gets 413 with a JSON
+        error before it is read (:mod:`hub_ext.bodylimits`), and the server's
+        ``max_body_size`` is the same limit.
         """
         from ..bodylimits import BodyLimited
         from .handlers.base import MAX_JSON_BODY
@@ -278,17 +232,7 @@ class QuotasApp(Application):
             limit=MAX_JSON_BODY,
             hint=": the quotas service takes small JSON and form bodies only",
         )
-        server = HTTPServer(limited, xheaders=True, max_body_size=MAX_JSON_BODY)
-        deadline = time.monotonic() + self.bind_timeout
-        while True:
-            try:
-                server.listen(self.port, self.ip)
-                return server
-            except OSError as e:
-                if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
-                    raise
-                self.log.warning("port %s is taken; retrying", self.port)
-                time.sleep(0.5)
+        return self.listen(limited, max_body_size=MAX_JSON_BODY)
 
     async def check_role(self, hub: HubSource, policy: Policy) -> None:
         """Warn at start when the service's role cannot write some groups' properties."""
@@ -333,7 +277,7 @@ class QuotasApp(Application):
             if self.experiments_api
             else None,
         )
-        self.listen(app)
+        self.serve(app)
         self.log.info(
             "quotas service on http://%s:%s%s (%s groups, %s engine, hub id %s)",
             self.ip,
@@ -343,15 +287,7 @@ class QuotasApp(Application):
             policy.engine,
             policy.hub_id,
         )
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-        # keep references: the loop holds tasks only weakly
-        self._tasks = [
-            loop.create_task(self.check_role(hub, policy)),
-            loop.create_task(recorder.run(self.usage_interval)),
-        ]
-        if self.exit_with_hub:
-            self._tasks.append(loop.create_task(stop_when_parent_gone(self.log)))
-        loop.run_forever()
+        self.run_forever(self.check_role(hub, policy), recorder.run(self.usage_interval))
 
 
 def main() -> None:

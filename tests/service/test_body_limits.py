@@ -454,7 +454,7 @@ def test_the_quotas_service_refuses_large_bodies_with_413_json():
     quotas = QuotasApp(ip="127.0.0.1", port=port, bind_timeout=0)
 
     def make() -> HTTPServer:
-        return quotas.listen(web.Application([("/echo", Echo)]))
+        return quotas.serve(web.Application([("/echo", Echo)]))
 
     with serving(make):
         status, headers, body = declared_only(port, "POST", "/echo", HUGE, {})
