@@ -1,15 +1,5 @@
 """Deprecated: moved to :mod:`latticehub.gpus` (this alias goes after one release)."""
 
-import warnings
+from latticehub._moved import moved_module
 
-import latticehub.gpus as _moved
-
-warnings.warn(
-    "spawner.gpus moved to latticehub.gpus: import it from there",
-    DeprecationWarning,
-    stacklevel=2,
-)
-
-
-def __getattr__(name: str) -> object:
-    return getattr(_moved, name)
+__getattr__ = moved_module(__name__, "latticehub.gpus")

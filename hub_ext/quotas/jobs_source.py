@@ -12,20 +12,17 @@ show no jobs section.
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from .experiments_api import get_json
 
 #: At most this many active jobs are listed per request.
 MAX_LISTED = 500
 #: Jobs per page of the experiments API.
 PAGE = 250
-#: Seconds a page waits for the experiments service at most.
-TIMEOUT_S = 5.0
 ACTIVE_STATES = ("QUEUED", "RUNNING")
 
 
@@ -131,32 +128,18 @@ class ExperimentsJobSource(JobSource):
             query = [("state", s) for s in ACTIVE_STATES] + [("group", g) for g in names]
             query += [("limit", str(PAGE)), ("offset", str(offset))]
             page = await self._get(f"{self.api_url}/api/v1/jobs?{urlencode(query)}")
-            found.extend(batch_job(i) for i in page["items"])
+            try:
+                found.extend(batch_job(i) for i in page["items"])
+            except (KeyError, TypeError) as e:
+                raise JobsUnavailable(f"the experiments service sent a job without {e}") from e
             offset = (page.get("_pagination") or {}).get("offset")
         return found[:MAX_LISTED]
 
     async def _get(self, url: str) -> dict[str, Any]:
-        request = HTTPRequest(
-            url,
-            headers={"Authorization": f"token {self.token}"},
-            request_timeout=TIMEOUT_S,
-            connect_timeout=TIMEOUT_S,
-        )
-        try:
-            response = await AsyncHTTPClient().fetch(request)
-            return json.loads(response.body)
-        except HTTPClientError as e:
-            detail = ""
-            if e.response is not None and e.response.body:
-                try:
-                    detail = f": {json.loads(e.response.body).get('message', '')}"
-                except ValueError:
-                    pass
-            raise JobsUnavailable(f"the experiments service answered {e.code}{detail}") from e
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise JobsUnavailable(
-                f"the experiments service could not be read: {e.__class__.__name__}"
-            ) from e
+        page = await get_json(url, self.token, JobsUnavailable)
+        if not isinstance(page.get("items"), list):
+            raise JobsUnavailable("the experiments service could not be read: no items")
+        return page
 
 
 def jobs_json(jobs: list[BatchJob], *, items: bool = True) -> dict[str, Any]:

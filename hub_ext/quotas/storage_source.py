@@ -11,16 +11,12 @@ experiments service's tables or modules is used here.
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-
-#: Seconds a page waits for the experiments service at most.
-TIMEOUT_S = 5.0
+from .experiments_api import get_json
 
 
 class StorageUnavailable(Exception):
@@ -82,29 +78,20 @@ class ExperimentsStorageSource(StorageSource):
         names = sorted(set(groups))
         if not names:
             return {}
-        request = HTTPRequest(
-            f"{self.api_url}/api/v1/storage?{urlencode([('group', g) for g in names])}",
-            headers={"Authorization": f"token {self.token}"},
-            request_timeout=TIMEOUT_S,
-            connect_timeout=TIMEOUT_S,
+        query = urlencode([("group", g) for g in names])
+        answer = await get_json(
+            f"{self.api_url}/api/v1/storage?{query}", self.token, StorageUnavailable
         )
+        items = answer.get("items")
+        if not isinstance(items, list):
+            raise StorageUnavailable("the experiments service could not be read: no items")
         try:
-            response = await AsyncHTTPClient().fetch(request)
-            items = json.loads(response.body)["items"]
-        except HTTPClientError as e:
-            detail = ""
-            if e.response is not None and e.response.body:
-                try:
-                    detail = f": {json.loads(e.response.body).get('message', '')}"
-                except ValueError:
-                    pass
-            raise StorageUnavailable(f"the experiments service answered {e.code}{detail}") from e
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise StorageUnavailable(
-                f"the experiments service could not be read: {e.__class__.__name__}"
-            ) from e
-        return {
-            str(i["group"]): GroupStorage(str(i["group"]), int(i["used_bytes"]), i.get("cap_bytes"))
-            for i in items
-            if i.get("group") is not None
-        }
+            return {
+                str(i["group"]): GroupStorage(
+                    str(i["group"]), int(i["used_bytes"]), i.get("cap_bytes")
+                )
+                for i in items
+                if i.get("group") is not None
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StorageUnavailable(f"the experiments service sent a bad item: {e!r}") from e

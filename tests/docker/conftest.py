@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 
 import docker
@@ -47,6 +48,22 @@ def test_network(docker_client: docker.DockerClient) -> Iterator[tuple[str, str]
             container.remove(force=True)
     with contextlib.suppress(docker.errors.APIError):
         net.remove()
+
+
+@pytest.fixture(scope="module")
+def swarm_node(docker_client: docker.DockerClient) -> Iterator[str]:
+    """The node's hostname; inits a single-node Swarm for the module (and leaves it after) if
+    none is active."""
+    made = docker_client.info()["Swarm"]["LocalNodeState"] != "active"
+    if made:
+        subprocess.run(
+            ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
+            check=True,
+            capture_output=True,
+        )
+    yield docker_client.info()["Name"]
+    if made:
+        subprocess.run(["docker", "swarm", "leave", "--force"], check=False, capture_output=True)
 
 
 def remove_hub_objects(client: docker.DockerClient, hub_id: str) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import secrets
 import stat
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,23 +36,6 @@ WAIT_S = 90
 SETTLED_S = 15
 #: Swarm's task reaper deletes the stopped task of a scaled-down service soon after it stops.
 REAP_S = 3
-
-
-@pytest.fixture(scope="module")
-def swarm_node(docker_client: docker.DockerClient) -> Iterator[str]:
-    """The node's hostname; inits a single-node Swarm (and leaves it after) if needed."""
-    state = docker_client.info()["Swarm"]["LocalNodeState"]
-    made = False
-    if state != "active":
-        subprocess.run(
-            ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
-            check=True,
-            capture_output=True,
-        )
-        made = True
-    yield docker_client.info()["Name"]
-    if made:
-        subprocess.run(["docker", "swarm", "leave", "--force"], check=False, capture_output=True)
 
 
 @pytest.fixture

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from latticehub import labels
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def swarm_node(docker_client):
-    """The node's hostname; inits a single-node Swarm (and leaves it after) if needed."""
-    state = docker_client.info()["Swarm"]["LocalNodeState"]
-    made = False
-    if state != "active":
-        subprocess.run(
-            ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
-            check=True,
-            capture_output=True,
-        )
-        made = True
-    yield docker_client.info()["Name"]
-    if made:
-        subprocess.run(["docker", "swarm", "leave", "--force"], check=False, capture_output=True)
 
 
 def test_swarm_placement_and_limits(make_hub, docker_client, swarm_node):

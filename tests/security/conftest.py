@@ -25,6 +25,7 @@ from tests.docker.conftest import (  # noqa: F401 - fixtures shared with the doc
     make_hub,
     pytest_runtest_makereport,
     remove_hub_objects,
+    swarm_node,
     test_network,
 )
 from tests.hub import HubProcess

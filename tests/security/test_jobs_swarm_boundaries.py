@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,23 +35,8 @@ from tests.security.test_jobs_boundaries import (
 pytestmark = pytest.mark.swarm
 
 
-@pytest.fixture(scope="module")
-def swarm(docker_client: docker.DockerClient) -> Iterator[None]:
-    """A single-node Swarm for this module (left afterwards if the module made it)."""
-    made = docker_client.info()["Swarm"]["LocalNodeState"] != "active"
-    if made:
-        subprocess.run(
-            ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
-            check=True,
-            capture_output=True,
-        )
-    yield
-    if made:
-        subprocess.run(["docker", "swarm", "leave", "--force"], check=False, capture_output=True)
-
-
 @pytest.fixture
-def swarm_stack(swarm, make_hub, docker_client) -> Iterator[Stack]:
+def swarm_stack(swarm_node, make_hub, docker_client) -> Iterator[Stack]:
     hub_id = f"w{secrets.token_hex(4)}"
     yield start_stack(make_hub(hub_id=hub_id, spawner="swarm"))
     for service in docker_client.services.list(filters={"label": f"{JOB_HUB_LABEL}={hub_id}"}):

@@ -489,33 +489,39 @@ class DockerExecutor(Executor):
         """
         async with self._lock:
             found = await self._list()
-            node = await self._node()
             active = {j.id for j in jobs}
             await self._remove_done(found, active)
             observed: dict[str, Observed] = {}
             waiting: list[Job] = []
             now = time.time()
             for job in jobs:
-                container = found.get(job.id)
+                record = found.get(job.id)
+                seen: Observed | None
                 if job.id in self._failed:
-                    observed[job.id] = self._failed.pop(job.id)
-                elif container is None:
+                    seen = self._failed.pop(job.id)
+                elif record is None:
                     seen = self._absent(job)
-                    if seen is None:
-                        waiting.append(job)
-                    else:
-                        observed[job.id] = seen
-                elif container.get("State") in ENDED or container.get("State") == "removing":
-                    observed[job.id] = await self._ended(job, container, node)
-                elif container.get("State") == "created":
-                    waiting.append(job)  # a restart between create and start: start it now
                 else:
-                    observed[job.id] = await self._running(job, container, node, now)
+                    seen = await self._observe(job, record, now)
+                if seen is None:
+                    waiting.append(job)
+                else:
+                    observed[job.id] = seen
             observed.update(await self._admit(waiting, found))
             for job in waiting:
                 observed.setdefault(job.id, Observed(JobState.QUEUED, "starting"))
                 self._failed.pop(job.id, None)  # reported just now
             return observed
+
+    async def _observe(self, job: Job, container: Mapping[str, Any], now: float) -> Observed | None:
+        """The state of a job whose container exists (None: start it now)."""
+        node = await self._node()
+        state = container.get("State")
+        if state in ENDED or state == "removing":
+            return await self._ended(job, container, node)
+        if state == "created":
+            return None  # a restart between create and start: start it now
+        return await self._running(job, container, node, now)
 
     def _absent(self, job: Job) -> Observed | None:
         """A job without a container: ended before it started, vanished, or still to start."""

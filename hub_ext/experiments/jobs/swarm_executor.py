@@ -20,7 +20,6 @@ of memory"). The jobs directory must be on a filesystem every node mounts at the
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -276,38 +275,7 @@ class SwarmJobExecutor(DockerExecutor):
                 raise
         self.markers.write(job, "started", self.container_name(job))
 
-    # -- poll ----------------------------------------------------------------------------------
-    async def poll(self, jobs: Sequence[Job]) -> dict[str, Observed]:
-        """States of ``jobs`` from one service and one task list call.
-
-        Also admits queued jobs, enforces time limits and cancels, and removes the services
-        of jobs whose outcome has been recorded.
-        """
-        async with self._lock:
-            found = await self._list()
-            active = {j.id for j in jobs}
-            await self._remove_done(found, active)
-            observed: dict[str, Observed] = {}
-            waiting: list[Job] = []
-            now = time.time()
-            for job in jobs:
-                record = found.get(job.id)
-                if job.id in self._failed:
-                    observed[job.id] = self._failed.pop(job.id)
-                elif record is None:
-                    seen = self._absent(job)
-                    if seen is None:
-                        waiting.append(job)
-                    else:
-                        observed[job.id] = seen
-                else:
-                    observed[job.id] = await self._observe(job, record, now)
-            observed.update(await self._admit(waiting, found))
-            for job in waiting:
-                observed.setdefault(job.id, Observed(JobState.QUEUED, "starting"))
-                self._failed.pop(job.id, None)
-            return observed
-
+    # -- poll (DockerExecutor.poll, with services for containers) -----------------------------
     async def _observe(self, job: Job, record: Mapping[str, Any], now: float) -> Observed:
         """The job's state; stops it at its time limit or after a cancel."""
         if self._scaled_down(record):
