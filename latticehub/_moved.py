@@ -13,9 +13,7 @@ def moved_module(old: str, new: str) -> Callable[[str], object]:
     Called at the top of the old module (``__getattr__ = moved_module(__name__, "...")``),
     so the warning names the code that imported the old path.
     """
-    warnings.warn(
-        f"{old} moved to {new}: import it from there", DeprecationWarning, stacklevel=3
-    )
+    warnings.warn(f"{old} moved to {new}: import it from there", DeprecationWarning, stacklevel=3)
     target = importlib.import_module(new)
 
     def forward(name: str) -> object:

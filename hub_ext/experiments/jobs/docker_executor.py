@@ -341,48 +341,65 @@ class DockerExecutor(Executor):
         out: dict[str, Observed] = {}
         candidates = list(candidates)
         ids_here = {j.id for j in candidates}  # a created container of a candidate is no slot yet
-        live = [c for k, c in found.items() if c.get("State") in LIVE and k not in ids_here]
-        running = len(live)
+        live = [r for k, r in found.items() if self._holds_slot(r) and k not in ids_here]
+        admitted = len(live)
         gpu_use: list[GpuUse] | None = None
-        node = await self._node()
         for job in sorted(candidates, key=lambda j: (j.created, j.id)):
             if self.markers.read(job, "cancelled") or job.id in self._failed:
                 continue
-            if running >= self.max_concurrent:
+            if admitted >= self.max_concurrent:
                 out[job.id] = Observed(
                     JobState.QUEUED,
                     f"waiting for a free slot ({self.max_concurrent} docker jobs at most)",
                 )
                 continue
             gpus = int(job.resources.get("gpus") or 0)
-            ids: tuple[str, ...] = ()
+            node, ids = await self._default_node(), ()
             if gpus:
                 gpu_use = gpu_use if gpu_use is not None else await self._gpus_in_use(live)
                 try:
                     got = assign_gpus(
                         inventory=self.gpu_inventory, in_use=gpu_use, count=gpus, shared=False,
-                        nodes=[node],
+                        nodes=await self._gpu_nodes(),
                     )  # fmt: skip
                 except NoGpuAvailable as e:
                     out[job.id] = Observed(JobState.QUEUED, f"waiting for {gpus} GPU(s): {e}")
                     continue
                 assert got is not None  # gpus > 0
-                ids = got.ids
+                node, ids = got.node, got.ids
                 gpu_use.append(GpuUse(node=node, ids=ids, shared=False))
             try:
-                await self._create_and_start(job, node, ids)
+                seen = await self._launch(job, node, ids)
             except (docker.errors.APIError, ExecutorError, OSError) as e:
-                self.log.warning("job %s: its container could not start: %s", job.id, e)
+                self.log.warning("job %s: %s: %s", job.id, self.launch_failure, e)
                 text = getattr(e, "explanation", None) or str(e)
                 out[job.id] = self._failed[job.id] = Observed(
-                    JobState.FAILED, f"the job's container could not start: {text}"
+                    JobState.FAILED, f"{self.launch_failure}: {text}"
                 )
                 self._pending.pop(job.id, None)
                 continue
             self._pending.pop(job.id, None)
-            running += 1
-            out[job.id] = Observed(JobState.RUNNING, f"running on {node}", node=node)
+            admitted += 1
+            out[job.id] = seen
         return out
+
+    #: the reason of a job whose container could not be started (engine's message follows)
+    launch_failure = "the job's container could not start"
+
+    @staticmethod
+    def _holds_slot(container: Mapping[str, Any]) -> bool:
+        return container.get("State") in LIVE
+
+    async def _default_node(self) -> str:
+        return await self._node()
+
+    async def _gpu_nodes(self) -> list[str] | None:
+        """The nodes whose GPUs this executor hands out: this engine's."""
+        return [await self._node()]
+
+    async def _launch(self, job: Job, node: str, gpu_ids: Sequence[str]) -> Observed:
+        await self._create_and_start(job, node, gpu_ids)
+        return Observed(JobState.RUNNING, f"running on {node}", node=node)
 
     async def _gpus_in_use(self, live: Iterable[Mapping[str, Any]]) -> list[GpuUse]:
         """GPUs of this service's live jobs and of running single-user servers on this engine.

@@ -37,7 +37,7 @@ from docker.types import (
 )
 
 from latticehub import labels as server_labels
-from latticehub.gpus import GpuUse, NoGpuAvailable, assign_gpus
+from latticehub.gpus import GpuUse
 
 from .docker_executor import RUN, DockerExecutor
 from .docker_states import GPUS, GROUP, HUB, JOB, NODE, TIME_S, USER, WARN_S, warn_seconds
@@ -144,52 +144,22 @@ class SwarmJobExecutor(DockerExecutor):
                 "ask for fewer or use slurm"
             )
 
-    async def _admit(
-        self, candidates: Iterable[Job], found: Mapping[str, dict[str, Any]]
-    ) -> dict[str, Observed]:
-        """Create services for queued jobs, oldest first, while slots (and GPUs) are free."""
-        out: dict[str, Observed] = {}
-        candidates = list(candidates)
-        live = [r for k, r in found.items() if self._live(r)]
-        admitted = len(live)
-        gpu_use: list[GpuUse] | None = None
-        for job in sorted(candidates, key=lambda j: (j.created, j.id)):
-            if self.markers.read(job, "cancelled") or job.id in self._failed:
-                continue
-            if admitted >= self.max_concurrent:
-                out[job.id] = Observed(
-                    JobState.QUEUED,
-                    f"waiting for a free slot ({self.max_concurrent} docker jobs at most)",
-                )
-                continue
-            gpus = int(job.resources.get("gpus") or 0)
-            node, ids = "", ()
-            if gpus:
-                gpu_use = gpu_use if gpu_use is not None else await self._gpus_in_use(live)
-                try:
-                    got = assign_gpus(
-                        inventory=self.gpu_inventory, in_use=gpu_use, count=gpus, shared=False
-                    )
-                except NoGpuAvailable as e:
-                    out[job.id] = Observed(JobState.QUEUED, f"waiting for {gpus} GPU(s): {e}")
-                    continue
-                assert got is not None  # gpus > 0
-                node, ids = got.node, got.ids
-                gpu_use.append(GpuUse(node=node, ids=ids, shared=False))
-            try:
-                await self._create_service(job, node, ids)
-            except (docker.errors.APIError, ExecutorError, OSError) as e:
-                self.log.warning("job %s: its service could not be created: %s", job.id, e)
-                text = getattr(e, "explanation", None) or str(e)
-                out[job.id] = self._failed[job.id] = Observed(
-                    JobState.FAILED, f"the job's service could not be created: {text}"
-                )
-                self._pending.pop(job.id, None)
-                continue
-            self._pending.pop(job.id, None)
-            admitted += 1
-            out[job.id] = Observed(JobState.QUEUED, "waiting for Swarm to place the task")
-        return out
+    # admission: DockerExecutor._admit, with Swarm choosing the node (GPUs: any node's)
+    launch_failure = "the job's service could not be created"
+
+    @classmethod
+    def _holds_slot(cls, record: Mapping[str, Any]) -> bool:
+        return cls._live(record)
+
+    async def _default_node(self) -> str:
+        return ""  # Swarm places the task
+
+    async def _gpu_nodes(self) -> list[str] | None:
+        return None  # every node of the inventory
+
+    async def _launch(self, job: Job, node: str, gpu_ids: Sequence[str]) -> Observed:
+        await self._create_service(job, node, gpu_ids)
+        return Observed(JobState.QUEUED, "waiting for Swarm to place the task")
 
     async def _gpus_in_use(self, live: Iterable[Mapping[str, Any]]) -> list[GpuUse]:
         """GPUs of this service's live jobs and of the spawner's Swarm servers, by node."""
