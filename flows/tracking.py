@@ -2,7 +2,7 @@
 
 With ``LATTICEHUB_RUN_ID`` and a token (``LATTICEHUB_TOKEN`` or ``JUPYTERHUB_API_TOKEN``) in the
 environment, the run attaches to that tracking run (created QUEUED by the job API) through
-:func:`hub_ext.experiments.client.start_run`. Otherwise it writes the same things to
+:func:`latticehub.client.start_run`. Otherwise it writes the same things to
 ``OUT/run/``: ``params.json``, ``metrics.jsonl``, ``summary.json`` and ``artifacts/``. The
 tracking client is imported only when used, so ``flows`` works without ``hub_ext``.
 """
@@ -89,7 +89,7 @@ def open_tracker(out: Path, enabled: bool = True) -> Iterator[Tracker | None]:
         yield None
         return
     if service_configured():
-        from hub_ext.experiments.client import start_run
+        from latticehub.client import start_run
 
         with start_run("", run_id=os.environ["LATTICEHUB_RUN_ID"]) as run:
             yield ServiceTracker(run)

@@ -37,11 +37,12 @@ docker info >/dev/null 2>&1 || { log "no Docker engine answers: run scripts/serv
 
 # Inputs of the image: the Dockerfile, pinned requirements and the sources that go into
 # the wheel and run in a notebook: flows, widgets and the tracking client they import
-# (hub_ext/experiments/client.py and its imports). Spawner and service code do not
+# (latticehub/client/, and the old hub_ext.experiments.client path that notebooks may
+# still import). Spawner and service code do not
 # change the image.
-CLIENT_FILES=(hub_ext/__init__.py hub_ext/experiments/__init__.py
-    hub_ext/experiments/client.py hub_ext/experiments/environment.py
-    hub_ext/experiments/spool.py)
+CLIENT_FILES=(latticehub/__init__.py latticehub/_moved.py latticehub/client
+    hub_ext/__init__.py hub_ext/experiments/__init__.py hub_ext/experiments/client.py
+    hub_ext/experiments/environment.py hub_ext/experiments/spool.py)
 inputs_hash() {
     (cd "$ROOT" && find images/singleuser setup.py flows widgets "${CLIENT_FILES[@]}" -type f \
         -not -path '*/__pycache__/*' -not -path 'images/singleuser/wheelhouse/*' -print0 \

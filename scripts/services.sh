@@ -79,11 +79,12 @@ python_env() {
 # -- The job environment: $JOB_VENV/bin/python for Slurm jobs (LATTICEHUB_JOB_PYTHON) --------
 # What `python -m flows.train` imports, installed as copies (not editable): torch (the CPU
 # build) and numpy at the single-user image's pins, and a wheel of flows + the tracking client
-# (hub_ext/experiments/client.py and its imports, the same list as images/build.sh). Wheels come
+# (latticehub/client/ and its old hub_ext.experiments.client path, the same list as
+# images/build.sh). Wheels come
 # from $WHEELS (offline); missing ones are downloaded there as images/build.sh does.
-JOB_CLIENT_FILES=(hub_ext/__init__.py hub_ext/experiments/__init__.py
-    hub_ext/experiments/client.py hub_ext/experiments/environment.py
-    hub_ext/experiments/spool.py)
+JOB_CLIENT_FILES=(latticehub/__init__.py latticehub/_moved.py latticehub/client
+    hub_ext/__init__.py hub_ext/experiments/__init__.py hub_ext/experiments/client.py
+    hub_ext/experiments/environment.py hub_ext/experiments/spool.py)
 JOB_RECIPE=2  # bump when job_python changes how the environment is made
 
 job_requirements() {  # torch and numpy pins of the image, one a line
@@ -196,7 +197,7 @@ $target failed (see $log)"; }
     # proof that any account can run it: what a tracked flows.train imports, as user nobody,
     # with no module from /root or the checkout
     (cd / && runuser -u nobody -- env -i PATH=/usr/bin:/bin "$target/bin/python" -c '
-import sys, flows.train, flows.tracking, hub_ext.experiments.client, numpy, torch
+import sys, flows.train, flows.tracking, latticehub.client, numpy, torch
 bad = [m.__file__ for m in list(sys.modules.values())
        if (getattr(m, "__file__", None) or "").startswith(("/root/", sys.argv[1]))]
 assert not bad, bad

@@ -1,7 +1,7 @@
 """Thin calls to the ``experiments`` service for the panels, with errors made readable.
 
 Every panel talks to the service only through these functions, with a
-:class:`~hub_ext.experiments.client.TrackingClient` (by default built from the notebook's
+:class:`~latticehub.client.TrackingClient` (by default built from the notebook's
 environment: ``JUPYTERHUB_API_URL`` / ``JUPYTERHUB_API_TOKEN``, or ``LATTICEHUB_TRACKING_URL`` /
 ``LATTICEHUB_TOKEN``). Whatever goes wrong (an expired token, a refused request, a job
 limit, an unreachable service) comes out as one :class:`ServiceError` whose ``message`` is
@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from hub_ext.experiments.client import TrackingAPIError, TrackingClient, _api_error
+from latticehub.client import TrackingAPIError, TrackingClient, _api_error
 
 #: Longest long-poll wait the panels ask for, seconds (the service allows up to 60).
 LONG_POLL_S = 25.0
@@ -230,7 +230,7 @@ def project_names(client: TrackingClient, limit: int = 200) -> list[str]:
 
 def metric_points(client: TrackingClient, run_id: str, key: str) -> list[tuple[int, float]]:
     """A metric's whole history as ``[(step, value)]`` (pages followed)."""
-    from hub_ext.experiments.client import metric_history
+    from latticehub.client import metric_history
 
     try:
         frame = metric_history(run_id, key, client=client)

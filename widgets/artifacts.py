@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hub_ext.experiments.client import TrackingClient
+from latticehub.client import TrackingClient
 
 from . import api
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from hub_ext.experiments.client import TrackingAPIError, TrackingClient, runs_dataframe
+from latticehub.client import TrackingAPIError, TrackingClient, runs_dataframe
 
 from . import api
 from .plots import compare_figure, show_figure

@@ -22,7 +22,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from hub_ext.experiments.client import TrackingClient
+from latticehub.client import TrackingClient
 
 from . import api
 from .monitor import RunMonitor

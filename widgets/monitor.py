@@ -21,7 +21,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from hub_ext.experiments.client import TrackingClient
+from latticehub.client import TrackingClient
 
 from . import api
 from .plots import LIVE_KEYS, show_figure, training_figure

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .client import TrackingClient
-from .spool import Spool, default_dir
+from latticehub.client import TrackingClient
+from latticehub.client.spool import Spool, default_dir
 
 
 def sync(directory: Path, client: TrackingClient) -> int:

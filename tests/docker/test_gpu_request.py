@@ -9,7 +9,8 @@ import secrets
 import pytest
 from jupyterhub.objects import Hub
 
-from spawner import GroupLimitDockerSpawner, labels
+from latticehub import labels
+from spawner import GroupLimitDockerSpawner
 from tests.docker.conftest import IMAGE, remove_hub_objects
 from tests.fakes import Group, hub_user
 

@@ -26,13 +26,13 @@ from traitlets import TraitError
 
 from hub_ext.experiments.app import ExperimentsApp, make_app
 from hub_ext.experiments.blobs import BlobStore
-from hub_ext.experiments.client import TrackingAPIError, TrackingClient
 from hub_ext.experiments.handlers import mlflow as mlflow_handlers
 from hub_ext.experiments.likematch import MAX_LIKE_PATTERN
 from hub_ext.experiments.store import SqlStore
 from hub_ext.experiments.store.abstract import MAX_PAGE_SIZE
 from hub_ext.experiments.store.entities import Metric
 from hub_ext.quotas.app import QuotasApp
+from latticehub.client import TrackingAPIError, TrackingClient
 from tests.hub import free_port
 from tests.service.conftest import FakeHubAuth
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from hub_ext.experiments import client as client_module
-from hub_ext.experiments.client import TrackingAPIError, TrackingClient, flatten, start_run
+import latticehub.client as client_module
+from latticehub.client import TrackingAPIError, TrackingClient, flatten, start_run
 
 
 @pytest.fixture(autouse=True)
@@ -122,7 +122,7 @@ def test_openapi_documents_every_native_route(service):
 
 def test_dataframes(service):
     pd = pytest.importorskip("pandas")
-    from hub_ext.experiments.client import metric_history, runs_dataframe
+    from latticehub.client import metric_history, runs_dataframe
 
     url, _ = service
     client = TrackingClient(url, "tok-ann")

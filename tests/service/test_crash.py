@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hub_ext.experiments.client import TrackingAPIError, TrackingClient
 from hub_ext.experiments.store import SqlStore
+from latticehub.client import TrackingAPIError, TrackingClient
 from tests.hub import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

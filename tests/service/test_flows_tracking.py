@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from hub_ext.experiments.client import TrackingClient
+from latticehub.client import TrackingClient
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--L", "4", "--n_layers", "2", "--hidden", "4", "--batch_size", "16", "--device", "cpu"]

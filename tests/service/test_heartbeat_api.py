@@ -57,7 +57,7 @@ def test_late_heartbeat_is_recorded_and_does_not_revive_the_run(service):
 CLIENT = textwrap.dedent(
     """
     import sys, time
-    from hub_ext.experiments.client import TrackingClient, start_run
+    from latticehub.client import TrackingClient, start_run
     client = TrackingClient(sys.argv[1], "tok-ann")
     with start_run("hb-kill", group="lqcd", client=client, capture_output=False) as run:
         print(run.id, flush=True)

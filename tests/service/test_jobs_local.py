@@ -281,7 +281,7 @@ def test_memory_cap_and_a_raising_payload_with_its_traceback(tmp_path):
         "import time; x = bytearray(400 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(30)"
     )
     raising = (
-        "import os; from hub_ext.experiments.client import start_run\n"
+        "import os; from latticehub.client import start_run\n"
         "with start_run('', run_id=os.environ['LATTICEHUB_RUN_ID'], capture_output=False):\n"
         "    raise ValueError('the action is not bounded below')"
     )

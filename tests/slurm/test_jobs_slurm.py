@@ -129,7 +129,7 @@ def test_jobs_run_as_the_user_through_sudo_and_stay_private(tmp_path):
     jobs_dir.mkdir(mode=0o711, parents=True)
     jobs_dir.chmod(0o711)
     payload = (
-        "import os; from hub_ext.experiments.client import start_run\n"
+        "import os; from latticehub.client import start_run\n"
         "with start_run('', run_id=os.environ['LATTICEHUB_RUN_ID'], capture_output=False) as r:\n"
         "    r.log_metrics({'uid': float(os.getuid())}, step=1)\n"
         "print('uid', os.getuid())"

@@ -45,8 +45,8 @@ TERMINAL = {"FINISHED", "FAILED", "KILLED", "LOST"}
 # what a tracked `python -m flows.train` imports, and where each module comes from
 PROBE = """
 import json, os, sys
-import flows.train, flows.tracking, hub_ext.experiments.client, numpy, torch
-names = ("flows", "hub_ext.experiments.client", "numpy", "torch")
+import flows.train, flows.tracking, latticehub.client, numpy, torch
+names = ("flows", "latticehub.client", "numpy", "torch")
 mods = {m: sys.modules[m].__file__ for m in names}
 print(json.dumps({"uid": os.getuid(), "executable": sys.executable, "prefix": sys.prefix,
                   "modules": mods, "torch": torch.__version__, "cuda": torch.version.cuda}))

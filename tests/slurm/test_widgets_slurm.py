@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hub_ext.experiments.client import TrackingClient
+from latticehub.client import TrackingClient
 from tests.service.test_jobs_local import ROOT
 from tests.slurm.test_jobs_slurm import service
 from tests.widgets.conftest import TINY_EXTRA, TINY_FORM, fill

@@ -11,7 +11,8 @@ import warnings
 import pytest
 
 CORE = ["latticehub.units", "latticehub.naming", "latticehub.limits", "latticehub.gpus",
-        "latticehub.slots", "latticehub.labels", "latticehub.policy"]  # fmt: skip
+        "latticehub.slots", "latticehub.labels", "latticehub.policy",
+        "latticehub.client"]  # fmt: skip
 #: What the core must never load: the upper floors and the heavy frameworks.
 ABOVE = ["spawner", "hub_ext", "widgets", "flows", "tornado", "jupyterhub", "dockerspawner",
          "docker", "traitlets", "sqlalchemy", "requests", "torch"]  # fmt: skip
@@ -52,6 +53,9 @@ def test_services_import_no_sibling_service():
         ("spawner.limits", "latticehub.limits", "GroupLimits"),
         ("spawner.gpus", "latticehub.gpus", "assign_gpus"),
         ("spawner.labels", "latticehub.labels", "slot_from_labels"),
+        ("hub_ext.experiments.client", "latticehub.client", "start_run"),
+        ("hub_ext.experiments.spool", "latticehub.client.spool", "Spool"),
+        ("hub_ext.experiments.environment", "latticehub.client.environment", "environment"),
     ],
 )
 def test_old_paths_warn_and_give_the_same_objects(old, new, name):

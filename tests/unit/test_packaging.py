@@ -82,7 +82,11 @@ def test_wheel_holds_every_subpackage_and_the_dashboard_files(tmp_path):
     (wheel,) = tmp_path.glob("latticehub-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
+        "latticehub/client/__init__.py",
+        "latticehub/client/spool.py",
+        "latticehub/policy.py",
         "hub_ext/experiments/client.py",
+        "hub_ext/common/service.py",
         "hub_ext/experiments/store/sql.py",
         "hub_ext/experiments/jobs/manager.py",
         "hub_ext/experiments/dashboard/templates/run.html",

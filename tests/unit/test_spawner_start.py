@@ -15,8 +15,9 @@ from jupyterhub.objects import Hub
 from jupyterhub.spawner import SpawnException
 from traitlets import TraitError
 
+from latticehub import labels
 from latticehub.slots import RUNNING, Slot
-from spawner import GroupLimitDockerSpawner, labels
+from spawner import GroupLimitDockerSpawner
 from tests.fakes import Group, hub_user
 
 GIB = 1024**3

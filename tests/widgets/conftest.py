@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hub_ext.experiments.client import TrackingClient
 from hub_ext.experiments.jobs.manager import default_command
+from latticehub.client import TrackingClient
 from tests.hub import free_port
 from tests.service.test_jobs_local import ROOT, TINY, Service
 

@@ -6,7 +6,7 @@ import urllib.error
 
 import pytest
 
-from hub_ext.experiments.client import TrackingAPIError, TrackingClient
+from latticehub.client import TrackingAPIError, TrackingClient
 from widgets import api
 
 

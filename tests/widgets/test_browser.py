@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub_ext.experiments.client import TrackingClient
 from hub_ext.experiments.store.entities import Metric, Param, RunStatus
+from latticehub.client import TrackingClient
 from tests.widgets.conftest import client_for, unreachable_client
 from widgets import ResultsBrowser
 from widgets.browser import order_clause
