@@ -16,6 +16,7 @@ up: services
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/python scripts/check_layers.py
 
 format:
 	$(VENV)/bin/ruff check --fix .

@@ -69,3 +69,62 @@ def test_old_paths_warn_and_give_the_same_objects(old, new, name):
     assert getattr(module, name) is getattr(importlib.import_module(new), name)
     with pytest.raises(AttributeError):
         module.no_such_name  # noqa: B018
+
+
+def _checker():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "check_layers.py"
+    spec = importlib.util.spec_from_file_location("check_layers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_checkout_has_no_import_above_its_floor():
+    import pathlib
+
+    checker = _checker()
+    assert checker.violations(pathlib.Path(__file__).resolve().parents[2]) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "source", "expected"),
+    [
+        ("latticehub/x.py", "import spawner.ledger\n", "latticehub imports spawner"),
+        ("latticehub/x.py", "from hub_ext.common import db\n", "latticehub imports hub_ext"),
+        ("spawner/x.py", "def f():\n    import flows.models\n", "spawner imports flows"),
+        (
+            "flows/x.py",
+            "from hub_ext.experiments.client import start_run\n",
+            "flows imports hub_ext",
+        ),
+        ("widgets/x.py", "from hub_ext.quotas import app\n", "widgets imports hub_ext"),
+        ("hub_ext/quotas/x.py", "from spawner import labels\n", "hub_ext imports spawner"),
+        ("hub_ext/x.py", "import widgets.api\n", "hub_ext imports widgets"),
+    ],
+)
+def test_an_upward_import_is_reported(tmp_path, path, source, expected):
+    checker = _checker()
+    for package in checker.FORBIDDEN:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("from . import sibling\n")
+    target = tmp_path / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(source)
+    found = checker.violations(tmp_path)
+    assert len(found) == 1 and expected in found[0] and found[0].startswith(path), found
+    assert checker.main([str(tmp_path)]) == 1
+
+
+def test_allowed_exceptions_are_named_with_a_reason(tmp_path):
+    checker = _checker()
+    for package in checker.FORBIDDEN:
+        (tmp_path / package).mkdir()
+    (tmp_path / "hub_ext/common").mkdir()
+    (tmp_path / "hub_ext/common/hubconfig.py").write_text(
+        "def f():\n    from spawner.traits import GroupLimitsConfig\n"
+    )
+    assert checker.violations(tmp_path) == []
+    assert all(reason for reason in checker.ALLOWED.values())
