@@ -7,11 +7,15 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import docker
 import pytest
 
+from hub_ext.experiments.jobs.states import JobState
+from hub_ext.experiments.jobs.store import Job
 from latticehub import labels
 from tests.conftest import service_missing
 from tests.hub import HubProcess
@@ -64,6 +68,26 @@ def swarm_node(docker_client: docker.DockerClient) -> Iterator[str]:
     yield docker_client.info()["Name"]
     if made:
         subprocess.run(["docker", "swarm", "leave", "--force"], check=False, capture_output=True)
+
+
+@pytest.fixture
+def make_job(tmp_path: Path) -> Callable[..., Job]:
+    """A job of the docker executors: ``job.sh`` holding ``body`` in a directory of its own."""
+
+    def factory(body: str, user: str = "ann", **resources) -> Job:
+        job_id = secrets.token_hex(16)
+        work = tmp_path / "jobs" / job_id
+        work.mkdir(parents=True, mode=0o700)
+        (work / "job.sh").write_text(f"#!/bin/bash\nset -euo pipefail\n{body}\n")
+        res = {"executor": "docker", "cpus": 1, "mem_mb": 256, "time_s": 600, "gpus": 0}
+        res.update(resources)
+        return Job(
+            id=job_id, run_id=f"r{job_id[:8]}", project_id=1, user=user, group="lqcd",
+            executor="docker", state=JobState.QUEUED, created=int(time.time() * 1000),
+            resources=res, workdir=str(work),
+        )  # fmt: skip
+
+    return factory
 
 
 def remove_hub_objects(client: docker.DockerClient, hub_id: str) -> None:

@@ -66,24 +66,6 @@ def make_executor(
             container.remove(force=True)
 
 
-@pytest.fixture
-def make_job(tmp_path: Path) -> Callable[..., Job]:
-    def factory(body: str, user: str = "ann", **resources) -> Job:
-        job_id = secrets.token_hex(16)
-        work = tmp_path / "jobs" / job_id
-        work.mkdir(parents=True, mode=0o700)
-        (work / "job.sh").write_text(f"#!/bin/bash\nset -euo pipefail\n{body}\n")
-        res = {"executor": "docker", "cpus": 1, "mem_mb": 256, "time_s": 600, "gpus": 0}
-        res.update(resources)
-        return Job(
-            id=job_id, run_id=f"r{job_id[:8]}", project_id=1, user=user, group="lqcd",
-            executor="docker", state=JobState.QUEUED, created=int(time.time() * 1000),
-            resources=res, workdir=str(work),
-        )  # fmt: skip
-
-    return factory
-
-
 async def submit(executor: DockerExecutor, job: Job) -> Job:
     external = await executor.submit(job, Path(job.workdir) / "job.sh")
     return Job(**{**job.__dict__, "external_id": external})

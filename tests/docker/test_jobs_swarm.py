@@ -21,12 +21,13 @@ import pytest
 
 from hub_ext.experiments.jobs.docker_states import HUB, JOB
 from hub_ext.experiments.jobs.executors import Observed
-from hub_ext.experiments.jobs.states import JobState, is_terminal
+from hub_ext.experiments.jobs.states import JobState
 from hub_ext.experiments.jobs.store import Job
 from hub_ext.experiments.jobs.swarm_executor import SwarmJobExecutor
 from hub_ext.experiments.jobs.swarm_states import ENDED
 
 from .conftest import IMAGE
+from .test_jobs_docker import ended, running, submit
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -76,29 +77,6 @@ def make_executor(
             service.remove()
 
 
-@pytest.fixture
-def make_job(tmp_path: Path) -> Callable[..., Job]:
-    def factory(body: str, user: str = "ann", **resources) -> Job:
-        job_id = secrets.token_hex(16)
-        work = tmp_path / "jobs" / job_id
-        work.mkdir(parents=True, mode=0o700)
-        (work / "job.sh").write_text(f"#!/bin/bash\nset -euo pipefail\n{body}\n")
-        res = {"executor": "docker", "cpus": 1, "mem_mb": 256, "time_s": 600, "gpus": 0}
-        res.update(resources)
-        return Job(
-            id=job_id, run_id=f"r{job_id[:8]}", project_id=1, user=user, group="lqcd",
-            executor="docker", state=JobState.QUEUED, created=int(time.time() * 1000),
-            resources=res, workdir=str(work),
-        )  # fmt: skip
-
-    return factory
-
-
-async def submit(executor: SwarmJobExecutor, job: Job) -> Job:
-    external = await executor.submit(job, Path(job.workdir) / "job.sh")
-    return Job(**{**job.__dict__, "external_id": external})
-
-
 async def wait_for(
     executor: SwarmJobExecutor,
     job: Job,
@@ -114,14 +92,6 @@ async def wait_for(
             return seen
         await asyncio.sleep(0.25)
     raise AssertionError(f"job {job.id} never got there; last seen {seen}")
-
-
-def ended(seen: Observed) -> bool:
-    return is_terminal(seen.state)
-
-
-def running(seen: Observed) -> bool:
-    return seen.state == JobState.RUNNING
 
 
 def outputs(job: Job) -> str:
