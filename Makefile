@@ -17,6 +17,7 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python scripts/check_layers.py
+	$(VENV)/bin/mypy  # latticehub/ and hub_ext/ ([tool.mypy] in pyproject.toml)
 
 format:
 	$(VENV)/bin/ruff check --fix .

@@ -17,8 +17,12 @@ setup(
     package_data={
         "spawner": ["templates/*.html"],
         "hub_ext": ["hub_templates/*.html"],
+        "hub_ext.common": ["templates/*.html"],
         "hub_ext.experiments.dashboard": ["templates/*.html", "static/*"],
         "hub_ext.quotas": ["templates/*.html"],
+        # Alembic's template for new revisions (the revisions are modules of the packages)
+        "hub_ext.experiments.store.migrations": ["script.py.mako"],
+        "hub_ext.quotas.accounting.migrations": ["script.py.mako"],
     },
     install_requires=[
         "jupyterhub>=6",
@@ -28,6 +32,7 @@ setup(
         "tornado>=6.4",
         "prometheus_client>=0.20",
         "sqlalchemy>=2",
+        "alembic>=1.13",  # schema migrations of the tracking and usage databases
         "requests>=2.31",
         "jupyterhub-idle-culler>=2.0",  # cull_idle(logger=, cull_arbiter=)
     ],
@@ -40,6 +45,7 @@ setup(
             "pytest-asyncio>=0.24",
             "requests>=2.31",
             "ruff>=0.6",
+            "mypy>=1.11",
             "psycopg[binary]>=3.2",
             "mlflow-skinny==3.17.2",
             "pandas>=2",

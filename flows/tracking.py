@@ -4,7 +4,8 @@ With ``LATTICEHUB_RUN_ID`` and a token (``LATTICEHUB_TOKEN`` or ``JUPYTERHUB_API
 environment, the run attaches to that tracking run (created QUEUED by the job API) through
 :func:`latticehub.client.start_run`. Otherwise it writes the same things to
 ``OUT/run/``: ``params.json``, ``metrics.jsonl``, ``summary.json`` and ``artifacts/``. The
-tracking client is imported only when used, so ``flows`` works without ``hub_ext``.
+tracking client (:mod:`latticehub.client`, the only service code ``flows`` uses) is imported
+only when a service is configured.
 """
 
 from __future__ import annotations

@@ -94,11 +94,12 @@ def waits_for_continue(headers: httputil.HTTPHeaders) -> bool:
     return headers.get("Expect", "").lower() == "100-continue"
 
 
-def allow_draining(connection: httputil.HTTPConnection, declared: int | None) -> None:
+def allow_draining(connection: Any, declared: int | None) -> None:
     """Let tornado read a refused body (to drop it) instead of answering a bare 400 itself.
 
     A body is only ever read this far after its answer is decided, and what is read is
-    counted by :class:`DrainAfterAnswer` and dropped.
+    counted by :class:`DrainAfterAnswer` and dropped. ``connection`` is tornado's
+    ``HTTP1Connection`` (the ``HTTPConnection`` interface has no ``set_max_body_size``).
     """
     connection.set_max_body_size(declared if declared is not None else COUNTED_HERE)
 
@@ -168,7 +169,7 @@ class BodyGate(httputil.HTTPMessageDelegate):
         hint: str = "",
     ):
         self._inner = inner
-        self._connection = connection
+        self._connection: Any = connection  # an HTTP1Connection: it has set_max_body_size
         self._limit_for = limit_for
         self._drain = drain
         self._drain_timeout = drain_timeout

@@ -183,7 +183,7 @@ def _cores(value: Any, key: str) -> float:
     return cores
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "max_servers": _count,
     "max_servers_per_user": _count,
     "mem_limit": _memory,
@@ -217,7 +217,7 @@ def parse_group_limits(raw: Mapping[str, Any], *, where: str = "group_limits") -
             f"{where} has unknown key(s) {', '.join(unknown)}; known keys: "
             f"{', '.join(sorted(LIMIT_KEYS))}"
         )
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in raw.items():
         if value is None:
             continue

@@ -1,10 +1,14 @@
-"""The group policy: the spawner's limit settings as every service reads them (pure).
+"""The group policy as every reader sees it (pure, stdlib).
 
-The Hub's configuration holds the admin's ceilings (``group_limits`` and friends on the
-spawner class). ``jupyterhub_config.py`` hands them to the service as one JSON document in
-``$LATTICEHUB_QUOTAS_POLICY`` (built by :func:`hub_ext.quotas.hubconfig.install`); this
-module parses that document with the spawner's own validation, so the service and the
-spawner agree on every value.
+A deployment's policy is one document (:mod:`latticehub.policydoc`, named by
+``$LATTICEHUB_POLICY``): each group's server ceilings, job limits, idle rules and artifact
+cap. The spawner takes its ``group_limits`` from it; the quotas and culling services combine
+it with the Hub's deployment facts (hub id, engine, node name, GPUs), which
+``hub_ext.*.hubconfig.install`` passes as JSON, into one :class:`Policy`, parsed with the
+spawner's own validation so that the services and the spawner agree on every value.
+
+The older spelling, every group setting inside that JSON (``$LATTICEHUB_QUOTAS_POLICY`` with
+``group_limits``), still works; :func:`service_policy` says which one was used.
 """
 
 from __future__ import annotations
@@ -21,6 +25,18 @@ from latticehub.limits import (
     parse_all_group_limits,
     parse_group_limits,
 )
+from latticehub.policydoc import (  # noqa: F401 - the document's names, here too
+    POLICY_ENV,
+    GroupSection,
+    PolicyDocument,
+    PolicyError,
+    load_policy,
+    parse_policy_document,
+    policy_from_env,
+)
+
+#: Keys of the services' JSON that the policy document decides (the old spelling).
+GROUP_SETTINGS = ("group_limits", "unlisted_group_limits", "no_group_limits", "no_group_pool")
 
 #: Engines the service can read: the local Docker engine or a Docker Swarm.
 ENGINES = ("docker", "swarm")
@@ -154,3 +170,36 @@ def charged_group(policy: Policy, user: Mapping[str, Any], options: Any) -> str 
         ).pool
     except LimitError:
         return None
+
+
+def service_policy(raw: Mapping[str, Any] | str, document: PolicyDocument | None) -> Policy:
+    """A service's :class:`Policy`: deployment facts from ``raw``, shares from ``document``.
+
+    Args:
+        raw: the service's JSON (``hub_id``, ``node_name``, ``gpu_devices``, ``engine``; in
+            the old spelling also the group settings, which then win over the document).
+        document: the deployment's policy document (``None``: none is configured).
+
+    Raises:
+        ValueError: naming the bad key or value.
+    """
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError as e:
+            raise ValueError(f"the service's policy JSON is not JSON: {e}") from None
+    if not isinstance(raw, Mapping):
+        raise ValueError("the service's policy JSON must be an object such as {'hub_id': 'x'}")
+    if document is None or any(k in raw for k in GROUP_SETTINGS):
+        return parse_policy(raw)
+    return parse_policy({**raw, **document.spawner_settings()})
+
+
+def uses_old_spelling(raw: Mapping[str, Any] | str) -> bool:
+    """Whether a service's policy JSON carries group settings (deprecated: use the document)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return False
+    return isinstance(raw, Mapping) and any(k in raw for k in GROUP_SETTINGS)

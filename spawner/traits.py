@@ -13,14 +13,45 @@ from traitlets.traitlets import TraitError
 
 from latticehub.limits import parse_all_group_limits, parse_group_limits
 from latticehub.naming import safe_name
+from latticehub.policydoc import POLICY_ENV, PolicyDocument, PolicyError, load_policy
 
 
 class GroupLimitsConfig(Configurable):
     """Settings shared by ``GroupLimitDockerSpawner`` and ``GroupLimitSwarmSpawner``."""
 
+    policy_file = Unicode(
+        help="""
+        Path of the deployment's policy document (TOML or JSON; docs/policy.md): each
+        group's server ceilings, job limits, idle rules and artifact cap, read by the Hub
+        and every service. ``group_limits``, ``unlisted_group_limits``,
+        ``no_group_limits`` and ``no_group_pool`` default to its values. Example:
+        ``"/etc/latticehub/policy.toml"``. Default: ``$LATTICEHUB_POLICY``; empty: no
+        document (the four settings default to nothing: every user is refused).
+        """,
+    ).tag(config=True)
+
+    @default("policy_file")
+    def _default_policy_file(self) -> str:
+        return os.environ.get(POLICY_ENV, "")
+
+    @validate("policy_file")
+    def _validate_policy_file(self, proposal: Any) -> str:
+        if proposal.value:
+            try:
+                load_policy(proposal.value)
+            except PolicyError as e:
+                raise TraitError(f"policy_file: {e}") from e
+        return proposal.value
+
+    def policy(self) -> PolicyDocument | None:
+        """The policy document of ``policy_file`` (``None``: none is configured)."""
+        return load_policy(self.policy_file) if self.policy_file else None
+
     group_limits = Dict(
         help="""
-        Admin-only ceilings per JupyterHub group: group name -> limits.
+        Admin-only ceilings per JupyterHub group: group name -> limits. Default: the
+        ``servers`` and ``idle`` sections of the policy document (``policy_file``), which is
+        where they belong; setting this trait still works, with a deprecation message.
 
         Keys of each group's dict (all optional):
 
@@ -67,6 +98,11 @@ class GroupLimitsConfig(Configurable):
         """,
     ).tag(config=True)
 
+    @default("group_limits")
+    def _default_group_limits(self) -> dict:
+        document = self.policy()
+        return document.group_limits() if document else {}
+
     @validate("group_limits")
     def _validate_group_limits(self, proposal: Any) -> dict:
         try:
@@ -81,11 +117,17 @@ class GroupLimitsConfig(Configurable):
         help="""
         Limits for each JupyterHub group that is not in ``group_limits``.
 
-        ``None`` (default): such groups cannot be charged. A dict (same keys as in
+        ``None``: such groups cannot be charged. A dict (same keys as in
         ``group_limits``) gives every unlisted group its own pool with these limits,
-        e.g. ``{"max_servers": 1}``.
+        e.g. ``{"max_servers": 1}``. Default: the policy document's ``groups."*"``
+        servers, else ``None``.
         """,
     ).tag(config=True)
+
+    @default("unlisted_group_limits")
+    def _default_unlisted(self) -> dict | None:
+        document = self.policy()
+        return document.unlisted_group_limits() if document else None
 
     no_group_limits = Dict(
         default_value=None,
@@ -94,11 +136,17 @@ class GroupLimitsConfig(Configurable):
         Limits for users who are in no chargeable group, who share one pool named by
         ``no_group_pool``.
 
-        ``None`` (default): such users are refused (HTTP 403) with a message that tells
-        them to ask for a group. A dict, e.g. ``{"max_servers": 2, "mem_limit": "2G"}``,
-        lets them in with these limits.
+        ``None``: such users are refused (HTTP 403) with a message that tells them to ask
+        for a group. A dict, e.g. ``{"max_servers": 2, "mem_limit": "2G"}``, lets them in
+        with these limits. Default: the policy document's ``no_group`` servers, else
+        ``None``.
         """,
     ).tag(config=True)
+
+    @default("no_group_limits")
+    def _default_no_group(self) -> dict | None:
+        document = self.policy()
+        return document.no_group_limits() if document else None
 
     @validate("unlisted_group_limits", "no_group_limits")
     def _validate_optional_limits(self, proposal: Any) -> dict | None:
@@ -111,9 +159,16 @@ class GroupLimitsConfig(Configurable):
         return proposal.value
 
     no_group_pool = Unicode(
-        "no-group",
-        help="Pool name (in labels, metrics and messages) of users in no chargeable group.",
+        help="""
+        Pool name (in labels, metrics and messages) of users in no chargeable group.
+        Default: the policy document's ``no_group.pool``, else ``no-group``.
+        """,
     ).tag(config=True)
+
+    @default("no_group_pool")
+    def _default_no_group_pool(self) -> str:
+        document = self.policy()
+        return document.no_group_pool if document else "no-group"
 
     hub_id = Unicode(
         help="""

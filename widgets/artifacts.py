@@ -3,7 +3,9 @@
 ``flows.train`` uploads its final checkpoint as the artifact ``model/checkpoint.pt`` (a
 dict with ``config``, ``model`` (the state dict), ``step`` ...), the summary as
 ``summary.json``, exact samples as ``samples/chain.pt`` and the training plot as
-``plots/training.png``.
+``plots/training.png``. :class:`RunArtifacts` is the state of a run's files (no ipywidgets:
+what is there, what to download, the client calls); :func:`load_model` and
+:func:`download_artifacts` are the notebook's two verbs on it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,52 @@ from typing import Any
 
 from latticehub.client import TrackingClient
 
-from . import api
+from .api import make_client, service_errors
 
 #: The artifact that holds the trained model (see ``flows/train.py``: ``_finish``).
 CHECKPOINT_ARTIFACT = "model/checkpoint.pt"
+
+
+class RunArtifacts:
+    """The files of one run, through the client; every failure is a ``ServiceError``.
+
+    Args:
+        run_id: the run.
+        client: the service client (default: from the notebook's environment).
+
+    Attributes:
+        files: the run's files as last listed (``path``, ``size``, ``sha256``, ``created``).
+    """
+
+    def __init__(self, run_id: str, client: TrackingClient | None = None):
+        self.run_id = str(run_id)
+        self.client = make_client(client)
+        self.files: list[dict[str, Any]] = []
+
+    def refresh(self, prefix: str = "") -> list[dict[str, Any]]:
+        """List the run's files under ``prefix`` (kept in :attr:`files`)."""
+        with service_errors(self.client):
+            self.files = self.client.list_artifacts(self.run_id, prefix)
+        return self.files
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of the files listed."""
+        return sum(int(item.get("size") or 0) for item in self.files)
+
+    def has(self, path: str) -> bool:
+        """Whether ``path`` is among the files listed."""
+        return any(item["path"] == path for item in self.files)
+
+    def download(self, dest: str | Path, prefix: str = "") -> list[Path]:
+        """Download the files under ``prefix`` into the directory ``dest`` (sha256-checked)."""
+        with service_errors(self.client):
+            return self.client.download_artifacts(self.run_id, Path(dest), prefix)
+
+    def fetch(self, path: str, dest: str | Path) -> Path:
+        """Download one file to ``dest`` (sha256-checked, atomic)."""
+        with service_errors(self.client):
+            return self.client.download_artifact(self.run_id, path, Path(dest))
 
 
 def load_model(
@@ -55,9 +99,9 @@ def load_model(
 
     from flows.models import build_flow
 
-    client = api.make_client(client)
+    files = RunArtifacts(run_id, client)
     with tempfile.TemporaryDirectory(prefix="lh-model-") as tmp:
-        path = api.download_artifact(client, run_id, artifact, Path(tmp) / "checkpoint.pt")
+        path = files.fetch(artifact, Path(tmp) / "checkpoint.pt")
         state = torch.load(path, map_location="cpu", weights_only=True)
     config = state["config"]
     flow = build_flow(config)
@@ -87,4 +131,4 @@ def download_artifacts(
     Raises:
         ServiceError: the run cannot be read or a download failed.
     """
-    return api.download_all(api.make_client(client), run_id, Path(dest), prefix)
+    return RunArtifacts(run_id, client).download(dest, prefix)

@@ -6,77 +6,39 @@ project with thousands of runs costs one page per click. Filters use MLflow's gr
 (``metrics.loss < 0.5 and params.L = '8'``). Selected runs can be compared (overlaid
 metric curves from ``GET api/v1/runs/{id}/metrics/{key}``, a table of the params that
 differ) and their artifacts downloaded. :attr:`ResultsBrowser.dataframe` is the whole
-filtered result as a pandas DataFrame (all pages: only there).
+filtered result as a pandas DataFrame (all pages: only there). The pages, selection and
+columns live in :class:`~widgets.browser_state.BrowserState`; this module is the view.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import html
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
 
-from latticehub.client import TrackingAPIError, TrackingClient, runs_dataframe
+from latticehub.client import TrackingClient
 
 from . import api
+from .browser_state import (  # noqa: F401 - re-exported: their old home
+    ATTRIBUTES,
+    BOOKKEEPING_PARAMS,
+    DEFAULT_METRICS,
+    DEFAULT_PARAMS,
+    MAX_KNOWN,
+    PAGE_SIZES,
+    PREFERRED_METRICS,
+    BrowserState,
+    cell,
+    differing_params,
+    metric_keys,
+    order_clause,
+    short,
+)
 from .plots import compare_figure, show_figure
-
-#: Run attributes that are columns, with their order-by names in the search grammar.
-ATTRIBUTES = {
-    "name": "attributes.run_name",
-    "status": "attributes.status",
-    "user": "attributes.user_id",
-    "start_time": "attributes.start_time",
-    "end_time": "attributes.end_time",
-}
-#: Metrics shown first (when the runs have them).
-PREFERRED_METRICS = ("loss", "ess", "acceptance", "final_ess", "final_acceptance")
-#: Most params / metrics chosen as columns by default.
-DEFAULT_PARAMS, DEFAULT_METRICS = 6, 6
-PAGE_SIZES = (25, 50, 100, 200)
-#: Params that differ between any two jobs without saying anything about the model (the
-#: job's output folder, resuming): never picked as "the params that differ".
-BOOKKEEPING_PARAMS = frozenset({"out", "resume"})
-#: Runs remembered for comparisons before the memory is cleared (the selection is kept).
-MAX_KNOWN = 5000
-_KEY = re.compile(r"[A-Za-z0-9_.\-/]+")
-
-
-def order_clause(column: str, descending: bool) -> str:
-    """The ``order_by`` clause for a column (``"metrics.loss"`` -> ``"metrics.loss DESC"``)."""
-    if column in ATTRIBUTES:
-        clause = ATTRIBUTES[column]
-    else:
-        kind, _, key = column.partition(".")
-        clause = f"{kind}.{key}" if _KEY.fullmatch(key) else f"{kind}.`{key}`"
-    return f"{clause} {'DESC' if descending else 'ASC'}"
-
-
-def cell(run: dict, column: str) -> str:
-    """The text of a column for a run (metrics as 4 significant digits)."""
-    if column.startswith("params."):
-        return run["params"].get(column[7:], "")
-    if column.startswith("metrics."):
-        point = run["metrics"].get(column[8:])
-        if point is None:
-            return ""
-        value = point["value"]
-        return f"{value:.4g}" if isinstance(value, int | float) else str(value)
-    if column in ("start_time", "end_time"):
-        stamp = run.get(column)
-        if not stamp:
-            return ""
-        return dt.datetime.fromtimestamp(stamp / 1000).strftime("%Y-%m-%d %H:%M")
-    return str(run.get(column, ""))
-
-
-def _short(text: str, limit: int = 32) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ResultsBrowser(w.VBox):
@@ -93,6 +55,7 @@ class ResultsBrowser(w.VBox):
             differ on the first page and the main metrics).
 
     Attributes:
+        state: the :class:`~widgets.browser_state.BrowserState` (pages, selection, columns).
         runs: the runs of the current page (as ``GET api/v1/runs/{id}`` returns them).
         page: the current page (0 = first); ``has_next``: whether another page follows.
         selected: ids of the selected runs (kept across pages).
@@ -118,42 +81,67 @@ class ResultsBrowser(w.VBox):
     ):
         super().__init__()
         self.add_class("lh-results")
-        self.runs: list[dict] = []
-        self.page = 0
-        self.has_next = False
-        self.selected: list[str] = []
-        self.filter = filter
-        self.sort_column, self.descending = sort, descending
-        self.page_size = page_size
         self.error: api.ServiceError | None = None
         self.compare_figure: Any = None
-        self.compared: list[str] = []
-        self.project: dict | None = None
-        self._tokens: list[str | None] = [None]
-        self._known: dict[str, dict] = {}  # run id -> run, from the pages seen
-        self._columns: list[str] = list(columns) if columns else []
-        self._column_names: list[str] = []
         self._quiet = False
+        self._sort_column, self._descending, self._page_size = sort, descending, page_size
         self._build()
         try:
             self.client = api.make_client(client)
-            self.project = api.find_project(self.client, project)
         except api.ServiceError as e:
+            self.state = BrowserState(None, filter=filter)  # type: ignore[arg-type]
             self._fail(e)
             self.children = (self.header, self.status_line)
             return
+        self.state = BrowserState(
+            self.client, filter=filter, sort=sort, descending=descending,
+            page_size=page_size, columns=columns,
+        )  # fmt: skip
+        error = None
+        try:
+            self.state.open(project)
+        except api.ServiceError as e:  # no such project, or its first page failed
+            error = e
+        found = self.state.project
+        if found is None:
+            self._fail(error or api.ServiceError("No project."))
+            self.children = (self.header, self.status_line)
+            return
         self.header.value = (
-            f"<b>Runs of project</b> <code>{html.escape(self.project['name'])}</code> "
-            f"<span style='opacity:0.6'>(id {self.project['id']}, group "
-            f"{html.escape(str(self.project.get('group') or '-'))})</span>"
+            f"<b>Runs of project</b> <code>{html.escape(found['name'])}</code> "
+            f"<span style='opacity:0.6'>(id {found['id']}, group "
+            f"{html.escape(str(found.get('group') or '-'))})</span>"
         )
-        self.filter_text.value = filter
-        self._load(None)
+        with self._programmatic():
+            self.filter_text.value = filter
+        self._shown()
+        if error is not None:  # e.g. a bad filter: the (empty) table and the reason
+            self._fail(error)
+
+    # -- the state's attributes ----------------------------------------------------------
+    @property
+    def project(self) -> dict | None:
+        """The project (``None`` when it could not be found)."""
+        return self.state.project
 
     @property
     def project_id(self) -> int | None:
         """The project's id (None when it could not be found)."""
-        return self.project["id"] if self.project else None
+        return self.state.project["id"] if self.state.project else None
+
+    runs = property(lambda self: self.state.runs, doc="The runs of the current page.")
+    page = property(lambda self: self.state.page, doc="The current page (0 = first).")
+    has_next = property(lambda self: self.state.has_next, doc="Whether another page follows.")
+    filter = property(lambda self: self.state.filter, doc="The filter of the shown runs.")
+    sort_column = property(lambda self: self.state.sort_column, doc="The sort column.")
+    descending = property(lambda self: self.state.descending, doc="The sort direction.")
+    page_size = property(lambda self: self.state.page_size, doc="Runs per page.")
+    compared = property(lambda self: self.state.compared, doc="The runs last compared.")
+
+    @property
+    def selected(self) -> list[str]:
+        """Ids of the selected runs (kept across pages)."""
+        return self.state.selected
 
     # -- building ------------------------------------------------------------------------
     def _build(self) -> None:
@@ -170,18 +158,18 @@ class ResultsBrowser(w.VBox):
         apply = w.Button(description="Apply", icon="filter")
         apply.add_class("lh-filter-apply")
         apply.on_click(lambda _b: self.set_filter(self.filter_text.value, force=True))
-        self.sort_by = w.Dropdown(description="sort by", options=[self.sort_column])
+        self.sort_by = w.Dropdown(description="sort by", options=[self._sort_column])
         self.sort_by.add_class("lh-sort")
         self.sort_by.observe(self._sort_changed, names="value")
         self.direction = w.ToggleButtons(
-            options=[("↓ desc", True), ("↑ asc", False)], value=self.descending
+            options=[("↓ desc", True), ("↑ asc", False)], value=self._descending
         )
         self.direction.style.button_width = "5em"
         self.direction.add_class("lh-sort-direction")
         self.direction.observe(self._sort_changed, names="value")
         self.page_size_picker = w.Dropdown(
-            options=sorted({*PAGE_SIZES, self.page_size}),
-            value=self.page_size,
+            options=sorted({*PAGE_SIZES, self._page_size}),
+            value=self._page_size,
             description="per page",
             layout=w.Layout(width="12em"),
         )
@@ -245,136 +233,84 @@ class ResultsBrowser(w.VBox):
             self._quiet = quiet
 
     # -- loading ---------------------------------------------------------------------------
-    def _order_by(self) -> list[str]:
-        return [order_clause(self.sort_column, self.descending)]
-
-    def _load(self, token: str | None, filter: str | None = None) -> bool:
-        """Fetch one page (``token``) with ``filter``; keep the old page on an error."""
-        if self.project is None:
+    def _act(self, action: Callable[[], Any]) -> bool:
+        """Run a state action; show the page after it, or its error (the old page stays)."""
+        if self.state.project is None:
             return False
-        wanted = self.filter if filter is None else filter
         try:
-            runs, nxt = api.search_runs_page(
-                self.client, self.project["id"], filter=wanted, order_by=self._order_by(),
-                max_results=self.page_size, page_token=token,
-            )  # fmt: skip
+            action()
         except api.ServiceError as e:
             self._fail(e)
             return False
-        self.filter, self.runs, self.has_next = wanted, runs, bool(nxt)
-        del self._tokens[self.page + 1 :]
-        if nxt:
-            self._tokens.append(nxt)
-        if len(self._known) > MAX_KNOWN:  # memory stays bounded however far one pages
-            self._known = {i: self._known[i] for i in self.selected if i in self._known}
-        for run in runs:
-            self._known[run["id"]] = run
+        self._shown()
+        return True
+
+    def _shown(self) -> None:
         self.error = None
         self._show("", "info")
         self._update_columns()
         self._render()
-        return True
 
     def refresh(self) -> None:
         """Reload from the first page."""
-        self.page, self._tokens = 0, [None]
-        self._load(None)
+        self._act(self.state.refresh)
 
     def next_page(self) -> None:
         """Show the next page (if there is one)."""
-        if not self.has_next:
-            return
-        self.page += 1
-        if not self._load(self._tokens[self.page]):
-            self.page -= 1
+        self._act(self.state.next_page)
 
     def prev_page(self) -> None:
         """Show the previous page."""
-        if self.page == 0:
-            return
-        self.page -= 1
-        if not self._load(self._tokens[self.page]):
-            self.page += 1
+        self._act(self.state.prev_page)
 
     def set_filter(self, text: str, force: bool = False) -> None:
         """Filter the runs (MLflow grammar) and go back to the first page."""
-        if self._quiet or (text == self.filter and not force):
+        if self._quiet or (text == self.state.filter and not force):
             return
-        page, tokens = self.page, self._tokens
-        self.page, self._tokens = 0, [None]
-        if not self._load(None, filter=text.strip()):
-            self.page, self._tokens = page, tokens  # the old filter's page stays shown
+        self._act(lambda: self.state.set_filter(text))
 
     def sort(self, column: str, descending: bool | None = None) -> None:
         """Sort by a column (``"metrics.loss"``, ``"params.L"``, ``"start_time"``...)."""
-        self.sort_column = column
+        self.state.sort_column = column
         if descending is not None:
-            self.descending = descending
+            self.state.descending = descending
         with self._programmatic():
             if column not in self.sort_by.options:
                 self.sort_by.options = [*self.sort_by.options, column]
             self.sort_by.value = column
-            self.direction.value = self.descending
+            self.direction.value = self.state.descending
         self.refresh()
 
     # -- columns ---------------------------------------------------------------------------
     @property
     def columns(self) -> list[str]:
         """The columns shown (besides the run id)."""
-        return list(self._columns)
+        return list(self.state.columns)
 
     @columns.setter
     def columns(self, chosen: Sequence[str]) -> None:
-        self._columns = list(chosen)
+        self.state.columns = list(chosen)
+        self.state.update_columns()
         self._update_columns()
         self._render()
 
     def _update_columns(self) -> None:
-        params: set[str] = set()
-        metrics: set[str] = set()
-        for run in self.runs:
-            params.update(run["params"])
-            metrics.update(run["metrics"])
-        names = list(self._column_names) or list(ATTRIBUTES)
-        for column in [f"params.{k}" for k in sorted(params)] + [
-            f"metrics.{k}" for k in sorted(metrics)
-        ]:
-            if column not in names:
-                names.append(column)
-        for column in self._columns:
-            if column not in names:
-                names.append(column)
-        self._column_names = names
-        if not self._columns:
-            self._columns = self._default_columns(params, metrics)
+        names = self.state.column_names
         with self._programmatic():
             self.column_picker.options = names
-            self.column_picker.value = tuple(c for c in self._columns if c in names)
-            sortable = list(dict.fromkeys([self.sort_column, *names]))
+            self.column_picker.value = tuple(c for c in self.state.columns if c in names)
+            sortable = list(dict.fromkeys([self.state.sort_column, *names]))
             if list(self.sort_by.options) != sortable:
                 self.sort_by.options = sortable
-            self.sort_by.value = self.sort_column
-
-    def _default_columns(self, params: set[str], metrics: set[str]) -> list[str]:
-        varying = [
-            k
-            for k in sorted(params - BOOKKEEPING_PARAMS)
-            if len({run["params"].get(k) for run in self.runs}) > 1
-        ][:DEFAULT_PARAMS]
-        chosen_metrics = [k for k in PREFERRED_METRICS if k in metrics]
-        chosen_metrics += [k for k in sorted(metrics) if k not in chosen_metrics]
-        return (
-            ["name", "status", "user", "start_time"]
-            + [f"params.{k}" for k in varying]
-            + [f"metrics.{k}" for k in chosen_metrics[:DEFAULT_METRICS]]
-        )
+            self.sort_by.value = self.state.sort_column
 
     # -- rendering -------------------------------------------------------------------------
     def _render(self) -> None:
-        columns = self._columns
+        columns = self.state.columns
+        arrow = " ↓" if self.state.descending else " ↑"
         head = "".join(
             f'<th data-column="{html.escape(c)}">{html.escape(c)}'
-            f"{(' ↓' if self.descending else ' ↑') if c == self.sort_column else ''}</th>"
+            f"{arrow if c == self.state.sort_column else ''}</th>"
             for c in columns
         )
         selected = set(self.selected)
@@ -383,7 +319,7 @@ class ResultsBrowser(w.VBox):
             mark = "✓" if run["id"] in selected else ""
             style = ' style="background:#ddf4ff"' if mark else ""
             cells = "".join(
-                f'<td title="{html.escape(value)}">{html.escape(_short(value))}</td>'
+                f'<td title="{html.escape(value)}">{html.escape(short(value))}</td>'
                 for value in (cell(run, c) for c in columns)
             )
             rows.append(
@@ -397,7 +333,7 @@ class ResultsBrowser(w.VBox):
             f"<thead><tr><th></th><th>run</th>{head}</tr></thead><tbody>{body}</tbody>"
             "</table></div>"
         )
-        first = self.page * self.page_size
+        first = self.page * self.state.page_size
         shown = f"runs {first + 1}–{first + len(self.runs)}" if self.runs else "no runs"
         more = " · more follow" if self.has_next else ""
         self.page_label.value = f"page {self.page + 1} · {shown}{more}"
@@ -405,7 +341,7 @@ class ResultsBrowser(w.VBox):
         self.next_button.disabled = not self.has_next
         with self._programmatic():
             self.run_picker.options = [
-                (f"{run['id'][:8]}  {_short(run['name'], 40)}  {run['status']}", run["id"])
+                (f"{run['id'][:8]}  {short(run['name'], 40)}  {run['status']}", run["id"])
                 for run in self.runs
             ]
             self.run_picker.value = tuple(r["id"] for r in self.runs if r["id"] in selected)
@@ -413,7 +349,7 @@ class ResultsBrowser(w.VBox):
     # -- selection and comparison ----------------------------------------------------------
     def select(self, run_ids: Sequence[str]) -> None:
         """Select runs (replacing the selection)."""
-        self.selected = list(dict.fromkeys(run_ids))
+        self.state.select(run_ids)
         self._render()
 
     def compare(self, run_ids: Sequence[str] | None = None, key: str | None = None) -> None:
@@ -423,23 +359,16 @@ class ResultsBrowser(w.VBox):
             run_ids: runs to compare (default: the selection).
             key: the metric to overlay (default: ``loss`` if the runs have it).
         """
-        ids = list(dict.fromkeys(run_ids or self.selected))
-        if not ids:
+        if not (run_ids or self.state.selected):
             self._show("Select runs to compare first.", "warn")
             return
         try:
-            runs = [self._known.get(i) or api.get_run(self.client, i) for i in ids]
+            runs = self.state.compare(run_ids)
         except api.ServiceError as e:
             self._fail(e)
             return
-        for run in runs:
-            self._known[run["id"]] = run
-        keys = sorted({k for run in runs for k in run["metrics"]})
-        keys = [k for k in PREFERRED_METRICS if k in keys] + [
-            k for k in keys if k not in PREFERRED_METRICS
-        ]
+        keys = metric_keys(runs)
         key = key or (keys[0] if keys else None)
-        self.compared = ids
         with self._programmatic():
             self.compare_key.options = keys
             if key in keys:
@@ -453,12 +382,8 @@ class ResultsBrowser(w.VBox):
             show_figure(self.compare_plot, None)
             self._show("The selected runs have no metrics to plot.", "warn")
             return
-        curves = {}
         try:
-            for run_id in self.compared:
-                run = self._known[run_id]
-                label = f"{_short(run['name'] or run_id[:8], 24)} ({run_id[:8]})"
-                curves[label] = api.metric_points(self.client, run_id, key)
+            curves = self.state.curves(key)
         except api.ServiceError as e:
             self._fail(e)
             return
@@ -467,10 +392,9 @@ class ResultsBrowser(w.VBox):
         self._show(f"Comparing {len(curves)} runs on {key}.", "info")
 
     def _param_diff(self, runs: list[dict]) -> str:
-        keys = sorted({k for run in runs for k in run["params"]} - BOOKKEEPING_PARAMS)
-        differ = [k for k in keys if len({run["params"].get(k) for run in runs}) > 1]
+        differ = differing_params(runs)
         head = "".join(
-            f"<th>{html.escape(_short(run['name'] or run['id'][:8], 24))}<br>"
+            f"<th>{html.escape(short(run['name'] or run['id'][:8], 24))}<br>"
             f"<code>{html.escape(run['id'][:8])}</code></th>"
             for run in runs
         )
@@ -495,60 +419,52 @@ class ResultsBrowser(w.VBox):
         Raises:
             ServiceError: the service refused or could not be reached.
         """
-        if self.project is None:
+        if self.state.project is None:
             raise self.error or api.ServiceError("no project")
         try:
-            return runs_dataframe(
-                self.project["id"], filter=self.filter, order_by=self._order_by(),
-                client=self.client,
-            )  # fmt: skip
-        except (TrackingAPIError, OSError, ValueError) as e:
-            error = api.describe(e, self.client.url)
-            self._fail(error)
-            raise error from None
+            return self.state.dataframe()
+        except api.ServiceError as e:
+            self._fail(e)
+            raise
 
     def download(self, dest: str | Path, run_ids: Sequence[str] | None = None) -> list[Path]:
         """Download the artifacts of the selected runs (or ``run_ids``) to ``dest/<run id>/``."""
-        ids = list(run_ids or self.selected)
+        ids = list(run_ids or self.state.selected)
         if not ids:
             self._show("Select runs whose artifacts to download first.", "warn")
             return []
-        written: list[Path] = []
         try:
-            for run_id in ids:
-                written += api.download_all(self.client, run_id, Path(dest) / run_id)
+            written = self.state.download(dest, ids)
         except api.ServiceError as e:
             self._fail(e)
-            return written
+            return []
         self._show(f"Downloaded {len(written)} files of {len(ids)} runs to {dest}.", "ok")
         return written
 
     # -- events ----------------------------------------------------------------------------
     def _sort_changed(self, _change: Any) -> None:
-        if self._quiet or self.project is None:
+        if self._quiet or self.state.project is None:
             return
-        self.sort_column, self.descending = self.sort_by.value, self.direction.value
+        self.state.sort_column, self.state.descending = self.sort_by.value, self.direction.value
         self.refresh()
 
     def _page_size_changed(self, change: Any) -> None:
-        if self._quiet or self.project is None:
+        if self._quiet or self.state.project is None:
             return
-        self.page_size = change["new"]
+        self.state.page_size = change["new"]
         self.refresh()
 
     def _columns_picked(self, change: Any) -> None:
         if self._quiet:
             return
         picked = set(change["new"])
-        self._columns = [c for c in self._column_names if c in picked]
+        self.state.columns = [c for c in self.state.column_names if c in picked]
         self._render()
 
     def _runs_picked(self, change: Any) -> None:
         if self._quiet:
             return
-        on_page = {run["id"] for run in self.runs}
-        kept = [i for i in self.selected if i not in on_page]
-        self.selected = kept + [i for i in change["new"] if i not in kept]
+        self.state.pick_on_page(change["new"])
         self._render()
 
     def _compare_key_changed(self, change: Any) -> None:

@@ -8,7 +8,9 @@ monitor made again after a kernel restart shows everything; later rounds pass th
 cursors the service returned. The thread stops when the run has ended and everything
 was read (``done``), when :meth:`RunMonitor.stop` or :meth:`RunMonitor.close` is called, or
 on an error that retrying cannot fix (401, 403, 404). Unreachable service, 429 and 5xx are
-retried with a growing pause, and say so in the status line.
+retried with a growing pause, and say so in the status line. What the rounds told (and
+what to call on the client) is :class:`~widgets.monitor_state.MonitorState`; this module is
+the view and its thread.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import html
 import threading
 import time
-from collections import deque
 from typing import Any
 
 import ipywidgets as w
@@ -24,24 +25,17 @@ import ipywidgets as w
 from latticehub.client import TrackingClient
 
 from . import api
+from .monitor_state import (  # noqa: F401 - re-exported: their old home
+    FINAL,
+    MAX_BACKOFF_S,
+    REDRAW_S,
+    MonitorState,
+    total_steps,
+)
 from .plots import LIVE_KEYS, show_figure, training_figure
 
-#: Run states after which nothing changes.
-FINAL = frozenset({"FINISHED", "FAILED", "KILLED", "LOST"})
 #: Shortest time between two long-poll rounds, seconds (keeps widget traffic coarse).
 MIN_INTERVAL_S = 0.5
-#: Shortest time between two plot redraws, seconds.
-REDRAW_S = 1.0
-#: Longest pause between retries after a transient error, seconds.
-MAX_BACKOFF_S = 30.0
-
-
-def _steps(params: dict[str, str]) -> int | None:
-    """The run's total steps from its ``steps`` param (``"600"``), if it has one."""
-    try:
-        return int(float(params["steps"]))
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 class RunMonitor(w.VBox):
@@ -56,6 +50,7 @@ class RunMonitor(w.VBox):
         autostart: start the background thread at once.
 
     Attributes:
+        state: the :class:`~widgets.monitor_state.MonitorState` (``None`` without a client).
         run: the run as last received (``status``, ``status_reason``, ``params`` ...).
         status: the run's status (``QUEUED``, ``RUNNING``, ``FINISHED`` ...), "" before the
             first answer.
@@ -81,22 +76,10 @@ class RunMonitor(w.VBox):
         super().__init__()
         self.add_class("lh-monitor")
         self.run_id = str(run_id)
-        self.job: dict | None = job
-        self.job_id: str | None = job["id"] if job else None
-        self.run: dict[str, Any] = {}
-        self.status = ""
-        self.step = 0
-        self.total: int | None = None
-        self.done = False
-        self.error: api.ServiceError | None = None
-        self.timeline: list[dict] = []
         self.tail = tail
-        self._series: dict[str, dict[int, float]] = {}
-        self._lines: deque[tuple[str, str]] = deque(maxlen=tail)
-        self._partial = {"stdout": "", "stderr": ""}
-        self._cursor: dict[str, Any] | None = None
-        self._dirty = False
-        self._last_draw = 0.0
+        self.error: api.ServiceError | None = None
+        self.state: MonitorState | None = None
+        self._job = job
         self._log_shown = ""
         self._stop = threading.Event()
         self._ended = threading.Event()
@@ -127,6 +110,7 @@ class RunMonitor(w.VBox):
         except api.ServiceError as e:
             self._fail(e)
             return
+        self.state = MonitorState(self.client, self.run_id, job=job, tail=tail)
         self.title.value = (
             f"<b>Run</b> <code>{html.escape(self.run_id)}</code> · "
             f'<a href="{html.escape(api.dashboard_url(self.client, self.run_id))}" '
@@ -138,19 +122,59 @@ class RunMonitor(w.VBox):
 
     # -- public ------------------------------------------------------------------------
     @property
+    def run(self) -> dict[str, Any]:
+        """The run as last received."""
+        return self.state.run if self.state else {}
+
+    @property
+    def status(self) -> str:
+        """The run's status ("" before the first answer)."""
+        return self.state.status if self.state else ""
+
+    @property
+    def step(self) -> int:
+        """The latest metric step seen."""
+        return self.state.step if self.state else 0
+
+    @property
+    def total(self) -> int | None:
+        """The run's ``steps`` param, if it has one."""
+        return self.state.total if self.state else None
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended and everything was received."""
+        return self.state.done if self.state else False
+
+    @property
+    def job(self) -> dict | None:
+        """The run's job, if it was launched as one."""
+        return self.state.job if self.state else self._job
+
+    @property
+    def job_id(self) -> str | None:
+        """The id of the run's job, if any."""
+        return self.state.job_id if self.state else None
+
+    @property
+    def timeline(self) -> list[dict]:
+        """The run's job events received so far."""
+        return self.state.timeline if self.state else []
+
+    @property
     def metrics(self) -> dict[str, list[tuple[int, float]]]:
         """Metric key -> ``[(step, value)]`` received so far, sorted by step."""
-        return {key: sorted(points.items()) for key, points in list(self._series.items())}
+        return self.state.metrics if self.state else {}
 
     @property
     def lines(self) -> list[tuple[str, str]]:
         """The last ``tail`` output lines as ``(stream, text)``."""
-        return list(self._lines)
+        return list(self.state.lines) if self.state else []
 
     @property
     def partial(self) -> dict[str, str]:
         """The unfinished last line of each stream (a progress bar still moving)."""
-        return dict(self._partial)
+        return dict(self.state.partial) if self.state else {"stdout": "", "stderr": ""}
 
     @property
     def running(self) -> bool:
@@ -187,42 +211,31 @@ class RunMonitor(w.VBox):
         self._on_cancel(self.cancel_button)
 
     # -- polling -------------------------------------------------------------------------
-    def _query(self) -> dict[str, Any]:
-        if self._cursor is None:  # a fresh start: recent output and the whole history
-            return {"tail": self.tail, "metrics": 1, "wait": 0}
-        wait = api.long_poll_wait(self.client)
-        if self._dirty:  # a plot waits for its redraw slot: come back in time for it
-            wait = min(wait, max(0.0, REDRAW_S - (time.monotonic() - self._last_draw)) + 0.05)
-        c = self._cursor
-        return {"stdout": c["stdout"], "stderr": c["stderr"], "events": c["events"],
-                "metrics": c.get("metrics") or 1, "wait": round(wait, 2),
-                "partial_stdout": c.get("partial_stdout", 0),
-                "partial_stderr": c.get("partial_stderr", 0)}  # fmt: skip
-
     def _loop(self) -> None:
-        backoff = 1.0
+        state = self.state
+        assert state is not None
         try:
             while not self._stop.is_set():
                 began = time.monotonic()
                 try:
-                    body = api.run_updates(self.client, self.run_id, self._query())
+                    body = state.fetch()
                 except api.ServiceError as e:
                     if self._stop.is_set():
                         return
                     self.error = e
-                    if not e.transient:
+                    pause = state.retry_after(e)
+                    if pause is None:
                         self._fail(e)
                         return
-                    self._show(f"{e.message} Retrying in {backoff:.0f} s.", "warn")
-                    if self._stop.wait(backoff):
+                    self._show(f"{e.message} Retrying in {pause:.0f} s.", "warn")
+                    if self._stop.wait(pause):
                         return
-                    backoff = min(2 * backoff, MAX_BACKOFF_S)
                     continue
-                backoff = 1.0
                 if self._stop.is_set():
-                    return
-                self._apply(body)
-                if self.done:
+                    return  # closed while waiting: change nothing any more
+                state.apply(body)
+                self._render()
+                if state.done:
                     return
                 rest = MIN_INTERVAL_S - (time.monotonic() - began)
                 if rest > 0 and self._stop.wait(rest):
@@ -234,78 +247,29 @@ class RunMonitor(w.VBox):
                 self._draw(force=True)
             self._ended.set()
 
-    def _apply(self, body: dict[str, Any]) -> None:
-        run = body["run"]
-        self.run, self.status, self._cursor = run, run["status"], body["cursor"]
-        self.job_id = self.job_id or run.get("tags", {}).get("latticehub.job_id")
-        if self.total is None:
-            self.total = _steps(run.get("params", {}))
-        metrics = body["metrics"]
-        if metrics["reset"]:
-            self._series = {}
-        for point in metrics["points"]:
-            step = int(point["step"])
-            self._series.setdefault(point["key"], {})[step] = float(point["value"])
-            self.step = max(self.step, step)
-        self._dirty = self._dirty or bool(metrics["points"]) or metrics["reset"]
-        fresh = [("stdout", x) for x in body["stdout"]["lines"]]
-        fresh += [("stderr", x) for x in body["stderr"]["lines"]]
-        fresh.sort(key=lambda item: item[1]["timestamp"])
-        self._lines.extend((stream, line["text"]) for stream, line in fresh)
-        for stream in ("stdout", "stderr"):
-            self._partial[stream] = body[stream].get("partial", "")
-        self.timeline.extend(body.get("timeline", []))
-        if self.job_id and (self.job is None or body.get("timeline")):
-            try:  # the batch system's reason ("pending: Resources", "running on node7")
-                self.job = api.get_job(self.client, self.job_id)
-            except api.ServiceError:
-                pass  # the run's own status_reason is shown instead
-        self.done = bool(body["done"])
-        self._render()
-
     # -- rendering -----------------------------------------------------------------------
     def _render(self) -> None:
-        status = self.status
-        reason = self.run.get("status_reason") or ""
-        job = self.job or {}
-        if status == "QUEUED":
-            reason = reason or job.get("reason") or ""
-            level = "busy"
-        elif status == "RUNNING":
-            reason = job.get("reason") if job.get("state") == "RUNNING" else reason
-            level = "busy"
-        elif status == "FINISHED":
-            level = "ok"
-        else:
-            failure = self.run.get("failure") or {}
-            reason = reason or failure.get("message") or job.get("reason") or ""
-            level = "error"
-        if job.get("reason", "").startswith("cancelling") and status not in FINAL:
-            reason = job["reason"]
-        self._show(f"{status}: {reason}" if reason else status, level)
-        final = status in FINAL
-        self.cancel_button.disabled = final or not self.job_id
-        total = self.total
-        self.progress.max = max(total or self.step, 1)
-        self.progress.value = min(self.step, self.progress.max)
-        self.progress.bar_style = (
-            "success" if status == "FINISHED" else "danger" if final else "info"
-        )
-        self.progress_text.value = html.escape(
-            f"step {self.step} / {total}" if total else f"step {self.step}"
-        )
+        state = self.state
+        assert state is not None
+        self._show(*state.headline())
+        self.cancel_button.disabled = not state.can_cancel
+        value, top, style, text = state.progress()
+        self.progress.max = top
+        self.progress.value = value
+        self.progress.bar_style = style
+        self.progress_text.value = html.escape(text)
         self._render_log()
-        self._draw(force=self.done)
+        self._draw(force=state.done)
 
     def _render_log(self) -> None:
         rows = [
             f'<span class="lh-{stream}"{_STDERR_STYLE if stream == "stderr" else ""}>'
             f"{html.escape(text)}</span>"
-            for stream, text in self._lines
+            for stream, text in self.lines
         ]
         rows += [
             f'<span class="lh-partial lh-{stream}" style="opacity:0.75">{html.escape(text)}</span>'
-            for stream, text in self._partial.items()
+            for stream, text in self.partial.items()
             if text
         ]
         shown = "\n".join(rows) or '<span style="opacity:0.6">(no output yet)</span>'
@@ -314,14 +278,11 @@ class RunMonitor(w.VBox):
             self.output_log.value = f'<pre class="lh-log-text" style="{_LOG_STYLE}">{shown}</pre>'
 
     def _draw(self, force: bool = False) -> None:
-        if not self._dirty:
+        if self.state is None or not self.state.due_redraw(force):
             return
-        if not force and time.monotonic() - self._last_draw < REDRAW_S:
-            return
-        self._dirty = False
-        self._last_draw = time.monotonic()
-        series = self.metrics
-        show_figure(self.plot, training_figure(series, LIVE_KEYS), f"metrics of {self.run_id}")
+        show_figure(
+            self.plot, training_figure(self.metrics, LIVE_KEYS), f"metrics of {self.run_id}"
+        )
 
     def _show(self, message: str, level: str = "info") -> None:
         self.status_line.value = api.status_html(message, level)
@@ -333,18 +294,20 @@ class RunMonitor(w.VBox):
         self._ended.set()
 
     def _on_cancel(self, _button: Any) -> None:
-        if not self.job_id:
-            self._show("This run was not launched as a job: there is nothing to cancel.", "warn")
+        if self.state is None:
             return
         self.cancel_button.disabled = True
         try:
-            self.job = api.cancel_job(self.client, self.job_id)
+            job = self.state.cancel()
         except api.ServiceError as e:
+            if e.code == "NO_JOB":
+                self._show(e.message, "warn")
+                return
             self.error = e
             self._show(e.message, "error")
             self.cancel_button.disabled = e.status == 409
             return
-        self._show(f"{self.status or 'QUEUED'}: {self.job.get('reason', 'cancelling')}", "warn")
+        self._show(f"{self.status or 'QUEUED'}: {job.get('reason', 'cancelling')}", "warn")
 
 
 _LOG_STYLE = (

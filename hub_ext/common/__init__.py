@@ -1,4 +1,5 @@
-"""What the services share: the async Hub client and the Hub-config helpers.
+"""What the services share, owned by none of them.
 
-No service's own code lives here, and services never import each other.
+The service base, the handlers' base (identity without blocking, JSON errors), the page
+layout, the async Hub client and the Hub-config helpers. Services never import each other.
 """

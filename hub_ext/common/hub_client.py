@@ -1,9 +1,15 @@
-"""Hub REST API calls with the service's own token (the seam: an injectable ``fetch``)."""
+"""Hub REST API calls with the service's own token (the seam: an injectable ``fetch``).
+
+The one Hub client of the three services: every call is a coroutine on tornado's
+``AsyncHTTPClient``, so that no service blocks its event loop on the Hub.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -31,6 +37,10 @@ class HubError(Exception):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+
+
+class HubUnreachable(HubError):
+    """The Hub could not be reached at all (status 502): no answer to read."""
 
 
 async def tornado_fetch(
@@ -96,7 +106,7 @@ class HubSource:
         try:
             status, raw = await self.fetch(method, url, headers, data)
         except OSError as e:
-            raise HubError(502, f"the Hub API is not reachable ({e})") from None
+            raise HubUnreachable(502, f"the Hub API is not reachable ({e})") from None
         if status >= 400:
             try:
                 message = json.loads(raw).get("message") or raw.decode(errors="replace")
@@ -145,15 +155,19 @@ class HubSource:
                 found.append(model)
         return found
 
-    async def group(self, name: str) -> dict | None:
-        """One group's model, ``None`` if it does not exist."""
+    async def _model(self, path: str) -> dict | None:
+        """The model at ``path``, ``None`` when the Hub has none (404)."""
         try:
-            _, model = await self._call("GET", f"/groups/{quote(name, safe='')}")
+            _, model = await self._call("GET", path)
         except HubError as e:
             if e.status_code == 404:
                 return None
             raise
         return model
+
+    async def group(self, name: str) -> dict | None:
+        """One group's model, ``None`` if it does not exist."""
+        return await self._model(f"/groups/{quote(name, safe='')}")
 
     async def set_properties(self, name: str, properties: dict[str, Any]) -> dict:
         """Replace a group's properties (``PUT /groups/{name}/properties``); the new model."""
@@ -178,3 +192,101 @@ class HubSource:
         """The service's own model, with its token's ``scopes``."""
         _, model = await self._call("GET", "/user")
         return model
+
+    async def user(self, name: str) -> dict | None:
+        """One user's model (with ``groups``), ``None`` if the Hub has no such user."""
+        return await self._model(f"/users/{quote(name, safe='')}")
+
+    async def groups_of(self, name: str) -> list[str]:
+        """The groups of user ``name`` as the Hub tells now; ``[]`` for any refusal.
+
+        A user the Hub does not know, or does not let this service read, is in no group
+        (what a member may do is then refused, never allowed by mistake).
+
+        Raises:
+            HubUnreachable: when the Hub cannot be reached (the caller's rights are unknown).
+        """
+        try:
+            model = await self.user(name)
+        except HubUnreachable:
+            raise
+        except HubError:
+            return []
+        return list((model or {}).get("groups") or [])
+
+
+#: ``name -> groups``: synchronous (a table, a stand-in) or a coroutine function (the Hub).
+GroupLookup = Callable[[str], "list[str] | Awaitable[list[str]]"]
+
+
+class GroupCache:
+    """Users' groups as ``lookup`` tells, each answer kept at most ``max_age`` seconds.
+
+    The bound keeps a removal from a group effective within ``max_age`` on every request.
+    A coroutine ``lookup`` (the Hub) is only awaited; a synchronous one (a table) may also
+    answer :meth:`known` at once.
+
+    Args:
+        lookup: ``name -> groups`` (:data:`GroupLookup`).
+        max_age: seconds an answer is kept, or a function that says it (read at each use).
+        clock: the monotonic clock (a seam for tests).
+        max_entries: past this many entries, expired ones are dropped.
+    """
+
+    def __init__(
+        self,
+        lookup: GroupLookup,
+        max_age: float | Callable[[], float],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ):
+        self.lookup = lookup
+        self._max_age = max_age
+        self.clock = clock
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, list[str]]] = {}
+        call = getattr(lookup, "__call__", None)  # noqa: B004 - a callable object's method
+        self.asynchronous = inspect.iscoroutinefunction(lookup) or inspect.iscoroutinefunction(call)
+
+    @property
+    def max_age(self) -> float:
+        """Seconds an answer is kept now."""
+        return self._max_age() if callable(self._max_age) else self._max_age
+
+    def fresh(self, name: str) -> list[str] | None:
+        """The kept answer for ``name`` while it is younger than ``max_age``; else None."""
+        entry = self._entries.get(name)
+        if entry is not None and self.clock() - entry[0] < self.max_age:
+            return entry[1]
+        return None
+
+    def known(self, name: str) -> list[str] | None:
+        """Groups of ``name`` without waiting: kept, or from a synchronous ``lookup``.
+
+        ``None`` when only awaiting :meth:`groups` can tell.
+        """
+        found = self.fresh(name)
+        if found is None and not self.asynchronous:
+            found = self._keep(name, self.lookup(name))  # type: ignore[arg-type]
+        return found
+
+    async def groups(self, name: str) -> list[str]:
+        """Groups of ``name``: kept while fresh, else asked (and kept)."""
+        found = self.fresh(name)
+        if found is not None:
+            return found
+        answer = self.lookup(name)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return self._keep(name, answer)
+
+    def _keep(self, name: str, groups: Iterable[str]) -> list[str]:
+        now = self.clock()
+        if len(self._entries) > self.max_entries:  # one entry per caller: drop the expired
+            age = self.max_age
+            for key in [k for k, (at, _) in self._entries.items() if now - at >= age]:
+                del self._entries[key]
+        kept = list(groups)
+        self._entries[name] = (now, kept)
+        return kept

@@ -22,8 +22,11 @@ GROUP_SCOPE_PREFIXES = ("groups!group=", "admin:groups!group=")
 
 
 @dataclass(frozen=True)
-class Viewer:
-    """The caller of a page or API request.
+class GroupRights:
+    """The groups a caller may manage (see and lower), from their token's scopes.
+
+    Not who the caller is nor which groups they belong to: that is the experiments
+    service's ``Viewer``; this is only the manager rule.
 
     Attributes:
         name: the user (or service) name.
@@ -45,7 +48,11 @@ class Viewer:
         return self.all_groups or bool(self.manages)
 
 
-def viewer_from_scopes(name: str, scopes: Iterable[str]) -> Viewer:
+#: The name this class had (the quotas service's "viewer"), kept for old imports.
+Viewer = GroupRights
+
+
+def viewer_from_scopes(name: str, scopes: Iterable[str]) -> GroupRights:
     """The viewer for a caller holding ``scopes`` (expanded, as the Hub reports them).
 
     >>> viewer_from_scopes("ann", ["groups!group=lqcd", "read:groups!group=lqcd"]).manages
@@ -53,15 +60,15 @@ def viewer_from_scopes(name: str, scopes: Iterable[str]) -> Viewer:
     """
     scopes = set(scopes)
     if scopes & ALL_GROUPS_SCOPES:
-        return Viewer(name=name, all_groups=True)
+        return GroupRights(name=name, all_groups=True)
     manages = set()
     for scope in scopes:
         for prefix in GROUP_SCOPE_PREFIXES:
             if scope.startswith(prefix) and len(scope) > len(prefix):
                 manages.add(scope[len(prefix) :])
-    return Viewer(name=name, manages=frozenset(manages))
+    return GroupRights(name=name, manages=frozenset(manages))
 
 
-def viewer_from_model(model: Mapping[str, Any]) -> Viewer:
+def viewer_from_model(model: Mapping[str, Any]) -> GroupRights:
     """The viewer for a Hub user (or service) model with its token's ``scopes``."""
     return viewer_from_scopes(str(model.get("name") or ""), model.get("scopes") or ())

@@ -28,9 +28,10 @@ from jupyterhub_idle_culler import cull_idle, parse_date, utcnow
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 
 from hub_ext.common.hub_client import HubError, HubSource
+from hub_ext.common.policyfile import PolicyFileConfig
 from hub_ext.common.service import HubManagedApp
 from latticehub.limits import GroupLimits, apply_properties
-from latticehub.policy import Policy, parse_policy
+from latticehub.policy import Policy
 
 from .plan import (
     DEFAULT_BUSY_FRACTION,
@@ -160,9 +161,10 @@ async def cull_round(
     return rules
 
 
-class CullerApp(HubManagedApp):
+class CullerApp(HubManagedApp, PolicyFileConfig):
     """Stop idle servers with per-group timeouts (``python -m hub_ext.culling --help``)."""
 
+    policy_env = "LATTICEHUB_CULLING_POLICY"
     name = "latticehub-culler"
     description = (
         "Per-group idle culling for latticehub (a JupyterHub service): runs "
@@ -182,30 +184,6 @@ class CullerApp(HubManagedApp):
     @default("log_datefmt")
     def _default_log_datefmt(self) -> str:
         return "%Y-%m-%d %H:%M:%S"
-
-    policy = Unicode(
-        help="""
-        The spawner's limit settings as JSON (``group_limits``, ``unlisted_group_limits``,
-        ``no_group_limits``, ``no_group_pool`` ...; the same document the quotas service
-        reads). Each group's ``idle_timeout``, ``idle_timeout_busy`` and ``max_age`` (seconds)
-        decide when its servers are stopped. Default: ``$LATTICEHUB_CULLING_POLICY``, which
-        ``hub_ext.culling.hubconfig.install`` fills from the Hub's configuration.
-
-        .. versionadded:: 0.1
-        """,
-    ).tag(config=True)
-
-    @default("policy")
-    def _default_policy(self) -> str:
-        return os.environ.get("LATTICEHUB_CULLING_POLICY", "")
-
-    @validate("policy")
-    def _validate_policy(self, proposal: Any) -> str:
-        try:
-            parse_policy(proposal.value)
-        except ValueError as e:
-            raise TraitError(f"culling policy: {e}") from e
-        return proposal.value
 
     api_url = Unicode(
         help="""
@@ -316,6 +294,7 @@ class CullerApp(HubManagedApp):
 
     aliases = {
         "policy": "CullerApp.policy",
+        "policy-file": "CullerApp.policy_file",
         "api-url": "CullerApp.api_url",
         "interval": "CullerApp.interval",
         "busy-fraction": "CullerApp.busy_fraction",
@@ -352,7 +331,7 @@ class CullerApp(HubManagedApp):
 
     async def run(self) -> None:
         """Run rounds every ``interval`` seconds (one with ``--once``)."""
-        policy = parse_policy(self.policy)
+        policy = self.service_policy()
         hub = HubSource(self.api_url, self.api_token)
         groups = [g for g, limits in policy.ceilings.items() if has_idle_settings(limits)]
         self.log.info(

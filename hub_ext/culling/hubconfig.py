@@ -14,14 +14,13 @@ replaces its own service entry and role, nothing else).
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from traitlets.config import Config
 
-from hub_ext.common.hubconfig import policy_document
-from latticehub.policy import parse_policy
+from hub_ext.common.hubconfig import policy_document, service_policy_env
+from latticehub.policy import POLICY_ENV, parse_policy
 
 from .plan import has_idle_settings
 
@@ -105,7 +104,8 @@ def install(
         c.JupyterHub.load_roles = roles
         return False
     env = {k: v for p in previous for k, v in (p.get("environment") or {}).items()}
-    env["LATTICEHUB_CULLING_POLICY"] = json.dumps(policy)
+    env.pop(POLICY_ENV, None)  # an earlier call's document, if the config dropped it
+    env.update(service_policy_env(c, spawner_class, "LATTICEHUB_CULLING_POLICY"))
     if interval is not None:
         env["LATTICEHUB_CULL_INTERVAL"] = str(interval)
     if busy_fraction is not None:

@@ -27,8 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..common.managers import Viewer as GroupRights
-from ..common.managers import viewer_from_scopes
+from ..common.managers import GroupRights, viewer_from_scopes
 from .store.entities import Project, Run, Viewer
 from .store.errors import PERMISSION_DENIED, TrackingError, invalid, not_found
 

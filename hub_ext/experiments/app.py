@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import os
 from typing import Any
-from urllib.parse import quote
 
-import requests
 from jupyterhub.services.auth import HubOAuth
 from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 
 from ..bodylimits import DEFAULT_DRAIN, DEFAULT_DRAIN_TIMEOUT, BodyLimitedApplication
+from ..common.hub_client import HubSource
+from ..common.policyfile import PolicyFileConfig, deprecated_setting
 from ..common.service import OAuthCallbackHandler, WebServiceApp
 from . import dashboard
 from .blobs import BlobStore
@@ -25,7 +25,6 @@ from .handlers import base as handlers_base
 from .handlers import default_handlers
 from .heartbeats import HeartbeatMonitor
 from .jobs.settings import JobsConfig
-from .jobs.store import SqlJobStore
 from .live import LiveBus, LiveConfig
 from .storage import StorageCaps, parse_storage_caps
 from .store import AbstractStore, open_store
@@ -33,19 +32,12 @@ from .store.registry import SqlArtifactRegistry
 
 
 def hub_group_lookup(api_url: str, token: str) -> Any:
-    """A function ``name -> groups`` that asks the Hub with the service's own token."""
+    """A coroutine function ``name -> groups`` that asks the Hub with the service's own token.
 
-    def lookup(name: str) -> list[str]:
-        r = requests.get(
-            f"{api_url}/users/{quote(name, safe='')}",
-            headers={"Authorization": f"token {token}"},
-            timeout=10,
-        )
-        if r.status_code != 200:
-            return []
-        return list(r.json().get("groups") or [])
-
-    return lookup
+    It never blocks the event loop (the common async Hub client); a user the Hub does not
+    know, or does not let the service read, is in no group.
+    """
+    return HubSource(api_url, token).groups_of
 
 
 class ExperimentsApplication(BodyLimitedApplication):
@@ -122,7 +114,7 @@ def make_app(
         live=live or LiveBus(),
         registry=registry,
         storage_caps=storage_caps or StorageCaps(),
-        events=SqlJobStore(store.engine) if hasattr(store, "engine") else None,
+        events=store.job_store(),  # the run timelines kept beside the runs (None: none)
         template_path=dashboard.TEMPLATE_DIR,
         static_path=dashboard.STATIC_DIR,
         static_url_prefix=url_path_join(prefix, "static/"),
@@ -133,7 +125,7 @@ def make_app(
     )
 
 
-class ExperimentsApp(WebServiceApp):
+class ExperimentsApp(WebServiceApp, PolicyFileConfig):
     """Serve the tracking API (``python -m hub_ext.experiments --help``)."""
 
     default_port = 10101
@@ -256,8 +248,10 @@ class ExperimentsApp(WebServiceApp):
         distinct blobs its runs' artifacts and registered versions point to. An upload that
         would pass the cap gets HTTP 413 (``STORAGE_QUOTA_EXCEEDED``) before its body is
         read when it declares its size, else as soon as it passes; the quotas pages show
-        use against the cap. Default: ``$LATTICEHUB_ARTIFACT_QUOTAS`` (JSON) or ``{}`` (no
-        cap).
+        use against the cap. Default: the policy document's ``artifacts`` values
+        (``policy_file``; ``[private]`` gives ``"~"``), else ``{}`` (no cap). The older
+        ``$LATTICEHUB_ARTIFACT_QUOTAS`` (JSON) still wins over the document, with a
+        deprecation message.
         """,
     ).tag(config=True)
 
@@ -265,7 +259,11 @@ class ExperimentsApp(WebServiceApp):
     def _default_artifact_quota(self) -> dict[str, Any]:
         raw = os.environ.get("LATTICEHUB_ARTIFACT_QUOTAS", "").strip()
         if not raw:
-            return {}
+            document = self.policy_document()
+            return document.artifact_quotas() if document else {}
+        deprecated_setting(
+            "$LATTICEHUB_ARTIFACT_QUOTAS", "write each group's artifacts cap in the policy document"
+        )
         try:
             value = json.loads(raw)
         except ValueError as e:

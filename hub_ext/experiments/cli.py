@@ -2,7 +2,9 @@
 
 ``latticehub sync [DIR]`` replays spooled tracking writes; ``latticehub retention`` deletes
 old artifact versions and ``latticehub gc`` deletes unreferenced artifact blobs (both on the
-server, with the service's database and artifact directory).
+server, with the service's database and artifact directory); ``latticehub db
+current|upgrade|downgrade REV|check`` shows or moves the tracking database's schema revision
+(the service upgrades it on start anyway).
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ def sync(directory: Path, client: TrackingClient) -> int:
 
 def _open_registry(db_url: str | None) -> tuple[Any, Any]:
     """The tracking store and the artifact registry of ``db_url`` (refusing a missing file)."""
-    from .store import open_store
-    from .store.registry import SqlArtifactRegistry
+    from .store import open_backend
 
     url = db_url or os.environ.get("LATTICEHUB_TRACKING_DB")
     if not url:
@@ -44,8 +45,8 @@ def _open_registry(db_url: str | None) -> tuple[Any, Any]:
         path = url[len("sqlite:///") :]
         if path and path != ":memory:" and not Path(path).is_file():
             raise SystemExit(f"no tracking database at {path}: check --db-url ({url})")
-    store = open_store(url)
-    return store, SqlArtifactRegistry.for_store(store)
+    backend = open_backend(url)
+    return backend.tracking, backend.registry
 
 
 def gc_command(args: argparse.Namespace) -> int:
@@ -108,6 +109,22 @@ def retention_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def db_command(argv: list[str]) -> int:
+    """``latticehub db ...``: Alembic's view of the tracking database (see store.migrations)."""
+    from ..common.migrations import command_main
+    from .store.migrations import TABLE_PREFIX, TRACKING
+    from .store.schema import metadata
+
+    return command_main(
+        TRACKING,
+        metadata,
+        TABLE_PREFIX,
+        argv,
+        prog="latticehub db",
+        url_env="LATTICEHUB_TRACKING_DB",
+    )
+
+
 def _add_server_commands(commands: Any) -> None:
     db_help = "tracking database URL (default: $LATTICEHUB_TRACKING_DB)"
     gc_cmd = commands.add_parser(
@@ -163,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     sync_cmd.add_argument("--url", help="tracking service URL (default: from the environment)")
     sync_cmd.add_argument("--token", help="Hub API token (default: $LATTICEHUB_TOKEN)")
     _add_server_commands(commands)
+    commands.add_parser(
+        "db",
+        add_help=False,
+        help="the tracking database's schema revision: current, upgrade, downgrade REV, check",
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["db"]:
+        return db_command(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "gc":
         return gc_command(args)

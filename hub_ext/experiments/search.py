@@ -24,8 +24,8 @@ MAX_COMPARISONS = 100
 
 _PLURAL = {"metric": "metrics", "param": "params", "tag": "tags", "attribute": "attributes"}
 _PREFIXES = {name: kind for kind, plural in _PLURAL.items() for name in (kind, plural)}
-_ATTRIBUTE_NAMES = ("run_id", "run_name", "status", "user_id", "start_time", "end_time")
-_ATTRIBUTE_NAMES += ("artifact_uri", "experiment_id")
+_ATTRIBUTE_NAMES: tuple[str, ...] = ("run_id", "run_name", "status", "user_id", "start_time")
+_ATTRIBUTE_NAMES += ("end_time", "artifact_uri", "experiment_id")
 _ATTRIBUTES = {**{n: n for n in _ATTRIBUTE_NAMES}, "user": "user_id", "created": "start_time"}
 _NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time"})
 _NUMERIC_OPS = ("=", "!=", ">", ">=", "<", "<=")
@@ -124,7 +124,8 @@ class _Parser:
                     kind = "qname"
                 else:
                     kind = "name"
-                prefix, _, rest = word.partition(".")
+                head, _, rest = word.partition(".")
+                prefix: str | None = head
                 if "." not in word:
                     prefix, rest = None, word
                 tokens.append(_Token(kind, text[start:i], start, rest + quoted, prefix))

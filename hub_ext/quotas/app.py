@@ -18,9 +18,10 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Float, TraitError, Unicode, default, validate
 
-from latticehub.policy import Policy, parse_policy
+from latticehub.policy import Policy
 
 from ..common.hub_client import HubError, HubSource
+from ..common.policyfile import PolicyFileConfig
 from ..common.service import OAuthCallbackHandler, WebServiceApp
 from .accounting.recorder import UsageRecorder
 from .accounting.store import SqlUsageStore, UsageStore
@@ -93,11 +94,12 @@ def missing_write_scopes(policy: Policy, scopes: list[str]) -> list[str]:
     return [f"groups!group={g}" for g in policy.ceilings if f"groups!group={g}" not in held]
 
 
-class QuotasApp(WebServiceApp):
+class QuotasApp(WebServiceApp, PolicyFileConfig):
     """Serve the quotas pages and API (``python -m hub_ext.quotas --help``)."""
 
     default_port = 10102
 
+    policy_env = "LATTICEHUB_QUOTAS_POLICY"
     name = "latticehub-quotas"
     description = "Per-group usage and limits for latticehub (a JupyterHub service)."
 
@@ -105,27 +107,6 @@ class QuotasApp(WebServiceApp):
     def _default_log_level(self) -> int:
         # INFO: each lowering is logged with who did it (the audit trail)
         return logging.INFO
-
-    policy = Unicode(
-        help="""
-        The spawner's limit settings as JSON: ``group_limits``, ``unlisted_group_limits``,
-        ``no_group_limits``, ``no_group_pool``, ``hub_id``, ``node_name``, ``gpu_devices``,
-        ``engine`` (``docker`` or ``swarm``). Default: ``$LATTICEHUB_QUOTAS_POLICY``, which
-        ``hub_ext.quotas.hubconfig.install`` fills from the Hub's configuration.
-        """,
-    ).tag(config=True)
-
-    @default("policy")
-    def _default_policy(self) -> str:
-        return os.environ.get("LATTICEHUB_QUOTAS_POLICY", "")
-
-    @validate("policy")
-    def _validate_policy(self, proposal: Any) -> str:
-        try:
-            parse_policy(proposal.value)
-        except ValueError as e:
-            raise TraitError(f"quotas policy: {e}") from e
-        return proposal.value
 
     cache_max_age = Float(
         30.0,
@@ -213,6 +194,7 @@ class QuotasApp(WebServiceApp):
         "ip": "QuotasApp.ip",
         "port": "QuotasApp.port",
         "policy": "QuotasApp.policy",
+        "policy-file": "QuotasApp.policy_file",
         "usage-db": "QuotasApp.usage_db",
         "log-level": "Application.log_level",
     }
@@ -254,7 +236,7 @@ class QuotasApp(WebServiceApp):
 
     def start(self) -> None:
         """Serve until stopped."""
-        policy = parse_policy(self.policy)
+        policy = self.service_policy()
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/quotas/")
         hub_auth = HubOAuth(cache_max_age=self.cache_max_age)
         hub = HubSource(hub_auth.api_url, hub_auth.api_token)

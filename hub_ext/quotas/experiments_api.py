@@ -8,7 +8,9 @@ experiments service's own message where it sent one.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -45,3 +47,33 @@ async def get_json(url: str, token: str, error: type[Exception]) -> dict[str, An
     if not isinstance(answer, dict):
         raise error("the experiments service could not be read: not a JSON object")
     return answer
+
+
+class ExperimentsReader:
+    """A reader of one experiments API listing (the base of the job and storage sources).
+
+    Args:
+        api_url: the experiments service's base URL, e.g.
+            ``http://127.0.0.1:10101/services/experiments``.
+        token: this service's Hub API token.
+    """
+
+    #: the exception a failed read raises (the reader's own "unavailable" type)
+    unavailable: type[Exception] = OSError
+
+    def __init__(self, api_url: str, token: str):
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+
+    async def get_items(self, path: str, query: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """The answer at ``path?query``, a JSON object with an ``items`` list.
+
+        Raises:
+            unavailable: when the answer cannot be read or has no ``items``.
+        """
+        answer = await get_json(
+            f"{self.api_url}{path}?{urlencode(query)}", self.token, self.unavailable
+        )
+        if not isinstance(answer.get("items"), list):
+            raise self.unavailable("the experiments service could not be read: no items")
+        return answer

@@ -14,14 +14,15 @@ replaces its own service entry and role, nothing else).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
 
 from traitlets.config import Config
 
-from ..common.hubconfig import policy_document
+from latticehub.policy import POLICY_ENV
+
+from ..common.hubconfig import policy_document, service_policy_env
 
 #: The service's name, URL prefix ``/services/quotas/``.
 SERVICE = "quotas"
@@ -87,7 +88,8 @@ def install(
     policy = policy_document(c, spawner_class)
     env = {k: v for p in previous for k, v in (p.get("environment") or {}).items()}
     env.update({k: os.environ[k] for k in DOCKER_ENV + USAGE_ENV if os.environ.get(k)})
-    env["LATTICEHUB_QUOTAS_POLICY"] = json.dumps(policy)
+    env.pop(POLICY_ENV, None)  # an earlier call's document, if the config dropped it
+    env.update(service_policy_env(c, spawner_class, "LATTICEHUB_QUOTAS_POLICY"))
     env.update(environment or {})
     services = [s for s in (c.JupyterHub.services or []) if s.get("name") != SERVICE]
     services.append(

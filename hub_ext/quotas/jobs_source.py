@@ -15,9 +15,8 @@ import abc
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
-from .experiments_api import get_json
+from .experiments_api import ExperimentsReader
 
 #: At most this many active jobs are listed per request.
 MAX_LISTED = 500
@@ -105,41 +104,30 @@ def batch_job(item: dict[str, Any]) -> BatchJob:
     )
 
 
-class ExperimentsJobSource(JobSource):
-    """:class:`JobSource` over the experiments API.
+class ExperimentsJobSource(ExperimentsReader, JobSource):
+    """:class:`JobSource` over the experiments API (``GET /api/v1/jobs``)."""
 
-    Args:
-        api_url: the experiments service's base URL, e.g.
-            ``http://127.0.0.1:10101/services/experiments``.
-        token: this service's Hub API token.
-    """
-
-    def __init__(self, api_url: str, token: str):
-        self.api_url = api_url.rstrip("/")
-        self.token = token
+    unavailable = JobsUnavailable
 
     async def active_jobs(self, groups: Iterable[str]) -> list[BatchJob]:  # noqa: D102
         names = sorted(set(groups))
         if not names:
             return []
         found: list[BatchJob] = []
-        offset: int | None = 0
-        while offset is not None and len(found) < MAX_LISTED:
+        token: str | None = ""
+        while token is not None and len(found) < MAX_LISTED:
             query = [("state", s) for s in ACTIVE_STATES] + [("group", g) for g in names]
-            query += [("limit", str(PAGE)), ("offset", str(offset))]
-            page = await self._get(f"{self.api_url}/api/v1/jobs?{urlencode(query)}")
+            query.append(("max_results", str(PAGE)))
+            if token:
+                query.append(("page_token", token))
+            page = await self.get_items("/api/v1/jobs", query)
             try:
                 found.extend(batch_job(i) for i in page["items"])
             except (KeyError, TypeError) as e:
                 raise JobsUnavailable(f"the experiments service sent a job without {e}") from e
-            offset = (page.get("_pagination") or {}).get("offset")
+            # keyset pages: stable while jobs are submitted between two reads
+            token = (page.get("_pagination") or {}).get("next_token") or None
         return found[:MAX_LISTED]
-
-    async def _get(self, url: str) -> dict[str, Any]:
-        page = await get_json(url, self.token, JobsUnavailable)
-        if not isinstance(page.get("items"), list):
-            raise JobsUnavailable("the experiments service could not be read: no items")
-        return page
 
 
 def jobs_json(jobs: list[BatchJob], *, items: bool = True) -> dict[str, Any]:

@@ -14,9 +14,8 @@ import abc
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
-from .experiments_api import get_json
+from .experiments_api import ExperimentsReader
 
 
 class StorageUnavailable(Exception):
@@ -61,36 +60,22 @@ class StorageSource(abc.ABC):
         """
 
 
-class ExperimentsStorageSource(StorageSource):
-    """:class:`StorageSource` over the experiments API.
+class ExperimentsStorageSource(ExperimentsReader, StorageSource):
+    """:class:`StorageSource` over the experiments API (``GET /api/v1/storage``)."""
 
-    Args:
-        api_url: the experiments service's base URL, e.g.
-            ``http://127.0.0.1:10101/services/experiments``.
-        token: this service's Hub API token.
-    """
-
-    def __init__(self, api_url: str, token: str):
-        self.api_url = api_url.rstrip("/")
-        self.token = token
+    unavailable = StorageUnavailable
 
     async def storage(self, groups: Iterable[str]) -> dict[str, GroupStorage]:  # noqa: D102
         names = sorted(set(groups))
         if not names:
             return {}
-        query = urlencode([("group", g) for g in names])
-        answer = await get_json(
-            f"{self.api_url}/api/v1/storage?{query}", self.token, StorageUnavailable
-        )
-        items = answer.get("items")
-        if not isinstance(items, list):
-            raise StorageUnavailable("the experiments service could not be read: no items")
+        answer = await self.get_items("/api/v1/storage", [("group", g) for g in names])
         try:
             return {
                 str(i["group"]): GroupStorage(
                     str(i["group"]), int(i["used_bytes"]), i.get("cap_bytes")
                 )
-                for i in items
+                for i in answer["items"]
                 if i.get("group") is not None
             }
         except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -365,7 +365,7 @@ def compute_usage(
         properties = (model or {}).get("properties") or {}
         lowered = properties.get(PROPERTIES_KEY) if kind in (LISTED, UNLISTED) else None
         lowered = lowered if isinstance(lowered, Mapping) else {}
-        effective, warnings = ceiling, []
+        effective, warnings = ceiling, list[str]()
         if ceiling is not None and kind in (LISTED, UNLISTED):
             effective, warnings = apply_properties(ceiling, properties)
         mine = by_group.get(name, [])

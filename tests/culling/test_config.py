@@ -9,6 +9,7 @@ from traitlets.config import Config
 
 from hub_ext.culling.app import CullerApp
 from hub_ext.culling.hubconfig import ROLE, SERVICE, culled_groups, install, role_scopes
+from latticehub.policy import load_policy, service_policy
 from spawner import GroupLimitDockerSpawner, GroupLimitSwarmSpawner
 
 
@@ -140,7 +141,7 @@ def test_bad_idle_values_are_refused_with_the_fix(limits, message):
     with pytest.raises(TraitError) as info:  # the spawner's own validation
         install(c)
     assert message in str(info.value)
-    with pytest.raises(TraitError, match="culling policy: ") as info:
+    with pytest.raises(TraitError, match="policy: ") as info:
         CullerApp(policy=json.dumps({"group_limits": {"g": limits}}))
     assert message in str(info.value)
 
@@ -189,7 +190,13 @@ def test_repo_config_declares_the_culler_for_the_demo_groups(tmp_path, monkeypat
     assert "delete:servers!group=lqcd" in role["scopes"]
     assert "delete:servers!group=nuclear" in role["scopes"]
     (service,) = entries(c, SERVICE)
-    policy = json.loads(service["environment"]["LATTICEHUB_CULLING_POLICY"])
-    assert policy["group_limits"]["lqcd"]["idle_timeout"] == 3600
-    quotas = json.loads(entries(c, "quotas")[0]["environment"]["LATTICEHUB_QUOTAS_POLICY"])
-    assert quotas["group_limits"] == policy["group_limits"]
+    env = service["environment"]
+    # the groups' rules come from the one policy document, which the service reads itself
+    assert env["LATTICEHUB_POLICY"] == str(root / "etc" / "policy.toml")
+    assert "group_limits" not in json.loads(env["LATTICEHUB_CULLING_POLICY"])
+    policy = service_policy(env["LATTICEHUB_CULLING_POLICY"], load_policy(env["LATTICEHUB_POLICY"]))
+    assert policy.ceilings["lqcd"].idle_timeout == 3600
+    quotas_env = entries(c, "quotas")[0]["environment"]
+    assert quotas_env["LATTICEHUB_POLICY"] == env["LATTICEHUB_POLICY"]
+    (experiments,) = entries(c, "experiments")
+    assert experiments["environment"]["LATTICEHUB_POLICY"] == env["LATTICEHUB_POLICY"]

@@ -26,12 +26,14 @@ from tests.quotas.fakes import PREFIX, FakeEngine, FakeHub, TokenHubAuth, contai
 from tests.quotas.test_app import MODELS, POLICY
 from tests.quotas.test_artifact_storage import ServiceTokenAuth
 
+#: Job ids as the service makes them (32 hex digits; page tokens name them)
+J1, J2, J3, J4 = (str(n) * 32 for n in range(1, 5))
 #: (job id, user, group, state, node)
 JOBS = [
-    ("j1", "ann", "lqcd", JobState.RUNNING, "node<1>"),
-    ("j2", "ben", "lqcd", JobState.QUEUED, ""),
-    ("j3", "ann", "lqcd", JobState.FINISHED, "node1"),  # done: not shown
-    ("j4", "dan", "nuclear", JobState.RUNNING, "node2"),
+    (J1, "ann", "lqcd", JobState.RUNNING, "node<1>"),
+    (J2, "ben", "lqcd", JobState.QUEUED, ""),
+    (J3, "ann", "lqcd", JobState.FINISHED, "node1"),  # done: not shown
+    (J4, "dan", "nuclear", JobState.RUNNING, "node2"),
 ]
 
 
@@ -55,7 +57,7 @@ async def experiments_api(tmp_path):
                 executor="slurm",
                 state=state,
                 created=1_795_000_000_000,
-                external_id=job_id.upper(),
+                external_id=f"SLURM-{job_id[0]}",
             )
         )
         if node:  # set when the job starts
@@ -81,7 +83,7 @@ async def experiments_api(tmp_path):
 async def test_source_lists_active_jobs_of_the_asked_groups(experiments_api):
     source = ExperimentsJobSource(experiments_api, "svc-ok")
     jobs = await source.active_jobs(["lqcd"])
-    assert sorted((j.id, j.state) for j in jobs) == [("j1", "RUNNING"), ("j2", "QUEUED")]
+    assert sorted((j.id, j.state) for j in jobs) == [(J1, "RUNNING"), (J2, "QUEUED")]
     both = await source.active_jobs(["lqcd", "nuclear"])
     assert {j.group for j in both} == {"lqcd", "nuclear"}
     assert await source.active_jobs([]) == []
@@ -92,6 +94,17 @@ async def test_source_lists_active_jobs_of_the_asked_groups(experiments_api):
         await ExperimentsJobSource(experiments_api, "svc-bare").active_jobs(["lqcd"])
     with pytest.raises(JobsUnavailable, match="could not be read"):
         await ExperimentsJobSource("http://127.0.0.1:9", "svc-ok").active_jobs(["lqcd"])
+
+
+async def test_source_follows_page_tokens(experiments_api, monkeypatch):
+    """One job a page: every active job is still read once, by the jobs API's page tokens."""
+    import hub_ext.quotas.jobs_source as jobs_source
+
+    monkeypatch.setattr(jobs_source, "PAGE", 1)
+    jobs = await ExperimentsJobSource(experiments_api, "svc-ok").active_jobs(["lqcd", "nuclear"])
+    assert sorted(j.id for j in jobs) == [J1, J2, J4]
+    monkeypatch.setattr(jobs_source, "MAX_LISTED", 2)  # bounded however many pages there are
+    assert len(await ExperimentsJobSource(experiments_api, "svc-ok").active_jobs(["lqcd"])) == 2
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -135,8 +148,8 @@ async def test_api_counts_jobs_per_group_for_whoever_sees_the_group(jobs_service
     code, body = await jobs_service("api/groups/lqcd", "ann")
     items = json.loads(body)["jobs"]["items"]
     assert [(j["id"], j["state"], j["external_id"]) for j in items] == [
-        ("j1", "RUNNING", "J1"),
-        ("j2", "QUEUED", "J2"),
+        (J1, "RUNNING", "SLURM-1"),
+        (J2, "QUEUED", "SLURM-2"),
     ]
     assert items[0]["node"] == "node<1>" and items[0]["started"] == 1_795_000_060.0
     code, _ = await jobs_service("api/groups/nuclear", "ann")
@@ -151,5 +164,6 @@ async def test_pages_show_the_jobs_escaped(jobs_service):
     )
     code, body = await jobs_service("groups/lqcd", "ann")
     assert code == 200
-    assert 'data-job="j1"' in body and 'data-job="j2"' in body and 'data-job="j3"' not in body
+    assert f'data-job="{J1}"' in body and f'data-job="{J2}"' in body
+    assert f'data-job="{J3}"' not in body
     assert "node&lt;1&gt;" in body and "node<1>" not in body

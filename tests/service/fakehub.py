@@ -1,16 +1,20 @@
-"""The experiments app in-process with a Hub stand-in whose users and groups a test changes.
+"""The experiments app in-process with stand-ins for the Hub: the one harness of this tier.
 
-``conftest.service`` has fixed users; the tenant-boundary tests move users between groups
-while they hold streams, and give some of them manager scopes, so they use this one.
+:class:`FakeHubAuth` maps tokens to models (fixed users); :class:`MutableHubAuth` follows a
+users table that a test changes (the tenant-boundary tests move users between groups while
+they hold streams). :func:`experiments` serves the app in a thread; :func:`serve` adds the
+mutable users and the live bus.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
+import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,26 +28,55 @@ from hub_ext.experiments.live import LiveBus, LiveConfig
 from hub_ext.experiments.store import SqlStore
 from tests.hub import free_port
 
+#: The users of most service tests: ``Authorization: token tok-<name>``.
+USERS = {
+    "tok-ann": {"name": "ann", "kind": "user", "admin": False, "groups": ["lqcd"]},
+    "tok-bob": {"name": "bob", "kind": "user", "admin": False, "groups": ["nuclear"]},
+    "tok-adm": {"name": "adm", "kind": "user", "admin": True, "groups": []},
+}
+PREFIX = "/services/experiments/"
 
-class MutableHubAuth:
+
+class FakeHubAuth:
+    """The one stand-in for ``HubAuth``: ``Authorization: token X`` -> the model of ``X``.
+
+    ``models`` maps tokens to user (or service) models (default :data:`USERS`).
+    """
+
+    access_scopes = None
+    base_url = PREFIX  # the pages' XSRF cookie path
+    hub_prefix = "/hub/"
+
+    def __init__(self, models: Mapping[str, dict[str, Any]] | None = None):
+        self.models = USERS if models is None else models
+
+    def model_for(self, token: str) -> dict[str, Any] | None:
+        """The caller that ``token`` stands for, or None."""
+        return self.models.get(token)
+
+    def get_user(self, handler: Any) -> dict[str, Any] | None:
+        scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() not in ("token", "bearer"):
+            return None
+        return self.model_for(token)
+
+    def _persist_url_token_if_set(self, handler: Any) -> None:
+        pass
+
+
+class MutableHubAuth(FakeHubAuth):
     """``Authorization: token tok-<name>`` -> the user's model as ``users`` says now.
 
     Models carry ``groups`` and ``scopes`` as the Hub's ``/api/user`` does for a token with
     the user's own scopes (``hide_groups``: as for a token that may not read them).
     """
 
-    access_scopes = None
-    base_url = "/services/experiments/"  # the pages' XSRF cookie path
-    hub_prefix = "/hub/"
-
     def __init__(self, users: dict[str, dict[str, Any]]):
+        super().__init__({})
         self.users = users
 
-    def get_user(self, handler: Any) -> dict[str, Any] | None:
-        scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() not in ("token", "bearer") or not token.startswith("tok-"):
-            return None
-        user = self.users.get(token.removeprefix("tok-"))
+    def model_for(self, token: str) -> dict[str, Any] | None:
+        user = self.users.get(token.removeprefix("tok-")) if token.startswith("tok-") else None
         if user is None:
             return None
         model = {
@@ -57,8 +90,105 @@ class MutableHubAuth:
             del model["groups"]
         return model
 
-    def _persist_url_token_if_set(self, handler: Any) -> None:
-        pass
+
+@contextlib.contextmanager
+def serving(
+    make: Callable[[], HTTPServer], background: Sequence[Callable[[], Awaitable[Any]]] = ()
+) -> Iterator[asyncio.AbstractEventLoop]:
+    """Run ``make()`` (it returns a listening server) on its own event loop in a thread.
+
+    Yields the loop; ``background`` coroutines run on it meanwhile. The tasks are cancelled
+    and the server and the loop stop when the block ends.
+    """
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        state["loop"], state["server"] = loop, make()
+        state["tasks"] = [loop.create_task(start()) for start in background]
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield state["loop"]
+    finally:
+        for task in state["tasks"]:
+            state["loop"].call_soon_threadsafe(task.cancel)
+        state["loop"].call_soon_threadsafe(state["server"].stop)
+        state["loop"].call_soon_threadsafe(state["loop"].stop)
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def experiments(
+    store: Any,
+    blob_dir: Path,
+    *,
+    port: int | None = None,
+    hub_auth: Any = None,
+    group_lookup: Any = None,
+    max_body_size: int = 2 * 1024 * 1024,
+    max_artifact_size: int = 1024 * 1024,
+    background: Sequence[Callable[[], Awaitable[Any]]] = (),
+    **options: Any,
+) -> Iterator[str]:
+    """The experiments app on 127.0.0.1 in a thread; yields its URL (no trailing slash).
+
+    Args:
+        store: the tracking store (the caller closes it).
+        blob_dir: the artifact directory.
+        port: the port (default: a free one).
+        hub_auth: the Hub stand-in (default :class:`FakeHubAuth` with :data:`USERS`).
+        group_lookup: ``name -> groups`` for models without groups (default: none).
+        max_body_size: the server-wide body limit, as ``ExperimentsApp.start`` sets it.
+        max_artifact_size: the blob store's limit of one artifact.
+        background: coroutine functions run on the app's loop meanwhile (job pollers).
+        options: more ``make_app`` arguments (``jobs``, ``max_json_body``, ...).
+    """
+    port = port or free_port()
+
+    def make() -> HTTPServer:
+        app = make_app(
+            store=store,
+            prefix=PREFIX,
+            hub_auth=hub_auth or FakeHubAuth(),
+            group_lookup=group_lookup or (lambda name: []),
+            log=logging.getLogger("test-experiments"),
+            blobs=BlobStore(blob_dir, max_size=max_artifact_size),
+            **options,
+        )
+        server = HTTPServer(app, max_body_size=max_body_size)
+        server.listen(port, "127.0.0.1")
+        return server
+
+    with serving(make, background):
+        yield f"http://127.0.0.1:{port}{PREFIX.rstrip('/')}"
+
+
+def declared_only(
+    port: int, method: str, path: str, size: int, headers: dict[str, str], timeout: float = 10
+) -> tuple[int, dict[str, str], Any]:
+    """Send only the headers of a request that declares ``size`` body bytes; read the answer.
+
+    Returns:
+        ``(status, headers, parsed JSON body)``; a server that waited for the body would time
+        out here instead.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest(method, path)
+        for name, value in {**headers, "Content-Length": str(size)}.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), json.loads(resp.read())
+    finally:
+        conn.close()
 
 
 @dataclass
@@ -99,43 +229,23 @@ class Service:
 def serve(
     tmp_path: Path, users: dict[str, dict[str, Any]], live: LiveConfig | None = None
 ) -> Iterator[Service]:
-    """Run the app on a free 127.0.0.1 port in a thread until the block ends."""
+    """Run the app on a free 127.0.0.1 port in a thread until the block ends.
+
+    Groups a model does not show are asked of a coroutine, as of the Hub.
+    """
     store = SqlStore(f"sqlite:///{tmp_path / 'tracking.sqlite'}")
     bus = LiveBus(config=live)
     lookups: list[str] = []
 
-    def group_lookup(name: str) -> list[str]:
+    async def group_lookup(name: str) -> list[str]:
         lookups.append(name)
         return sorted(users.get(name, {}).get("groups", ()))
 
-    port = free_port()
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        app = make_app(
-            store=store,
-            prefix="/services/experiments/",
-            hub_auth=MutableHubAuth(users),
-            group_lookup=group_lookup,
-            log=logging.getLogger("test-experiments"),
-            blobs=BlobStore(tmp_path / "blobs", max_size=1024 * 1024),
-            live=bus,
-        )
-        server = HTTPServer(app, max_body_size=2 * 1024 * 1024)
-        server.listen(port, "127.0.0.1")
-        state["loop"] = loop
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait(10)
     try:
-        yield Service(f"http://127.0.0.1:{port}/services/experiments", store, users, bus, lookups)
+        with experiments(
+            store, tmp_path / "blobs", hub_auth=MutableHubAuth(users), group_lookup=group_lookup,
+            live=bus,
+        ) as url:  # fmt: skip
+            yield Service(url, store, users, bus, lookups)
     finally:
-        state["loop"].call_soon_threadsafe(state["loop"].stop)
-        thread.join(10)
         store.close()

@@ -14,7 +14,7 @@ from tornado.httpserver import HTTPServer
 from hub_ext.experiments.app import make_app
 from hub_ext.experiments.blobs import BlobStore
 from hub_ext.experiments.store import open_store
-from tests.service.conftest import FakeHubAuth
+from tests.service.fakehub import PREFIX, FakeHubAuth
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     async def serve() -> None:
         app = make_app(
             store=open_store(db_url),
-            prefix="/services/experiments/",
+            prefix=PREFIX,
             hub_auth=FakeHubAuth(),
             group_lookup=lambda name: [],
             log=logging.getLogger("standalone"),

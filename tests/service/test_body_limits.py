@@ -8,14 +8,9 @@ against the real stack (and measures the service's memory).
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import json
-import logging
 import socket
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,8 +19,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import TraitError
 
-from hub_ext.experiments.app import ExperimentsApp, make_app
-from hub_ext.experiments.blobs import BlobStore
+from hub_ext.experiments.app import ExperimentsApp
 from hub_ext.experiments.handlers import mlflow as mlflow_handlers
 from hub_ext.experiments.likematch import MAX_LIKE_PATTERN
 from hub_ext.experiments.store import SqlStore
@@ -34,7 +28,7 @@ from hub_ext.experiments.store.entities import Metric
 from hub_ext.quotas.app import QuotasApp
 from latticehub.client import TrackingAPIError, TrackingClient
 from tests.hub import free_port
-from tests.service.conftest import FakeHubAuth
+from tests.service.fakehub import declared_only, experiments, serving
 
 JSON_LIMIT = 256 * 1024
 DRAIN = 1024 * 1024
@@ -47,30 +41,6 @@ HUGE = 300 * 1024 * 1024
 #: the client sends none of it)
 QUICK_S = 10
 MiB = 1024 * 1024
-
-
-@contextmanager
-def serving(make) -> Iterator[None]:
-    """Run ``make()`` (which returns a listening server) on an event loop in a thread."""
-    ready = threading.Event()
-    state: dict = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        state["loop"], state["server"] = loop, make()
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield
-    finally:
-        state["loop"].call_soon_threadsafe(state["server"].stop)
-        state["loop"].call_soon_threadsafe(state["loop"].stop)
-        thread.join(10)
 
 
 class Service:
@@ -93,23 +63,11 @@ class Service:
 def svc(tmp_path) -> Iterator[Service]:
     store = SqlStore(f"sqlite:///{tmp_path / 'tracking.sqlite'}")
     port = free_port()
-
-    def make() -> HTTPServer:
-        app = make_app(
-            store=store,
-            prefix=PREFIX + "/",
-            hub_auth=FakeHubAuth(),
-            group_lookup=lambda name: [],
-            log=logging.getLogger("test-experiments"),
-            blobs=BlobStore(tmp_path / "blobs", max_size=ARTIFACT_LIMIT),
-            max_json_body=JSON_LIMIT,
-            refused_body_drain=DRAIN,
-        )
-        server = HTTPServer(app, max_body_size=JSON_LIMIT)  # as ExperimentsApp.start does
-        server.listen(port, "127.0.0.1")
-        return server
-
-    with serving(make):
+    with experiments(
+        store, tmp_path / "blobs", port=port, max_artifact_size=ARTIFACT_LIMIT,
+        max_body_size=JSON_LIMIT,  # the server-wide limit, as ExperimentsApp.start sets it
+        max_json_body=JSON_LIMIT, refused_body_drain=DRAIN,
+    ):  # fmt: skip
         yield Service(port, store, tmp_path / "blobs")
     store.close()
 
@@ -120,25 +78,6 @@ def chunks(total: int, size: int = MiB) -> Iterator[bytes]:
     while total > 0:
         yield piece[: min(size, total)]
         total -= size
-
-
-def declared_only(port: int, method: str, path: str, size: int, headers: dict) -> tuple:
-    """Send only the headers of a request that declares ``size`` body bytes; read the answer.
-
-    Returns:
-        ``(status, headers, parsed JSON body)``; a server that waited for the body would time
-        out here instead.
-    """
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=QUICK_S)
-    try:
-        conn.putrequest(method, path)
-        for name, value in {**headers, "Content-Length": str(size)}.items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), json.loads(resp.read())
-    finally:
-        conn.close()
 
 
 def assert_json_error(status: int, headers: dict, body: dict, expected: int) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import latticehub.client as client_module
+import latticehub.client.active as client_module
 from latticehub.client import TrackingAPIError, TrackingClient, flatten, start_run
 
 

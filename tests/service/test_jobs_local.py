@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from tornado.httpserver import HTTPServer
 
-from hub_ext.experiments.app import make_app
-from hub_ext.experiments.blobs import BlobStore
 from hub_ext.experiments.jobs.executors import LocalExecutor
 from hub_ext.experiments.jobs.manager import JobManager, default_command
 from hub_ext.experiments.jobs.spec import parse_job_limits
@@ -24,7 +18,7 @@ from hub_ext.experiments.jobs.store import SqlJobStore
 from hub_ext.experiments.jobs.tokens import token_hash
 from hub_ext.experiments.store import SqlStore
 from tests.hub import free_port
-from tests.service.conftest import FakeHubAuth
+from tests.service.fakehub import experiments
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"L": 4, "n_layers": 2, "hidden": [4], "batch_size": 16, "steps": 20, "log_every": 5,
@@ -61,25 +55,12 @@ class Service:
             command=command,
             validate_config=validate_config,
         )
-        ready = threading.Event()
-
-        def serve():
-            self.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self.loop)
-            app = make_app(
-                store=self.store, prefix="/services/experiments/", hub_auth=FakeHubAuth(),
-                group_lookup=lambda name: GROUPS.get(name, []),
-                log=logging.getLogger("test-jobs"), blobs=BlobStore(tmp / "blobs"),
-                jobs=self.manager,
-            )  # fmt: skip
-            HTTPServer(app).listen(self.port, "127.0.0.1")
-            self.poller = self.loop.create_task(self.manager.run_forever(0.2))
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, daemon=True)
-        self.thread.start()
-        ready.wait(10)
+        self.serving = experiments(
+            self.store, tmp / "blobs", port=self.port, max_artifact_size=10 * 1024**3,
+            group_lookup=lambda name: GROUPS.get(name, []), jobs=self.manager,
+            background=[lambda: self.manager.run_forever(0.2)],
+        )  # fmt: skip
+        self.serving.__enter__()
 
     def call(self, method, path, token="tok-ann", **kw):
         return requests.request(
@@ -97,9 +78,7 @@ class Service:
         raise AssertionError(f"job {job_id} did not reach {states}: {job}")
 
     def stop(self):
-        self.loop.call_soon_threadsafe(self.poller.cancel)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.serving.__exit__(None, None, None)
 
 
 @pytest.fixture

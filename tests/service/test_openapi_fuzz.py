@@ -12,9 +12,6 @@ Below the fuzz: focused regression tests of the bugs it found.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import threading
 from pathlib import Path
 
 import hypothesis
@@ -27,10 +24,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tornado.httpserver import HTTPServer
 
-from hub_ext.experiments.app import make_app
-from hub_ext.experiments.blobs import BlobStore
 from hub_ext.experiments.handlers.openapi import document
 from hub_ext.experiments.jobs.executors import Executor, Observed
 from hub_ext.experiments.jobs.manager import JobManager
@@ -39,7 +33,7 @@ from hub_ext.experiments.jobs.store import SqlJobStore
 from hub_ext.experiments.store import SqlStore
 from hub_ext.experiments.store.entities import ACTIVE, RunStatus
 from tests.hub import free_port
-from tests.service.conftest import FakeHubAuth
+from tests.service.fakehub import experiments
 
 AUTH = {"Authorization": "token tok-ann"}
 GROUPS = {"ann": ["lqcd"], "bob": ["nuclear"], "adm": []}
@@ -169,31 +163,13 @@ def api(tmp_path_factory):
         command=["true"],
         validate_config=False,
     )
-    ready = threading.Event()
-    state = {}
-
-    def serve():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        app = make_app(
-            store=store, prefix="/services/experiments/", hub_auth=FakeHubAuth(),
-            group_lookup=lambda name: GROUPS.get(name, []),
-            log=logging.getLogger("test-fuzz"),
-            blobs=BlobStore(tmp / "blobs", max_size=1024 * 1024), jobs=manager,
-        )  # fmt: skip
-        HTTPServer(app, max_body_size=2 * 1024 * 1024).listen(port, "127.0.0.1")
-        state["loop"] = loop
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    SEEDED.clear()
-    SEEDED.update(_seed(url))
-    yield url, store
-    state["loop"].call_soon_threadsafe(state["loop"].stop)
-    thread.join(10)
+    with experiments(
+        store, tmp / "blobs", port=port, group_lookup=lambda name: GROUPS.get(name, []),
+        jobs=manager,
+    ):  # fmt: skip
+        SEEDED.clear()
+        SEEDED.update(_seed(url))
+        yield url, store
     store.close()
 
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import logging
 import random
 import threading
 
 import pytest
 import requests
-from tornado.httpserver import HTTPServer
 
-from hub_ext.experiments.app import make_app
 from hub_ext.experiments.blobs import BlobStore
 from hub_ext.experiments.gc import collect
 from hub_ext.experiments.retention import RetentionRule
@@ -21,8 +17,7 @@ from hub_ext.experiments.store import SqlStore
 from hub_ext.experiments.store.entities import Viewer
 from hub_ext.experiments.store.errors import UNAUTHENTICATED, TrackingError
 from hub_ext.experiments.store.registry import SqlArtifactRegistry
-from tests.hub import free_port
-from tests.service.conftest import FakeHubAuth
+from tests.service.fakehub import experiments
 
 JOB_TOKEN = "lhjob_test"
 
@@ -44,30 +39,9 @@ class FakeJobs:
 
 @contextlib.contextmanager
 def serving(store, blob_dir, jobs=None):
-    """The experiments app on a free port in a thread; yields its base URL."""
-    port, ready, state = free_port(), threading.Event(), {}
-
-    def serve():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        app = make_app(
-            store=store, prefix="/services/experiments/", hub_auth=FakeHubAuth(),
-            group_lookup=lambda name: [], log=logging.getLogger("test-registry"),
-            blobs=BlobStore(blob_dir, max_size=1024 * 1024), jobs=jobs,
-        )  # fmt: skip
-        HTTPServer(app).listen(port, "127.0.0.1")
-        state["loop"] = loop
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield f"http://127.0.0.1:{port}/services/experiments/api/v1"
-    finally:
-        state["loop"].call_soon_threadsafe(state["loop"].stop)
-        thread.join(10)
+    """The experiments app on a free port in a thread; yields its API's base URL."""
+    with experiments(store, blob_dir, jobs=jobs) as url:
+        yield f"{url}/api/v1"
 
 
 class Api:

@@ -8,27 +8,21 @@ KiB so that every case is quick.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import http.client
-import json
-import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
-from tornado.httpserver import HTTPServer
 from traitlets import TraitError
 
-from hub_ext.experiments.app import ExperimentsApp, make_app
-from hub_ext.experiments.blobs import BlobStore
+from hub_ext.experiments.app import ExperimentsApp
 from hub_ext.experiments.storage import StorageCaps, parse_storage_caps
 from hub_ext.experiments.store import SqlStore
 from hub_ext.experiments.store.registry import SqlArtifactRegistry
 from tests.hub import free_port
+from tests.service.fakehub import FakeHubAuth, declared_only, experiments
 
 PREFIX = "/services/experiments"
 K = 1024
@@ -60,46 +54,6 @@ def auth(token: str) -> dict[str, str]:
 
 ANN, CAT, BOB, DAN, ADM = (auth(f"tok-{u}") for u in ("ann", "cat", "bob", "dan", "adm"))
 QUOTAS, OTHER_SERVICE = auth("tok-quotas"), auth("tok-other-service")
-
-
-class FakeHubAuth:
-    """Maps ``Authorization: token X`` to a user (or service) model, like HubAuth.get_user."""
-
-    access_scopes = None
-
-    def get_user(self, handler):
-        header = handler.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() not in ("token", "bearer"):
-            return None
-        return USERS.get(token)
-
-    def _persist_url_token_if_set(self, handler):
-        pass
-
-
-@contextmanager
-def serving(make) -> Iterator[None]:
-    """Run ``make()`` (which returns a listening server) on an event loop in a thread."""
-    ready = threading.Event()
-    state: dict = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        state["loop"], state["server"] = loop, make()
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield
-    finally:
-        state["loop"].call_soon_threadsafe(state["server"].stop)
-        state["loop"].call_soon_threadsafe(state["loop"].stop)
-        thread.join(10)
 
 
 class Service:
@@ -144,24 +98,11 @@ class Service:
 def service(tmp_path: Path, caps: StorageCaps | None) -> Iterator[Service]:
     store = SqlStore(f"sqlite:///{tmp_path / 'tracking.sqlite'}")
     port = free_port()
-
-    def make() -> HTTPServer:
-        app = make_app(
-            store=store,
-            prefix=PREFIX + "/",
-            hub_auth=FakeHubAuth(),
-            group_lookup=lambda name: [],
-            log=logging.getLogger("test-experiments"),
-            blobs=BlobStore(tmp_path / "blobs", max_size=ARTIFACT_LIMIT),
-            max_json_body=256 * K,
-            refused_body_drain=1024 * K,
-            storage_caps=caps,
-        )
-        server = HTTPServer(app, max_body_size=256 * K)  # as ExperimentsApp.start does
-        server.listen(port, "127.0.0.1")
-        return server
-
-    with serving(make):
+    with experiments(
+        store, tmp_path / "blobs", port=port, hub_auth=FakeHubAuth(USERS),
+        max_artifact_size=ARTIFACT_LIMIT, max_body_size=256 * K,  # as ExperimentsApp.start
+        max_json_body=256 * K, refused_body_drain=1024 * K, storage_caps=caps,
+    ):  # fmt: skip
         yield Service(port, store, tmp_path / "blobs")
     store.close()
 
@@ -186,23 +127,6 @@ def pieces(data: bytes, size: int = K) -> Iterator[bytes]:
     """``data`` as a generator: requests sends it chunked (no Content-Length)."""
     for i in range(0, len(data), size):
         yield data[i : i + size]
-
-
-def declared_only(port: int, method: str, path: str, size: int, headers: dict) -> tuple:
-    """Send only the headers of a request that declares ``size`` body bytes; read the answer.
-
-    A server that waited for the body would time out here instead.
-    """
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=QUICK_S)
-    try:
-        conn.putrequest(method, path)
-        for name, value in {**headers, "Content-Length": str(size)}.items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), json.loads(resp.read())
-    finally:
-        conn.close()
 
 
 def assert_quota_refusal(status: int, headers, body: dict, *, who: str, key: str) -> None:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from hub_ext.experiments.store import SqlStore, TrackingError
 from hub_ext.experiments.store import schema as t
 from hub_ext.experiments.store.errors import RESOURCE_ALREADY_EXISTS
+from hub_ext.experiments.store.migrations import release_0_1
 
 RUN_A, RUN_B = "a" * 32, "b" * 32
 SHA = "5" * 64
@@ -81,7 +82,7 @@ def _version_3_metadata() -> sa.MetaData:
         table.to_metadata(old)
     projects = old.tables["lh_projects"]
     projects.indexes = {i for i in projects.indexes if i.name not in NEW_INDEXES}
-    projects.append_constraint(sa.UniqueConstraint("name", name=t.LEGACY_NAME_CONSTRAINT))
+    projects.append_constraint(sa.UniqueConstraint("name", name=release_0_1.LEGACY_NAME_CONSTRAINT))
     return old
 
 
@@ -181,23 +182,23 @@ def test_upgrade_from_version_3_keeps_every_row_and_scopes_names_to_groups(store
     before = _dump(engine)
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
-            assert t._sqlite_has_legacy_name_constraint(conn)
+            assert release_0_1.sqlite_has_legacy_name_constraint(conn)
     else:
         unique = sa.inspect(engine).get_unique_constraints("lh_projects")
-        assert t.LEGACY_NAME_CONSTRAINT in {c["name"] for c in unique}
+        assert release_0_1.LEGACY_NAME_CONSTRAINT in {c["name"] for c in unique}
     engine.dispose()
 
     store = SqlStore(store_uri)
     try:
         assert _dump(store.engine) == before  # nothing lost, nothing changed, ids kept
         with store.engine.connect() as conn:
-            assert conn.execute(sa.select(t.schema_version.c.version)).scalar() == 4
+            assert conn.execute(sa.select(t.schema_version.c.version)).scalar() == t.SCHEMA_VERSION
             if store.engine.dialect.name == "sqlite":
                 assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
-                assert not t._sqlite_has_legacy_name_constraint(conn)
+                assert not release_0_1.sqlite_has_legacy_name_constraint(conn)
         inspector = sa.inspect(store.engine)
         assert NEW_INDEXES <= {i["name"] for i in inspector.get_indexes("lh_projects")}
-        assert t.LEGACY_NAME_CONSTRAINT not in {
+        assert release_0_1.LEGACY_NAME_CONSTRAINT not in {
             c["name"] for c in inspector.get_unique_constraints("lh_projects")
         }
         # the projects and what hangs off them read as before
@@ -244,11 +245,13 @@ def test_a_failed_upgrade_changes_nothing(store_uri, monkeypatch):
     before = _dump(engine)
     engine.dispose()
 
+    real = release_0_1.drop_legacy_name_constraint
+
     def broken(conn):
-        t._v4(conn)
+        real(conn)
         raise RuntimeError("disk full")
 
-    monkeypatch.setitem(t.MIGRATIONS, 4, broken)
+    monkeypatch.setattr(release_0_1, "drop_legacy_name_constraint", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         SqlStore(store_uri)
     engine = sa.create_engine(store_uri)
@@ -256,6 +259,7 @@ def test_a_failed_upgrade_changes_nothing(store_uri, monkeypatch):
         assert _dump(engine) == before
         with engine.connect() as conn:
             assert conn.execute(sa.select(t.schema_version.c.version)).scalar() == 3
+        assert "lh_alembic_version" not in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
     monkeypatch.undo()

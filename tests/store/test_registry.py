@@ -47,7 +47,7 @@ def add(registry, run, sha=A, name="flow", **kwargs):
 def test_abstract_registry_is_enforced():
     with pytest.raises(TypeError, match="abstract"):
         AbstractArtifactRegistry()
-    with pytest.raises(TypeError, match="no SQL engine"):
+    with pytest.raises(TypeError, match="keeps no artifact registry"):
         SqlArtifactRegistry.for_store(object())
 
 

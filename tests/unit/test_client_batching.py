@@ -15,7 +15,7 @@ import pytest
     ],
 )
 def test_the_client_sends_a_burst_of_output_in_bodies_the_service_accepts(lines, sizes):
-    from latticehub.client import _log_pieces
+    from latticehub.client.active import _log_pieces
 
     pieces = _log_pieces(lines)
     assert [len(p) for p in pieces] == sizes

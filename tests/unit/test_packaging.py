@@ -97,6 +97,12 @@ def test_wheel_holds_every_subpackage_and_the_dashboard_files(tmp_path):
             for p in (root / "hub_ext/quotas/templates").glob("*.html")
         ),
         *(f"spawner/templates/{p.name}" for p in (root / "spawner/templates").glob("*.html")),
+        *(
+            f"hub_ext/common/templates/{p.name}"
+            for p in (root / "hub_ext/common/templates").glob("*.html")
+        ),
+        "latticehub/policydoc.py",
+        "latticehub/joblimits.py",
         "flows/train.py",
         "widgets/__init__.py",
     ):

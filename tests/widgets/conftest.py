@@ -83,3 +83,20 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "")
 
 def job_workdir(svc: Service, job_id: str) -> Path:
     return Path(svc.manager.jobs.get_job(job_id).workdir)
+
+
+def fake_client(**answers):
+    """A stand-in TrackingClient: its methods are autospecced (a wrong call fails) and
+    answer from ``answers`` (method name -> return value, or an exception to raise)."""
+    from unittest import mock
+
+    client = mock.create_autospec(TrackingClient, instance=True)
+    client.url, client.token, client.timeout = "http://svc/services/experiments", "tok", 30
+    client.long_poll_wait.return_value = 25.0
+    for name, value in answers.items():
+        method = getattr(client, name)
+        if isinstance(value, BaseException):
+            method.side_effect = value
+        else:
+            method.return_value = value
+    return client

@@ -56,9 +56,17 @@ def test_dashboard_link_inside_a_single_user_server(monkeypatch):
     assert api.dashboard_url(other, "abc") == "http://127.0.0.1:9/services/experiments/runs/abc"
 
 
-def test_long_poll_wait_stays_below_the_client_timeout():
-    assert api.long_poll_wait(TrackingClient("http://x", "t", timeout=30)) == 25
-    assert api.long_poll_wait(TrackingClient("http://x", "t", timeout=10)) == 5
+def test_a_bad_answer_is_no_refusal_and_a_client_error_becomes_a_service_error():
+    error = api.describe(TrackingAPIError(200, "BAD_ANSWER", "the answer to GET /x is not JSON"))
+    assert error.status is None and error.transient and error.code == "BAD_ANSWER"
+    assert error.message.startswith("The answer to GET /x is not JSON")
+    client = TrackingClient("http://h/s", "t")
+    with pytest.raises(api.ServiceError) as caught, api.service_errors(client):
+        raise TrackingAPIError(404, "RESOURCE_DOES_NOT_EXIST", "Run x does not exist")
+    assert caught.value.status == 404 and "Not found" in caught.value.message
+    with pytest.raises(api.ServiceError) as caught, api.service_errors(client):
+        raise ConnectionRefusedError(111, "Connection refused")
+    assert "Cannot reach the experiments service at http://h/s" in caught.value.message
 
 
 def test_dashboard_link_with_the_service_address_from_the_hub(monkeypatch):

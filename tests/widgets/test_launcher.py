@@ -118,7 +118,7 @@ def test_presets_and_clone_from_a_run(service, ann, launcher):
 
 def test_the_service_refusal_lands_on_the_field_without_flows(monkeypatch, launcher):
     # a kernel without flows: nothing is checked inline, the service's 400 is shown
-    import widgets.launcher as module
+    import widgets.launcher_state as module
 
     monkeypatch.setattr(module, "_flows_config", lambda: None)
     fill(launcher, {"L": 7})

@@ -78,7 +78,7 @@ def test_plots_are_redrawn_at_most_about_once_a_second(monkeypatch, ann, project
             log_metrics(ann, run["id"], step, loss=1.0 / step)
             time.sleep(0.05)
         wait_for(lambda: monitor.step == 40, 10, "all points")
-        wait_for(lambda: monitor.metrics["loss"][-1][0] == 40 and not monitor._dirty, 5)
+        wait_for(lambda: monitor.metrics["loss"][-1][0] == 40 and not monitor.state.dirty, 5)
         elapsed = time.monotonic() - began
         assert len(draws) <= elapsed / monitor_module.REDRAW_S + 2, (len(draws), elapsed)
         gaps = [b - a for a, b in zip(draws, draws[1:], strict=False)]

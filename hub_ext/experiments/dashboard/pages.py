@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jupyterhub.utils import url_path_join
-from tornado import web
-
-from ...pages import write_error_page
+from ...common.pages import PageMixin
 from ..access import (
     can_manage_project,
     can_read_project,
@@ -50,68 +47,20 @@ MAX_VERSIONS_SCANNED = 1000
 MAX_LINEAGE = 20
 
 
-class PageHandler(BaseHandler):
+class PageHandler(PageMixin, BaseHandler):
     """A dashboard page: HTML errors, the service prefix and the XSRF token in templates."""
 
-    @property
-    def prefix(self) -> str:
-        """The service's URL prefix, e.g. ``/services/experiments/``."""
-        prefix = self.settings.get("service_prefix")
-        if prefix:
-            return prefix
-        return self.settings["static_url_prefix"].removesuffix("static/")
+    service_title = "Experiments"
 
-    def page_url(self, *parts: str) -> str:
-        """An absolute path under the service prefix."""
-        return url_path_join(self.prefix, *parts)
-
-    @property
-    def hub_home(self) -> str:
-        """The Hub's home page (``/hub/home``)."""
-        return url_path_join(getattr(self.hub_auth, "hub_prefix", "/hub/"), "home")
+    def error_links(self) -> list[tuple[str, str]]:
+        """Back to the projects, or to the Hub."""
+        return [(self.prefix, "Your projects"), (self.hub_home, "Hub home")]
 
     def get_template_namespace(self) -> dict[str, Any]:
-        """What every template sees besides tornado's defaults."""
+        """The shared namespace, the query helpers and the XSRF token (for ``fetch``)."""
         namespace = super().get_template_namespace()
-        user = self.current_user
-        namespace.update(
-            base=self.prefix,
-            page_url=self.page_url,
-            hub_home=self.hub_home,
-            user_name=user.get("name") if user else None,
-            q=query,
-            xsrf_value=self.xsrf_token.decode("ascii"),
-        )
+        namespace.update(q=query, xsrf_value=self.xsrf_token.decode("ascii"))
         return namespace
-
-    def set_default_headers(self) -> None:
-        """No framing by other sites; pages are not cached (they show live state)."""
-        self.set_header("X-Frame-Options", "SAMEORIGIN")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
-
-    def check_form_xsrf(self) -> None:
-        """Refuse a cookie-authenticated form without a valid ``_xsrf`` (HubOAuth's check).
-
-        HubOAuth already declines cookie authentication of such requests; checking again
-        here keeps the rule when the service sits behind another ``hub_auth``.
-        """
-        check = getattr(self.hub_auth, "check_xsrf_cookie", None)
-        if check is not None:
-            check(self)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Errors as an HTML page with the status and a readable (escaped) message."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, TrackingError):
-            message = exc.message
-        elif isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        elif status_code >= 500:
-            message = "Internal error: the service's log has the details."
-        else:
-            message = self._reason
-        write_error_page(self, status_code, message)
 
 
 class ProjectsPage(PageHandler):
@@ -156,7 +105,7 @@ class ProjectPage(PageHandler):
         """One page of runs, as the query string says."""
         self.render_project(self.find_project(project_id))
 
-    def post(self, project_id: str) -> None:
+    async def post(self, project_id: str) -> None:
         """A form: ``action`` = ``transfer`` (``owner``): give the project to another member.
 
         For managers of the project's group and admins (403 on the page for others).
@@ -167,12 +116,13 @@ class ProjectPage(PageHandler):
         try:
             if action != "transfer":
                 raise invalid(f"unknown action {action!r}: use transfer")
+            owner = self.get_body_argument("owner", "")
             owner = checked_new_owner(
                 self.viewer,
                 group_rights(self.current_user),
                 project,
-                self.get_body_argument("owner", ""),
-                self.settings["group_lookup"],
+                owner,
+                await self.new_owner_lookup(project, owner),
             )
             if owner != project.owner:
                 self.store.update_project(project.id, owner=owner)
@@ -305,7 +255,7 @@ class RunPage(PageHandler):
             "metric_keys": sorted(run.metrics),
             "events": len(events),
             "tail": LOG_TAIL,
-            "job_id": job.id if job_active and can_write else None,
+            "job_id": job.id if job is not None and job_active and can_write else None,
         }
         self.render(
             "run.html",

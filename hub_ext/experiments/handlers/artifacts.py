@@ -21,7 +21,6 @@ from typing import Any
 from tornado import web
 
 from ...bodylimits import (
-    COUNTED_HERE,
     DEFAULT_DRAIN,
     DEFAULT_DRAIN_TIMEOUT,
     DrainAfterAnswer,
@@ -41,6 +40,7 @@ from ..store.errors import (
     not_found,
 )
 from .base import BaseHandler
+from .schemas import BINARY, PathItems, Query, obj, operation, ref
 
 CHUNK = 1024 * 1024
 
@@ -115,9 +115,7 @@ class UploadBase(ArtifactBase):
         except TrackingError as e:
             self._refuse(e, declared, before_body=True)
             return
-        self.request.connection.set_max_body_size(
-            declared if declared is not None else COUNTED_HERE
-        )
+        allow_draining(self.request.connection, declared)  # the body is counted here
         self._writer = self.blobs.writer()
 
     def _size_against_cap(self, run: Run, declared: int | None) -> None:
@@ -177,7 +175,7 @@ class UploadBase(ArtifactBase):
         try:
             self._writer.write(chunk)
             if self._room is not None and self._writer.size > self._room:
-                assert self._bucket is not None
+                assert self._bucket is not None and self._cap is not None
                 check_upload(self._bucket, self._cap, self._cap - self._room, self._writer.size)
         except TrackingError as e:
             writer, self._writer = self._writer, None
@@ -193,7 +191,7 @@ class UploadBase(ArtifactBase):
             self._writer.abort()
         super().on_connection_close()
 
-    def refused(self) -> bool:
+    def upload_refused(self) -> bool:
         """Whether the upload was refused (and answered); the complete body is dropped."""
         if self._refusal is None:
             return False
@@ -246,7 +244,7 @@ class RunArtifactHandler(UploadBase):
 
     def put(self, run_id: str, path: str) -> None:
         """Upload (replaces the path's previous version; the blob is kept once)."""
-        if self.refused():
+        if self.upload_refused():
             return
         record = self.store_upload()
         self.write_json(artifact_json(record), 201)
@@ -301,7 +299,7 @@ class MlflowArtifactHandler(UploadBase):
 
     def put(self, path: str) -> None:
         """Upload, as MLflow's artifact proxy does."""
-        if self.refused():
+        if self.upload_refused():
             return
         self.store_upload()
         self.write_json({})
@@ -348,3 +346,40 @@ default_handlers = [
     (r"/api/2.0/mlflow-artifacts/artifacts", MlflowArtifactListHandler),
     (r"/api/2.0/mlflow-artifacts/artifacts/(.+)", MlflowArtifactHandler),
 ]
+
+#: OpenAPI path items of this module's native routes (MLflow's are not described), assembled
+#: by :mod:`.openapi`.
+openapi_paths: PathItems = {
+    "/api/v1/runs/{run_id}/artifacts": {
+        "get": operation(
+            "Artifacts of a run",
+            query=(Query("prefix", "string", "path prefix"),),
+            returns=ref("ArtifactList"),
+        )
+    },
+    "/api/v1/runs/{run_id}/artifacts/{path}": {
+        "get": operation(
+            "Download an artifact (header X-Content-SHA256: its hash)",
+            returns=BINARY,
+            media="application/octet-stream",
+        ),
+        "delete": operation(
+            "Delete a file, or every file under a directory (the run's writers); frees its "
+            "group's storage once nothing else points to the same content",
+            returns=obj({"deleted": {"type": "array", "items": ref("Artifact")}}, ("deleted",)),
+        ),
+        "put": operation(
+            "Upload (replaces the path's previous version); header X-Content-SHA256 or "
+            "query sha256 to verify",
+            ok=201,
+            returns=ref("Artifact"),
+            query=(Query("sha256", "string", "expected sha256 of the body"),),
+            body=BINARY,
+            body_media="application/octet-stream",
+            body_required=True,
+            description="413 also when the upload would take the project's group (or the "
+            "owner's private projects) past its artifact storage cap "
+            "(error_code STORAGE_QUOTA_EXCEEDED).",
+        ),
+    },
+}

@@ -1,18 +1,26 @@
-"""The base handler: identity from the Hub, JSON in and out, errors mapped to HTTP once."""
+"""The base handler: identity from the Hub, JSON in and out, errors mapped to HTTP once.
+
+The caller is found in the async ``prepare`` (:class:`~hub_ext.common.handlers.ServiceHandler`)
+and so are their groups, when the Hub's model does not show them: no request to the Hub
+blocks the event loop. Handlers then read ``self.viewer`` and ``self.current_user`` as
+plain attributes.
+"""
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from typing import Any
 
-from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
+from ...common.handlers import ServiceError, ServiceHandler
+from ...common.hub_client import GroupCache, HubUnreachable
+from .. import access
 from ..access import can_write_run, require, require_read
 from ..jobs.tokens import job_tokens_in
 from ..store.abstract import MAX_PAGE_SIZE, AbstractStore
-from ..store.entities import Run, Viewer
+from ..store.entities import Project, Run, Viewer
 from ..store.errors import BAD_REQUEST, PERMISSION_DENIED, UNAUTHENTICATED, TrackingError
 
 #: The default limit of a request body other than an artifact upload, in bytes (the service's
@@ -30,8 +38,18 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON: send finite numbers (or strings)")
 
 
-class BaseHandler(HubOAuthenticated, web.RequestHandler):
+class _GroupsNotKnown(Exception):
+    """Only awaiting the Hub can tell the groups of ``name`` (internal to job tokens)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+class BaseHandler(ServiceHandler):
     """Shared by every API handler: ``self.store``, ``self.viewer``, ``self.json_body()``."""
+
+    domain_errors = (TrackingError, ServiceError)
 
     @property
     def store(self) -> AbstractStore:
@@ -39,23 +57,63 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         return self.settings["store"]
 
     @property
-    def hub_auth(self) -> Any:  # noqa: D102 - from HubAuthenticated
-        return self.settings["hub_auth"]
+    def group_cache(self) -> GroupCache:
+        """Callers' groups as the Hub tells (``group_lookup``), kept for a few seconds.
+
+        Answers are kept at most ``access.MEMBERSHIP_MAX_AGE_S`` seconds (the Hub token cache
+        keeps models as long), so that a removal from a group takes effect on every request
+        within 5 s.
+        """
+        cache = self.settings.get("group_cache")
+        if not isinstance(cache, GroupCache):
+            cache = GroupCache(
+                self.settings["group_lookup"], max_age=lambda: access.MEMBERSHIP_MAX_AGE_S
+            )
+            self.settings["group_cache"] = cache
+        return cache
 
     @property
     def viewer(self) -> Viewer:
-        """The authenticated caller (computed once per request); 401 if there is none.
+        """The authenticated caller, found in ``prepare``; 401 if there is none.
 
         A job token, however it is spelled, is this service's own credential: it is checked
         here and never handed to the Hub, and it speaks only for its one run.
         """
-        cached: Viewer | None = getattr(self, "_cached_viewer", None)
-        if cached is not None:
-            return cached
-        job_viewer = self._job_token_viewer()
-        if job_viewer is not None:
-            self._cached_viewer = job_viewer
-            return job_viewer
+        error: Exception | None = getattr(self, "_viewer_error", None)
+        if error is not None:
+            raise error
+        found: Viewer | None = getattr(self, "_found_viewer", None)
+        if found is None:
+            raise RuntimeError("the viewer is found in prepare(): call super().prepare() first")
+        return found
+
+    def hub_identity_wanted(self) -> bool:
+        """Never ask the Hub about a request that presents a job token."""
+        return not self._claimed_job_tokens()
+
+    def wants_login(self) -> bool:
+        """A browser (GET for HTML) without a session goes through Hub OAuth login."""
+        return self.request.method in ("GET", "HEAD") and "text/html" in self.request.headers.get(
+            "Accept", ""
+        )
+
+    async def prepare(self) -> None:
+        """Identify the caller and find their groups (or send a browser to log in).
+
+        A caller who may not use a route learns it when the route reads ``self.viewer``.
+        """
+        await super().prepare()
+        if self._finished:
+            return
+        try:
+            self._found_viewer = await self._find_viewer()
+        except (TrackingError, ServiceError) as e:
+            self._viewer_error = e
+
+    async def _find_viewer(self) -> Viewer:
+        claimed = self._claimed_job_tokens()
+        if claimed:
+            return await self._job_token_viewer(claimed)
         model = self.current_user
         if not model:
             raise TrackingError(
@@ -71,12 +129,11 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
                 f"with the scope {USAGE_READ_SCOPE})",
                 PERMISSION_DENIED,
             )
-        self._cached_viewer = Viewer(
+        return Viewer(
             name=model["name"],
-            groups=frozenset(self._groups_of(model)),
+            groups=frozenset(await self.groups_of(model)),
             admin=bool(model.get("admin")),
         )
-        return self._cached_viewer
 
     def usage_reader(self) -> bool:
         """Whether the caller is a Hub service that may read every group's usage.
@@ -88,26 +145,37 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         model = self.current_user or {}
         return model.get("kind") == "service" and USAGE_READ_SCOPE in (model.get("scopes") or ())
 
-    def _job_token_viewer(self) -> Viewer | None:
-        """The viewer of a job token the request presents; None when it presents none.
+    async def _job_token_viewer(self, claimed: list[str]) -> Viewer:
+        """The viewer of the job token(s) the request presents.
 
         Raises:
             TrackingError: 401 for a job token that is unknown, revoked or expired, or when
                 jobs are off on this service.
         """
-        claimed = self._claimed_job_tokens()
-        if not claimed:
-            return None
         manager = self.settings.get("jobs")
         if manager is None:
             raise TrackingError("job tokens are not accepted: jobs are off", UNAUTHENTICATED)
-        viewers = {
-            manager.viewer_for_token(token, lambda name: self._groups_of({"name": name}))
-            for token in claimed
-        }
+        viewers = {await self._job_token_viewer_of(manager, token) for token in claimed}
         if len(viewers) != 1:
             raise TrackingError("send one job token, not several", UNAUTHENTICATED)
         return viewers.pop()
+
+    async def _job_token_viewer_of(self, manager: Any, token: str) -> Viewer:
+        """One token's viewer: one token lookup while its user's groups are known (usual)."""
+        try:
+            return manager.viewer_for_token(token, self._known_groups)
+        except _GroupsNotKnown as miss:
+            user = miss.name
+        asked = {user: await self.groups_of_user(user)}
+        return manager.viewer_for_token(
+            token, lambda name: asked[name] if name in asked else self._known_groups(name)
+        )
+
+    def _known_groups(self, name: str) -> list[str]:
+        found = self.group_cache.known(name)
+        if found is None:
+            raise _GroupsNotKnown(name)
+        return found
 
     def _claimed_job_tokens(self) -> list[str]:
         """The job tokens the request presents, in any spelling (read once per request)."""
@@ -117,45 +185,62 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             self._job_tokens = claimed
         return claimed
 
-    def get_current_user(self) -> Any:
-        """Hub identity, never for a request that presents a job token (no Hub lookup)."""
-        if self._claimed_job_tokens():
-            return None
-        return super().get_current_user()
-
-    def _groups_of(self, model: dict) -> list[str]:
-        """The caller's groups: from the Hub's model, else asked with the service's token.
-
-        Answers are kept at most ``access.MEMBERSHIP_MAX_AGE_S`` seconds (the Hub token cache
-        keeps models as long), so that a removal from a group takes effect on every request
-        within 5 s.
-        """
-        from ..access import MEMBERSHIP_MAX_AGE_S
-
+    async def groups_of(self, model: dict) -> list[str]:
+        """A Hub caller's groups: from the Hub's model, else asked with the service's token."""
         if "groups" in model:
             return list(model["groups"])
         # tokens with few scopes do not show groups: ask the Hub with the service's token
-        cache: dict = self.settings.setdefault("group_cache", {})
-        name = model["name"]
-        now = time.monotonic()
-        cached = cache.get(name)
-        if cached and cached[0] > now:
-            return cached[1]
-        if len(cache) > 10_000:  # forget answers past their age (one entry per caller)
-            for key in [k for k, (until, _) in cache.items() if until <= now]:
-                del cache[key]
-        groups = self.settings["group_lookup"](name)
-        cache[name] = (now + MEMBERSHIP_MAX_AGE_S, groups)
-        return groups
+        return await self.groups_of_user(model["name"])
 
-    def prepare(self) -> None:
-        """Send a browser without a session through Hub OAuth login (GET only)."""
+    async def groups_of_user(self, name: str) -> list[str]:
+        """The groups of Hub user ``name`` (kept ``access.MEMBERSHIP_MAX_AGE_S`` seconds).
+
+        Raises:
+            ServiceError: 502 when the Hub cannot be reached.
+        """
+        try:
+            return await self.group_cache.groups(name)
+        except HubUnreachable as e:
+            raise ServiceError(
+                502,
+                f"the groups of {name} are unknown: {e.message}; try again shortly",
+                "TEMPORARILY_UNAVAILABLE",
+            ) from None
+
+    async def new_owner_lookup(self, project: Project, owner: str) -> Callable[[str], list[str]]:
+        """``name -> groups`` for :func:`~.projects.checked_new_owner`, asked beforehand.
+
+        The new owner's groups are awaited from the Hub only when the caller may give the
+        project away (others get their 403 without a Hub request).
+        """
+        owner = owner.strip() if isinstance(owner, str) else ""
+        known: dict[str, list[str]] = {}
         if (
-            self.request.method in ("GET", "HEAD")
-            and "text/html" in self.request.headers.get("Accept", "")
-            and not self.current_user
+            owner
+            and project.group is not None
+            and access.can_transfer_project(
+                self.viewer, project, access.group_rights(self.current_user)
+            )
         ):
-            self.redirect(self.get_login_url())
+            known[owner] = await self.groups_of_user(owner)
+        return lambda name: known.get(name, [])
+
+    def _groups_of(self, model: dict) -> list[str]:
+        """A caller's groups without waiting: from the model, or as recently asked.
+
+        For code that cannot await; :meth:`groups_of` is the way to ask the Hub.
+
+        Raises:
+            RuntimeError: when only the Hub can tell now.
+        """
+        if "groups" in model:
+            return list(model["groups"])
+        found = self.group_cache.known(model["name"])
+        if found is None:
+            raise RuntimeError(
+                f"the groups of {model['name']} are not known now: use await groups_of(model)"
+            )
+        return found
 
     def find_run(self, run_id: str, *, data: bool = True) -> Run:
         """The run, if the caller may read its project; else 404 (existence not shown).
@@ -214,54 +299,6 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         if not isinstance(body, dict):
             raise TrackingError("The JSON body must be an object", BAD_REQUEST)
         return body
-
-    def write_json(self, data: Any, status: int = 200) -> None:
-        """Send ``data`` as JSON."""
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data, allow_nan=False))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Errors as JSON: MLflow's ``error_code``/``message`` plus JupyterHub's ``status``."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, TrackingError):
-            body = {"error_code": exc.code, "message": exc.message}
-        elif isinstance(exc, web.HTTPError):
-            message = exc.log_message % exc.args if exc.log_message else self._reason
-            code = {
-                413: "RESOURCE_LIMIT_EXCEEDED",
-                401: "UNAUTHENTICATED",
-                403: "PERMISSION_DENIED",
-            }
-            body = {
-                "error_code": code.get(
-                    status_code, "BAD_REQUEST" if status_code < 500 else "INTERNAL_ERROR"
-                ),
-                "message": message,
-            }
-        else:
-            body = {"error_code": "INTERNAL_ERROR", "message": "Internal error"}
-        body["status"] = status_code
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
-
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        """Map domain errors to their HTTP status before tornado writes the error."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, TrackingError):
-            status_code = exc.http_status
-        super().send_error(status_code, **kwargs)
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Domain errors are the caller's mistakes: log them briefly, without traceback."""
-        if isinstance(value, TrackingError):
-            self.log.info("%s %s: %s", self.request.method, self.request.path, value.message)
-        else:
-            super().log_exception(typ, value, tb)
-
-    @property
-    def log(self) -> Any:  # noqa: D102
-        return self.settings["log"]
 
     def int_argument(
         self, name: str, default: int, *, minimum: int = 0, maximum: int = MAX_INT, hint: str = ""

@@ -30,7 +30,7 @@ from ..serialize import run as run_json
 from ..store.entities import Run, Viewer
 from ..store.errors import PERMISSION_DENIED, REQUEST_LIMIT_EXCEEDED, TrackingError, invalid
 from .base import BaseHandler
-from .openapi import _op
+from .schemas import PathItems, Query, operation, ref
 
 STREAMS = ("stdout", "stderr")
 #: Lines per stream and event; a reader far behind gets several events in a row.
@@ -148,7 +148,7 @@ class LiveBase(BaseHandler):
                 return "your Hub login or token is no longer valid: log in again"
             viewer = Viewer(
                 name=viewer.name,
-                groups=frozenset(self._groups_of(model)),
+                groups=frozenset(await self.groups_of(model)),
                 admin=bool(model.get("admin")),
             )
         try:
@@ -419,35 +419,40 @@ default_handlers = [
 ]
 
 _LIVE_QUERY = (
-    ("stdout", "integer", "first stdout line to send (default 0)"),
-    ("stderr", "integer", "first stderr line to send (default 0)"),
-    ("tail", "integer", "instead: start at the last n lines of each stream"),
-    ("events", "integer", "timeline entries already seen"),
-    ("metrics", "string", "1 to include metric points, or a metric cursor to resume from"),
-    ("logs", "integer", "0 to leave out log lines"),
-    ("partial_stdout", "integer", "long-poll: the cursor's partial_stdout (unfinished line seen)"),
-    ("partial_stderr", "integer", "long-poll: the cursor's partial_stderr"),
-)
+    Query("stdout", "integer", "first stdout line to send (default 0)"),
+    Query("stderr", "integer", "first stderr line to send (default 0)"),
+    Query("tail", "integer", "instead: start at the last n lines of each stream"),
+    Query("events", "integer", "timeline entries already seen"),
+    Query("metrics", "string", "1 to include metric points, or a metric cursor to resume from"),
+    Query("logs", "integer", "0 to leave out log lines"),
+    Query("partial_stdout", "integer",
+          "long-poll: the cursor's partial_stdout (unfinished line seen)"),
+    Query("partial_stderr", "integer", "long-poll: the cursor's partial_stderr"),
+)  # fmt: skip
 
-#: OpenAPI path items of this module.
-openapi_paths: dict = {
+#: OpenAPI path items of this module's routes, assembled by :mod:`.openapi`.
+openapi_paths: PathItems = {
     "/api/v1/runs/{run_id}/stream": {
-        "get": {
-            **_op(
-                "Live events (text/event-stream): run, log, partial, metrics, timeline, end; "
-                "429 past the open streams allowed per user",
-                query=_LIVE_QUERY,
-                errors=(429,),
-            ),
-            "x-streaming": True,
-        },
-    },  # fmt: skip
+        "get": operation(
+            "Live events (text/event-stream): run, log, partial, metrics, timeline, end; "
+            "429 past the open streams allowed per user",
+            query=_LIVE_QUERY,
+            errors=(429,),
+            returns={"type": "string"},
+            media="text/event-stream",
+            streaming=True,
+        ),
+    },
     "/api/v1/runs/{run_id}/updates": {
-        "get": _op(
+        "get": operation(
             "Long-poll: what is new since the cursors, waiting up to `wait` s; 429 past the "
             "open requests allowed per user",
-            query=(*_LIVE_QUERY, ("wait", "number", f"seconds, 0..{MAX_WAIT_S:g} (default 25)")),
+            query=(
+                *_LIVE_QUERY,
+                Query("wait", "number", f"seconds, 0..{MAX_WAIT_S:g} (default 25)"),
+            ),
             errors=(429,),
+            returns=ref("RunUpdates"),
         )
     },
 }

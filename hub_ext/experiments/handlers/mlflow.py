@@ -133,7 +133,7 @@ def plain_metrics(items: list[Any]) -> list[Metric] | None:
             or type(step) is not int
         ):
             return None
-        out.append(Metric(key, float(value), timestamp, step))
+        out.append(Metric(key, float(value), timestamp, step))  # type: ignore[arg-type]
     return out
 
 
@@ -545,7 +545,7 @@ class MlflowHandler(BaseHandler):
     def _metric(self, f: Fields) -> Metric:
         return Metric(
             key=f.string("key", required=True),
-            value=f.number("value", required=True),
+            value=f.number("value", required=True),  # type: ignore[arg-type] # required
             timestamp=f.integer("timestamp", required=True),
             step=f.integer("step", default=0),
         )

@@ -389,7 +389,9 @@ def parse_experiment_filter(text: str) -> list[ExperimentCondition]:
             if op_kind != "op" and op not in ("LIKE", "ILIKE", "IN"):
                 raise invalid(f"Invalid comparator {op!r} in filter string {text!r}")
             numeric = entity == "attribute" and key in _NUMERIC
-            allowed = ("=", "!=", "<", "<=", ">", ">=") if numeric else ("=", "!=", "LIKE", "ILIKE")
+            allowed: tuple[str, ...] = (
+                ("=", "!=", "<", "<=", ">", ">=") if numeric else ("=", "!=", "LIKE", "ILIKE")
+            )
             if key == "experiment_id" and entity == "attribute":
                 allowed = ("=", "!=", "IN")
             if op not in allowed:
@@ -501,8 +503,9 @@ def select_experiments(
         if all(_holds(c, project, tags) for c in conditions):
             chosen.append(project)
     for key, ascending in reversed(order):
-        chosen.sort(
-            key=lambda p, k=key: p.id if k == "experiment_id" else getattr(p, k),
-            reverse=not ascending,
-        )
+
+        def sort_key(p: Any, k: str = key) -> Any:
+            return p.id if k == "experiment_id" else getattr(p, k)
+
+        chosen.sort(key=sort_key, reverse=not ascending)
     return chosen

@@ -7,6 +7,7 @@ a member), the group's managers and admins manage, managers and admins transfer 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..access import (
     GroupRights,
@@ -23,6 +24,7 @@ from ..serialize import project as project_json
 from ..store.entities import DELETED, Project, Viewer
 from ..store.errors import BAD_REQUEST, TrackingError, invalid, not_found
 from .base import BaseHandler
+from .schemas import PAGING, STR_MAP, PathItems, Query, obj, operation, ref
 
 #: Ids are 64-bit integers in every back end; a larger one cannot exist.
 MAX_ID = 2**63 - 1
@@ -176,7 +178,7 @@ class ProjectListHandler(ProjectBaseHandler):
         if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
             raise invalid("tags must be an object of strings")
         created = self.store.create_project(
-            body.get("name"), owner=viewer.name, group=group, tags=tags,
+            body.get("name"), owner=viewer.name, group=group, tags=tags,  # type: ignore[arg-type]
             description=body.get("description") or "",
         )  # fmt: skip
         self.write_json(project_json(created), 201)
@@ -189,7 +191,7 @@ class ProjectHandler(ProjectBaseHandler):
         """One project."""
         self.write_json(project_json(self.find_project(project_id)))
 
-    def patch(self, project_id: str) -> None:
+    async def patch(self, project_id: str) -> None:
         """Rename or describe (owner, managers, admins); ``owner``: give it to another user.
 
         A new owner of a group's project must be a member of that group; only managers of
@@ -206,13 +208,14 @@ class ProjectHandler(ProjectBaseHandler):
             )
         _text(body, "description")
         _text(body, "owner")
-        changes = {k: body[k] for k in ("name", "description") if k in body}
+        changes: dict[str, Any] = {k: body[k] for k in ("name", "description") if k in body}
         if changes:
             self.require_manage(project, "change")
         if "owner" in body and body["owner"] != project.owner:
             changes["owner"] = checked_new_owner(
-                self.viewer, self.rights, project, body["owner"], self.settings["group_lookup"]
-            )
+                self.viewer, self.rights, project, body["owner"],
+                await self.new_owner_lookup(project, body["owner"]),
+            )  # fmt: skip
         if not changes:
             self.write_json(project_json(project))
             return
@@ -248,3 +251,54 @@ default_handlers = [
     (r"/api/v1/projects/([^/]+)", ProjectHandler),
     (r"/api/v1/projects/([^/]+)/shares/([^/]+)", ShareHandler),
 ]
+
+#: OpenAPI path items of this module's routes, assembled by :mod:`.openapi`.
+openapi_paths: PathItems = {
+    "/api/v1/projects": {
+        "get": operation(
+            "Projects you may read",
+            query=(
+                Query("name", "string", "exact name, or group/name (~/name: private); at most one"),
+                Query("name_like", "string", "SQL LIKE"),
+                *PAGING,
+            ),
+            returns=ref("ProjectPage"),
+        ),
+        "post": operation(
+            "Create a project (in one of your groups, or private)",
+            ok=201,
+            returns=ref("Project"),
+            body=obj(
+                {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 500},
+                    "group": {"type": ["string", "null"], "description": "null: private"},
+                    "description": {"type": ["string", "null"]},
+                    "tags": {**STR_MAP, "type": ["object", "null"]},
+                },
+                ("name",),
+            ),
+        ),
+    },
+    "/api/v1/projects/{project_id}": {
+        "get": operation("One project", returns=ref("Project")),
+        "patch": operation(
+            "Rename or describe (owner); transfer to another owner (group managers, admins)",
+            returns=ref("Project"),
+            body=obj(
+                {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 500},
+                    "description": {"type": "string"},
+                    "owner": {
+                        "type": "string",
+                        "description": "new owner, a member of the project's group",
+                    },
+                }
+            ),
+        ),
+        "delete": operation("Delete (owner; restorable)", ok=204),
+    },
+    "/api/v1/projects/{project_id}/shares/{group}": {
+        "put": operation("Share with a group (owner)", returns=ref("Project")),
+        "delete": operation("Stop sharing (owner)", returns=ref("Project")),
+    },
+}

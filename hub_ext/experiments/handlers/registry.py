@@ -38,8 +38,8 @@ from ..store.registry import (
 )
 from ..store.validation import check_run_id
 from .artifacts import ArtifactBase
-from .openapi import OBJ, PAGING, _op
 from .projects import ProjectBaseHandler
+from .schemas import BINARY, OBJ, PAGING, PathItems, operation, ref
 
 
 def _fields(body: dict[str, Any], allowed: set[str], required: set[str]) -> None:
@@ -359,55 +359,43 @@ _NAME = r"[A-Za-z0-9._-]{1,250}"
 _ALIAS = "a letter, then letters, digits, '.', '_', '-' (not latest, not v3)"
 
 
-def _ok(op: dict[str, Any], status: int, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``op`` with the schema of its success response."""
-    if schema is not None:
-        op["responses"][str(status)]["content"] = {"application/json": {"schema": schema}}
-    return op
-
-
-_conflict = {"description": "The version has aliases (move or delete them first)"}
-_delete_version = _op(
-    "Delete a version (who manages the project, or the producing run's owner while a member)",
-    ok=204,
-)
-_delete_version["responses"]["409"] = _conflict
-
-#: OpenAPI path items of this module, merged into the served document.
-openapi_paths: dict = {
+#: OpenAPI path items of this module's routes, assembled by :mod:`.openapi`.
+openapi_paths: PathItems = {
     "/api/v1/projects/{project_id}/artifacts": {
-        "get": _ok(_op("Artifact names with latest version and aliases", query=PAGING), 200),
-        "post": _ok(
-            _op(
-                "Register a run artifact as the next version of a name (a writer of the "
-                "project and of the run, or the run's job token; aliases need write access "
-                "to the project: a share gives read access only)",
-                ok=201,
-                body={
-                    "type": "object",
-                    "required": ["name", "run_id", "path"],
-                    "properties": {
-                        "name": {"type": "string", "pattern": f"^{_NAME}$"},
-                        "run_id": {"type": "string", "description": "the producing run"},
-                        "path": {"type": "string", "description": "an artifact of that run"},
-                        "description": {"type": "string"},
-                        "metadata": OBJ,
-                        "aliases": {"type": "array", "items": {"type": "string"}},
-                    },
+        "get": operation(
+            "Artifact names with latest version and aliases",
+            query=PAGING,
+            returns=ref("ArtifactNamePage"),
+        ),
+        "post": operation(
+            "Register a run artifact as the next version of a name (a writer of the "
+            "project and of the run, or the run's job token; aliases need write access "
+            "to the project: a share gives read access only)",
+            ok=201,
+            returns=_VERSION,
+            body={
+                "type": "object",
+                "required": ["name", "run_id", "path"],
+                "properties": {
+                    "name": {"type": "string", "pattern": f"^{_NAME}$"},
+                    "run_id": {"type": "string", "description": "the producing run"},
+                    "path": {"type": "string", "description": "an artifact of that run"},
+                    "description": {"type": "string"},
+                    "metadata": OBJ,
+                    "aliases": {"type": "array", "items": {"type": "string"}},
                 },
-            ),
-            201,
-            _VERSION,
+            },
         ),
     },
     "/api/v1/projects/{project_id}/artifacts/{name}": {
-        "get": _op("Versions of a name, newest first", query=PAGING),
+        "get": operation(
+            "Versions of a name, newest first", query=PAGING, returns=ref("ArtifactVersionPage")
+        ),
     },
     "/api/v1/projects/{project_id}/artifacts/{name}/{ref}": {
-        "get": _ok(
-            _op("One version (ref: v3, 3, latest or an alias) with lineage"),
-            200,
-            {
+        "get": operation(
+            "One version (ref: v3, 3, latest or an alias) with lineage",
+            returns={
                 "allOf": [
                     _VERSION,
                     {
@@ -425,43 +413,43 @@ openapi_paths: dict = {
                 ]
             },
         ),
-        "delete": _delete_version,
+        "delete": operation(
+            "Delete a version (who manages the project, or the producing run's owner while a "
+            "member)",
+            ok=204,
+            notes={409: "The version has aliases (move or delete them first)"},
+        ),
     },
     "/api/v1/projects/{project_id}/artifacts/{name}/{ref}/file": {
-        "get": _op("Download the version's content"),
+        "get": operation(
+            "Download the version's content", returns=BINARY, media="application/octet-stream"
+        ),
     },
     "/api/v1/projects/{project_id}/artifacts/{name}/aliases/{alias}": {
-        "put": _ok(
-            _op(
-                f"Point an alias ({_ALIAS}) at a version; moves it atomically (writers of "
-                "the project)",
-                body={
-                    "type": "object",
-                    "required": ["version"],
-                    "properties": {"version": {"type": ["integer", "string"]}},
-                },
-            ),
-            200,
-            _VERSION,
+        "put": operation(
+            f"Point an alias ({_ALIAS}) at a version; moves it atomically (writers of the project)",
+            returns=_VERSION,
+            body={
+                "type": "object",
+                "required": ["version"],
+                "properties": {"version": {"type": ["integer", "string"]}},
+            },
         ),
-        "delete": _op("Remove an alias (writers of the project)", ok=204),
+        "delete": operation("Remove an alias (writers of the project)", ok=204),
     },
     "/api/v1/runs/{run_id}/uses": {
-        "get": _op("Artifact versions the run consumed"),
-        "post": _ok(
-            _op(
-                "Record that the run consumed a version (writer of the run; idempotent)",
-                body={
-                    "type": "object",
-                    "required": ["project", "ref"],
-                    "properties": {
-                        "project": {"type": ["integer", "string"], "description": "project id"},
-                        "ref": {"type": "string", "description": "name:v3, name:best, name"},
-                    },
+        "get": operation("Artifact versions the run consumed", returns=ref("ArtifactUseList")),
+        "post": operation(
+            "Record that the run consumed a version (writer of the run; idempotent)",
+            returns=_VERSION,
+            body={
+                "type": "object",
+                "required": ["project", "ref"],
+                "properties": {
+                    "project": {"type": ["integer", "string"], "description": "project id"},
+                    "ref": {"type": "string", "description": "name:v3, name:best, name"},
                 },
-            ),
-            200,
-            _VERSION,
+            },
         ),
     },
 }

@@ -16,9 +16,10 @@ from ..heartbeats import late_heartbeat_message
 from ..search import SearchError, parse_filter, parse_order_by
 from ..serialize import log_line, metric, run
 from ..store.abstract import MAX_PAGE_SIZE, now_ms
-from ..store.entities import Metric, Param, RunStatus, Tag
+from ..store.entities import Metric, Param, Project, RunStatus, Tag
 from ..store.errors import BAD_REQUEST, CONFLICT, TrackingError, invalid
 from .base import MAX_INT, BaseHandler
+from .schemas import INT64, KEY, OBJ, PAGING, STATES, STR_MAP, PathItems, Query, obj, operation, ref
 
 
 def _number(value: Any, what: str) -> float:
@@ -51,7 +52,7 @@ def parse_batch(body: dict) -> tuple[list[Metric], list[Param], list[Tag]]:
             raise invalid("each metric must be an object {key, value, step, timestamp}")
         metrics.append(
             Metric(
-                key=item.get("key"),
+                key=item.get("key"),  # type: ignore[arg-type] # the store checks it: a 400
                 value=_number(item.get("value"), f"metric {item.get('key')!r} value"),
                 timestamp=_int(item.get("timestamp"), "timestamp", stamp),
                 step=_int(item.get("step"), "step", 0),
@@ -95,6 +96,7 @@ class RunListHandler(BaseHandler):
         viewer = self.viewer
         visible = visible_project_ids(self.store, viewer)  # a job token: its project only
         wanted = self.get_arguments("project")
+        ids: list[int] | None
         if wanted:
             try:
                 ids = [int(p) for p in wanted]
@@ -126,6 +128,7 @@ class RunListHandler(BaseHandler):
         if unknown:
             raise TrackingError(f"unknown field(s): {', '.join(sorted(unknown))}", BAD_REQUEST)
         ref = body.get("project")
+        project: Project | None
         if isinstance(ref, int) and not isinstance(ref, bool):
             project = self.store.get_project(ref)
         elif isinstance(ref, str) and ref:
@@ -282,7 +285,8 @@ class LogHandler(BaseHandler):
         partial = body.get("partial")
         if partial is not None and not isinstance(partial, str):
             raise invalid("partial must be a string: the stream's unfinished last line")
-        nxt = self.store.append_logs(run_id, stream, body.get("offset"), lines, now_ms())
+        offset = body.get("offset")  # the store checks it (a 400 naming the fix)
+        nxt = self.store.append_logs(run_id, stream, offset, lines, now_ms())  # type: ignore[arg-type]
         self.touched_topics = (stream,)
         bus = self.settings.get("live")
         if bus is not None and (partial is not None or lines):
@@ -297,3 +301,127 @@ default_handlers = [
     (r"/api/v1/runs/([0-9a-zA-Z]+)/metrics/(.+)", MetricHistoryHandler),
     (r"/api/v1/runs/([0-9a-zA-Z]+)/logs/([a-z]+)", LogHandler),
 ]
+
+_METRIC_IN = obj(
+    {
+        "key": KEY,
+        "value": {"type": "number"},
+        "step": {**INT64, "default": 0},
+        "timestamp": {**INT64, "description": "ms since the epoch (default: now)"},
+    },
+    ("key", "value"),
+)
+_PARAMS_IN = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+    "description": "write-once; numbers are stored as their text",
+}
+_OFFSET = {"type": "integer", "minimum": 0}
+
+#: OpenAPI path items of this module's routes, assembled by :mod:`.openapi`.
+openapi_paths: PathItems = {
+    "/api/v1/runs": {
+        "get": operation(
+            "Search runs",
+            query=(
+                Query("project", "integer", "project id (repeatable)"),
+                Query(
+                    "filter", "string", "MLflow filter, e.g. metrics.loss < 0.5 and params.L = '8'"
+                ),
+                Query("order_by", "string", "e.g. metrics.loss DESC (repeatable)"),
+                *PAGING,
+            ),  # fmt: skip
+            returns=ref("RunPage"),
+        ),
+        "post": operation(
+            "Create a run",
+            ok=201,
+            returns=ref("Run"),
+            body=obj(
+                {
+                    "project": {"type": ["integer", "string"], "description": "id or name"},
+                    "name": {"type": "string"},
+                    "params": {**_PARAMS_IN, "type": ["object", "null"]},
+                    "tags": {**STR_MAP, "type": ["object", "null"]},
+                    "status": {"enum": ["QUEUED", "RUNNING"], "default": "RUNNING"},
+                    "start_time": {
+                        **INT64,
+                        "type": ["integer", "null"],
+                        "description": "ms since the epoch (default: now)",
+                    },
+                },
+                ("project",),
+            ),
+        ),
+    },
+    "/api/v1/runs/{run_id}": {
+        "get": operation(
+            "One run with params, tags, latest metrics and records", returns=ref("Run")
+        ),
+        "patch": operation(
+            "Change status, end_time, heartbeat, name, code, environment, failure (409: a "
+            "LOST run cannot become QUEUED or RUNNING again)",
+            returns=ref("Run"),
+            errors=(409,),
+            body=obj(
+                {
+                    "status": {"enum": STATES},
+                    "status_reason": {"type": "string"},
+                    "end_time": INT64,
+                    "heartbeat": INT64,
+                    "name": {"type": "string", "minLength": 1, "maxLength": 500},
+                    "code": OBJ,
+                    "environment": OBJ,
+                    "failure": OBJ,
+                }
+            ),
+        ),
+    },
+    "/api/v1/runs/{run_id}/batch": {
+        "post": operation(
+            "Log metrics, params (write-once) and tags; retry-safe",
+            returns=obj({}),
+            body=obj(
+                {
+                    "metrics": {"type": "array", "items": _METRIC_IN, "maxItems": 1000},
+                    "params": _PARAMS_IN,
+                    "tags": STR_MAP,
+                }
+            ),
+        ),
+    },
+    "/api/v1/runs/{run_id}/metrics/{key}": {
+        "get": operation(
+            "A metric's history, by step",
+            query=(
+                Query("offset", _OFFSET, "first point (default 0)"),
+                Query("limit", _OFFSET, "points, at most 50000 (default 50000; page with offset)"),
+            ),
+            returns=ref("MetricHistory"),
+        )
+    },
+    "/api/v1/runs/{run_id}/logs/{stream}": {
+        "get": operation(
+            "Log lines (stream: stdout or stderr); next_offset to continue",
+            query=(
+                Query("offset", _OFFSET, "first line (default 0)"),
+                Query("limit", _OFFSET, "lines, at most 10000 (default 1000)"),
+            ),
+            returns=ref("LogPage"),
+        ),
+        "post": operation(
+            "Append lines at offset; idempotent on retry (a gap is refused). A line with "
+            "carriage returns is stored as what a terminal shows; partial is the unfinished "
+            "last line, shown live and not stored",
+            returns=obj({"next_offset": _OFFSET}, ("next_offset",)),
+            body=obj(
+                {
+                    "offset": {**INT64, "minimum": 0},
+                    "lines": {"type": "array", "items": {"type": "string"}, "maxItems": 10000},
+                    "partial": {"type": ["string", "null"]},
+                },
+                ("offset", "lines"),
+            ),
+        ),
+    },
+}

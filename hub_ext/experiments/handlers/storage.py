@@ -12,6 +12,7 @@ from typing import Any
 from ..storage import Bucket, StorageCaps, storage_json
 from ..store.errors import PERMISSION_DENIED, TrackingError
 from .base import BaseHandler
+from .schemas import PathItems, Query, operation, ref
 
 #: At most this many groups per request.
 MAX_GROUPS = 500
@@ -61,3 +62,15 @@ class StorageHandler(BaseHandler):
 
 
 default_handlers = [(r"/api/v1/storage", StorageHandler)]
+
+#: OpenAPI path items of this module's routes, assembled by :mod:`.openapi`.
+openapi_paths: PathItems = {
+    "/api/v1/storage": {
+        "get": operation(
+            "Artifact storage in use and its cap: your groups and private projects (admins "
+            "and services with custom:latticehub-usage:read: any group)",
+            query=(Query("group", "string", "a group (repeatable); default: all of yours"),),
+            returns=ref("StorageList"),
+        )
+    },
+}

@@ -354,7 +354,7 @@ class DockerExecutor(Executor):
                 )
                 continue
             gpus = int(job.resources.get("gpus") or 0)
-            node, ids = await self._default_node(), ()
+            node, ids = await self._default_node(), tuple[str, ...]()
             if gpus:
                 gpu_use = gpu_use if gpu_use is not None else await self._gpus_in_use(live)
                 try:

@@ -26,7 +26,7 @@ from ..blobs import BlobStore, clean_artifact_path
 from ..store.abstract import AbstractStore
 from ..store.entities import Project, Viewer
 from ..store.errors import TrackingError, invalid, not_found
-from ..store.registry_base import AbstractArtifactRegistry, parse_ref
+from ..store.registry import AbstractArtifactRegistry, parse_ref
 
 #: Config keys whose values name data (each resolved and copied into ``inputs/<key>``).
 DATA_KEYS = ("forward_kl_data",)

@@ -34,7 +34,7 @@ from ..store.errors import (
     invalid,
     not_found,
 )
-from ..store.registry_base import AbstractArtifactRegistry
+from ..store.registry import AbstractArtifactRegistry
 from .executors import Executor, ExecutorError, Observed
 from .inputs import INPUTS_DIR, ResolvedInput, copy_inputs, resolve_inputs
 from .sbatch import BatchJob, render_batch_script, render_env_file
@@ -56,12 +56,6 @@ from .tokens import new_job_token, token_hash
 REQUEST_FIELDS = {"project", "config", "resources", "name", "group"}
 #: Seconds a job token outlives the job's time limit.
 TOKEN_MARGIN_S = 3600
-RUN_STATUS = {
-    JobState.FINISHED: RunStatus.FINISHED,
-    JobState.FAILED: RunStatus.FAILED,
-    JobState.KILLED: RunStatus.KILLED,
-    JobState.LOST: RunStatus.LOST,
-}
 
 
 def default_command() -> list[str]:
@@ -363,10 +357,10 @@ class JobManager:
         script.write_text(render_batch_script(batch))
         owner = executor.job_owner(job) or self._account_owner(executor, job.user)
         if owner is not None:
-            paths = [work, work / "config.json", env_file, script]
+            owned = [work, work / "config.json", env_file, script]
             if inputs:
-                paths += [work / INPUTS_DIR, *(work / INPUTS_DIR).iterdir()]
-            for path in paths:
+                owned += [work / INPUTS_DIR, *(work / INPUTS_DIR).iterdir()]
+            for path in owned:
                 os.chown(path, *owner)
         return script
 
@@ -439,7 +433,7 @@ class JobManager:
         self.jobs.add_event(job.run_id, "ended", f"{seen.state.value}: {seen.reason}")
         run = self.store.get_run(job.run_id)
         if run.status in (RunStatus.QUEUED, RunStatus.RUNNING) or seen.state == JobState.LOST:
-            changes: dict[str, Any] = {"status": RUN_STATUS[seen.state], "end_time": now}
+            changes: dict[str, Any] = {"status": RunStatus(seen.state), "end_time": now}
             changes["status_reason"] = seen.reason
             if seen.state != JobState.FINISHED:
                 changes["failure"] = {

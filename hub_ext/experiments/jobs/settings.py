@@ -10,18 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
-from traitlets.config import Configurable
 
+from latticehub.joblimits import deprecated_job_keys
+
+from ...common.policyfile import PolicyFileConfig, deprecated_setting
 from .executors import Executor, LocalExecutor, SlurmExecutor
 from .manager import JobManager, default_command
 from .spec import parse_job_limits
-from .store import SqlJobStore
 
 #: The executors a service may offer.
 EXECUTOR_NAMES = ("docker", "slurm", "local")
 
 
-class JobsConfig(Configurable):
+class JobsConfig(PolicyFileConfig):
     """Settings of ``/api/v1/jobs`` (``--JobsConfig.<name>=...`` or environment variables)."""
 
     executors = List(
@@ -51,24 +52,36 @@ class JobsConfig(Configurable):
     job_limits = Dict(
         help="""
         What each group may ask for, by group name (``"*"``: every other group). Keys per
-        group: ``executors``, ``partitions`` (the first is the default), ``accounts``,
-        ``max_jobs`` (queued + running), ``max_jobs_per_user``, ``max_nodes``, ``max_gpus``,
-        ``max_cpus``, ``max_mem`` (e.g. "16G"), ``max_time`` (Slurm format, e.g. "4:00:00"),
-        ``default_time``, ``default_mem``, ``default_cpus``. Example:
-        ``{"lqcd": {"executors": ["local", "slurm"], "partitions": ["debug"], "max_gpus": 1}}``.
-        Default: JSON in ``$LATTICEHUB_JOB_LIMITS``, else ``{"*": {}}`` (local jobs with the
-        built-in maxima).
+        group (the policy document's ``jobs`` section): ``executors``, ``partitions`` (the
+        first is the default), ``accounts``, ``max_jobs`` (queued + running),
+        ``max_jobs_per_user``, ``max_nodes``, ``gpus`` (per node), ``cpu_limit`` (per task),
+        ``mem_limit`` (per node, e.g. "16G"), ``time_limit`` (Slurm format, e.g. "4:00:00"),
+        ``default_time``, ``default_mem``, ``default_cpus``. The old names ``max_gpus``,
+        ``max_cpus``, ``max_mem`` and ``max_time`` still work (deprecated). Example:
+        ``{"lqcd": {"executors": ["docker", "slurm"], "partitions": ["debug"], "gpus": 1}}``.
+        Default: the policy document's ``jobs`` sections (``policy_file``), else ``{"*": {}}``
+        (docker jobs with the built-in maxima). The older ``$LATTICEHUB_JOB_LIMITS`` (JSON)
+        still wins over the document, with a deprecation message.
         """,
     ).tag(config=True)
 
     @default("job_limits")
     def _default_job_limits(self) -> dict:
         raw = os.environ.get("LATTICEHUB_JOB_LIMITS")
-        return json.loads(raw) if raw else {"*": {}}
+        if raw:
+            deprecated_setting(
+                "$LATTICEHUB_JOB_LIMITS", "write each group's jobs section in the policy document"
+            )
+            return json.loads(raw)
+        document = self.policy_document()
+        return document.job_limits() if document else {"*": {}}
 
     @validate("job_limits")
     def _validate_job_limits(self, proposal: Any) -> dict:
         parse_job_limits(proposal.value)  # raises ValueError that names the key and the fix
+        renamed = deprecated_job_keys(proposal.value)
+        if renamed:
+            deprecated_setting("old job_limits key names", "rename them: " + "; ".join(renamed))
         return proposal.value
 
     jobs_dir = Unicode(
@@ -385,10 +398,16 @@ class JobsConfig(Configurable):
                 )
             else:
                 executors["docker"] = DockerExecutor(**options)
+        jobs = store.job_store()
+        if jobs is None:
+            raise ValueError(
+                f"the tracking store {type(store).__name__} keeps no jobs: use an SQL database "
+                "(sqlite:// or postgresql://) for the jobs API"
+            )
         Path(self.jobs_dir).mkdir(parents=True, exist_ok=True, mode=0o711)
         return JobManager(
             store=store,
-            jobs=SqlJobStore(store.engine),
+            jobs=jobs,
             executors=executors,
             limits=parse_job_limits(self.job_limits),
             jobs_dir=Path(self.jobs_dir),

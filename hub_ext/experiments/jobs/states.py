@@ -8,29 +8,34 @@ longer listed at all is the caller's to mark ``LOST``.
 
 from __future__ import annotations
 
-import enum
 import re
 import signal
 from dataclasses import dataclass
 
+# A job's state is its run's status: one enum (``JobState is RunStatus``), so a job and its
+# run speak the same words and store the same strings.
+from ..store.entities import JobState
 
-class JobState(enum.StrEnum):
-    """A job's state: the same strings as the tracking run statuses (``RunStatus``)."""
+__all__ = [
+    "SQUEUE_ARGS",
+    "SQUEUE_DELIMITER",
+    "SQUEUE_FIELDS",
+    "SQUEUE_FORMAT",
+    "STATE_TABLE",
+    "JobState",
+    "SlurmStatus",
+    "exit_code_of",
+    "is_terminal",
+    "map_state",
+    "parse_sbatch_parsable",
+    "parse_squeue",
+    "slurm_state_name",
+]
 
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    FINISHED = "FINISHED"
-    FAILED = "FAILED"
-    KILLED = "KILLED"
-    LOST = "LOST"
 
-
-_TERMINAL = frozenset({JobState.FINISHED, JobState.FAILED, JobState.KILLED, JobState.LOST})
-
-
-def is_terminal(state: JobState) -> bool:
+def is_terminal(state: JobState | str) -> bool:
     """Whether a job in ``state`` has ended (FINISHED, FAILED, KILLED or LOST)."""
-    return JobState(state) in _TERMINAL
+    return JobState(state).is_final
 
 
 @dataclass(frozen=True)
@@ -265,7 +270,7 @@ def map_state(status: SlurmStatus) -> tuple[JobState, str]:
     unknown state counts as ``RUNNING`` ("unknown Slurm state X") rather than failing.
 
     >>> map_state(SlurmStatus("7", "PENDING", "Priority"))
-    (<JobState.QUEUED: 'QUEUED'>, 'pending: Priority')
+    (<RunStatus.QUEUED: 'QUEUED'>, 'pending: Priority')
     """
     name = slurm_state_name(status.state)
     row = STATE_TABLE.get(name)

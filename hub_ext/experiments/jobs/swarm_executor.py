@@ -264,7 +264,7 @@ class SwarmJobExecutor(DockerExecutor):
         container = ((task or {}).get("Status") or {}).get("ContainerStatus") or {}
         oom = False
         if state in ENDED and container.get("ExitCode") == 137:
-            oom = await self._oom_killed(task, container.get("ContainerID", ""))
+            oom = await self._oom_killed(task or {}, container.get("ContainerID", ""))
         limits = ((record.get("Spec") or {}).get("TaskTemplate") or {}).get("Resources") or {}
         return observe_task(
             task, node=node, mem_bytes=int((limits.get("Limits") or {}).get("MemoryBytes") or 0),

@@ -12,10 +12,14 @@ import base64
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .entities import Artifact, LogLine, Metric, Page, Param, Project, Run, RunStatus, Tag
 from .errors import invalid
+
+if TYPE_CHECKING:
+    from .jobs.abstract import AbstractJobStore
+    from .registry.abstract import AbstractArtifactRegistry
 
 MAX_PAGE_SIZE = 50_000
 
@@ -251,6 +255,21 @@ class AbstractStore(abc.ABC):
     @abc.abstractmethod
     def groups_with_projects(self) -> list[str]:
         """Every group that has a project, sorted."""
+
+    # -- the stores kept beside this one, on the same database --------------------------
+    def job_store(self) -> AbstractJobStore | None:
+        """The jobs, run events and job tokens kept with these runs (None: none kept).
+
+        How the service reaches them without knowing the back end (no peeking at an engine).
+        """
+        return None
+
+    def artifact_registry(self) -> AbstractArtifactRegistry | None:
+        """The artifact registry kept with these runs (None: this back end keeps none)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (nothing to release by default)."""
 
     # -- conveniences -----------------------------------------------------------------
     def get_project_by_name(self, name: str) -> Project | None:

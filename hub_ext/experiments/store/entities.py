@@ -28,6 +28,11 @@ class RunStatus(enum.StrEnum):
         return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED, RunStatus.LOST)
 
 
+#: A job's state is its run's status: one enum, one set of stored strings. A job is QUEUED
+#: until its executor starts it, RUNNING, then ends as its run does; jobs add no state of
+#: their own (``hub_ext.experiments.jobs.states`` maps Slurm's states onto these).
+JobState = RunStatus
+
 ACTIVE = "active"
 DELETED = "deleted"
 

@@ -1,4 +1,8 @@
-"""Tables of the SQL tracking store (SQLAlchemy Core) and their migrations.
+"""Tables of the tracking database (SQLAlchemy Core): the models its migrations produce.
+
+Every store on this database reads them: tracking (:mod:`.sql`), the artifact registry
+(:mod:`.registry`) and jobs (:mod:`.jobs`). A change here needs a revision in
+:mod:`.migrations` (``tests/store/test_migrations.py`` fails until the two agree).
 
 Metrics are a time series (``metrics``) plus a latest-value table (``latest_metrics``)
 that run search and run pages read, so that they never scan history.
@@ -19,15 +23,16 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    text,
 )
-from sqlalchemy.engine import Connection
 
-#: Bump with a new entry in MIGRATIONS whenever a table changes.
-SCHEMA_VERSION = 4
+#: What ``lh_schema_version`` holds since Alembic owns the schema (revision 0002): above
+#: the last hand-made version (4), so that releases before Alembic refuse the database.
+#: Alembic's own revision is in ``lh_alembic_version``.
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
+#: the version number of releases before Alembic (kept as their fence, see SCHEMA_VERSION)
 schema_version = Table(
     "lh_schema_version",
     metadata,
@@ -49,8 +54,8 @@ projects = Table(
 )
 Index("ix_lh_projects_group", projects.c.group_name)
 Index("ix_lh_projects_owner", projects.c.owner)
-# Names are unique per group, and per owner among private projects (version 4; up to
-# version 3 one name was unique across the service: constraint uq_lh_projects_name).
+# Names are unique per group, and per owner among private projects (up to the hand-made
+# version 3 one name was unique across the service; see migrations.release_0_1).
 projects_name = Index("ix_lh_projects_name", projects.c.name)
 projects_group_name = Index(
     "uq_lh_projects_group_name",
@@ -68,8 +73,6 @@ projects_private_name = Index(
     sqlite_where=projects.c.group_name.is_(None),
     postgresql_where=projects.c.group_name.is_(None),
 )
-#: the unique constraint on the name alone that version 4 removes
-LEGACY_NAME_CONSTRAINT = "uq_lh_projects_name"
 
 project_tags = Table(
     "lh_project_tags",
@@ -266,108 +269,3 @@ artifact_uses = Table(
     Column("time", BigInteger, nullable=False),
 )
 Index("ix_lh_artifact_uses_version", artifact_uses.c.version_id)
-
-
-def _initial(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
-
-
-def _v3(conn: Connection) -> None:
-    """Artifact registry tables, and an index on an existing table (not made by create_all)."""
-    metadata.create_all(conn, checkfirst=True)
-    runs_status_heartbeat.create(conn, checkfirst=True)
-
-
-def _v4(conn: Connection) -> None:
-    """Project names unique per group (and per owner among private projects), not globally.
-
-    PostgreSQL drops the constraint in place. SQLite cannot drop a table's constraint: the
-    table is rebuilt inside one transaction (rows copied aside, the table re-created without
-    the constraint, rows copied back, ids kept), with foreign keys deferred to the commit and
-    checked before it, so that the runs, shares, tags, jobs and versions that point at
-    projects stay attached. Every row is kept; a failure rolls the whole upgrade back.
-    """
-    if conn.dialect.name == "sqlite":
-        _begin_sqlite(conn)
-        if _sqlite_has_legacy_name_constraint(conn):
-            _rebuild_sqlite_projects(conn)
-    else:
-        conn.execute(
-            text(f"ALTER TABLE {projects.name} DROP CONSTRAINT IF EXISTS {LEGACY_NAME_CONSTRAINT}")
-        )
-    for index in (projects_name, projects_group_name, projects_private_name):
-        index.create(conn, checkfirst=True)
-
-
-def _begin_sqlite(conn: Connection) -> None:
-    """Open the transaction now: pysqlite runs DDL outside one until the first write."""
-    raw = conn.connection.dbapi_connection
-    if raw is not None and not raw.in_transaction:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _sqlite_has_legacy_name_constraint(conn: Connection) -> bool:
-    """Whether ``lh_projects`` still has the unique constraint on ``name`` alone."""
-    for index in conn.exec_driver_sql(f"PRAGMA index_list('{projects.name}')").all():
-        # (seq, name, unique, origin, partial); origin 'u': a UNIQUE constraint of the table
-        if index[2] and index[3] == "u":
-            columns = conn.exec_driver_sql(f"PRAGMA index_info('{index[1]}')").all()
-            if [c[2] for c in columns] == ["name"]:
-                return True
-    return False
-
-
-def _rebuild_sqlite_projects(conn: Connection) -> None:
-    columns = ", ".join(c.name for c in projects.columns)
-    aside = "lh_projects_before_v4"
-    before = conn.exec_driver_sql(f"SELECT count(*) FROM {projects.name}").scalar()
-    conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # until this transaction ends
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{aside}")
-    conn.exec_driver_sql(f"CREATE TEMP TABLE {aside} AS SELECT {columns} FROM {projects.name}")
-    conn.exec_driver_sql(f"DROP TABLE {projects.name}")
-    projects.create(conn)  # the version-4 table and its indexes
-    # re-inserting each parent row settles the deferred foreign keys of the rows pointing at it
-    conn.exec_driver_sql(
-        f"INSERT INTO {projects.name} ({columns}) SELECT {columns} FROM temp.{aside}"
-    )
-    after = conn.exec_driver_sql(f"SELECT count(*) FROM {projects.name}").scalar()
-    conn.exec_driver_sql(f"DROP TABLE temp.{aside}")
-    dangling = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
-    if after != before or dangling:
-        raise RuntimeError(
-            f"upgrading the tracking database to schema 4 failed ({before} projects before, "
-            f"{after} after, {len(dangling)} rows pointing at no project); nothing was "
-            "changed: report this with the database file"
-        )
-
-
-#: version -> function that brings a database from version-1 to version.
-MIGRATIONS = {
-    1: _initial,
-    2: _initial,  # the jobs tables (create_all adds missing tables)
-    3: _v3,  # artifact versions, aliases, uses; ix_lh_runs_status_heartbeat
-    4: _v4,  # project names unique per group (and per owner among private projects)
-}
-
-
-def migrate(conn: Connection) -> int:
-    """Create or upgrade the schema in one transaction; returns the version now in place.
-
-    Raises:
-        RuntimeError: if the database was written by a newer latticehub.
-    """
-    schema_version.create(conn, checkfirst=True)
-    row = conn.execute(schema_version.select()).first()
-    current = row.version if row else 0
-    if current > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"tracking database has schema version {current}, newer than this latticehub's "
-            f"{SCHEMA_VERSION}: upgrade latticehub"
-        )
-    for version in range(current + 1, SCHEMA_VERSION + 1):
-        MIGRATIONS[version](conn)
-    if row is None:
-        conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
-    elif current != SCHEMA_VERSION:
-        conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
-    return SCHEMA_VERSION

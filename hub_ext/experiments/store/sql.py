@@ -37,6 +37,9 @@ from .errors import (
     name_taken,
     not_found,
 )
+from .jobs.sql import SqlJobStore
+from .migrations import TRACKING
+from .registry.sql import SqlArtifactRegistry
 from .sqlquery import (
     METRIC_COLUMNS,
     chunks,
@@ -62,7 +65,12 @@ _JSON_FIELDS = ("code", "environment", "failure")
 
 
 class SqlStore(AbstractStore):
-    """The tracking store on a SQLAlchemy engine; the schema is created/migrated on open.
+    """The tracking store on a SQLAlchemy engine; the schema is created/upgraded on open.
+
+    Opening runs the database's Alembic migrations to the newest revision (see
+    :mod:`.migrations`): an empty database gets the schema, one written by an older
+    latticehub (Alembic or the hand-made ``lh_schema_version`` before it) is upgraded with
+    every row kept, one written by a newer latticehub is refused.
 
     Args:
         uri: database URL, e.g. ``sqlite:////srv/latticehub/tracking.sqlite`` or
@@ -72,8 +80,9 @@ class SqlStore(AbstractStore):
     def __init__(self, uri: str):
         self.uri = uri
         self.engine = create_engine(uri)
-        with self.engine.begin() as conn:
-            t.migrate(conn)
+        TRACKING.upgrade(self.engine)
+        self._jobs = SqlJobStore(self.engine)
+        self._registry = SqlArtifactRegistry(self.engine)
         # metric rows go to the driver's executemany as tuples: building one SQLAlchemy
         # parameter dict per row was most of a 1000-metric batch's time (docs/benchmarks.md)
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
@@ -85,6 +94,14 @@ class SqlStore(AbstractStore):
     def close(self) -> None:
         """Release the connection pool."""
         self.engine.dispose()
+
+    def job_store(self) -> SqlJobStore:
+        """The jobs, run events and job tokens on this database."""
+        return self._jobs
+
+    def artifact_registry(self) -> SqlArtifactRegistry:
+        """The artifact registry on this database."""
+        return self._registry
 
     # -- helpers -------------------------------------------------------------------
     def _insert(self, table: sa.Table) -> Any:
@@ -207,7 +224,7 @@ class SqlStore(AbstractStore):
                         description=description,
                     )
                 )
-                project_id = result.inserted_primary_key[0]
+                project_id = result.inserted_primary_key[0]  # type: ignore[index] # one row
                 location = artifact_location or f"mlflow-artifacts:/{project_id}"
                 conn.execute(
                     t.projects.update()
@@ -543,8 +560,7 @@ class SqlStore(AbstractStore):
                 latest[row[1]] = row
         table = t.latest_metrics
         for values in latest.values():
-            row = dict(zip(METRIC_COLUMNS, values, strict=True))
-            stmt = self._insert(table).values(**row)
+            stmt = self._insert(table).values(**dict(zip(METRIC_COLUMNS, values, strict=True)))
             newer = tuple_(stmt.excluded.step, stmt.excluded.timestamp, stmt.excluded.value) > (
                 tuple_(table.c.step, table.c.timestamp, table.c.value)
             )

@@ -73,7 +73,7 @@ def stacked_bars(
     label_every = max(1, round(len(periods) / 10))
     for i, period in enumerate(periods):
         x = left + slot * i + (slot - bar) / 2
-        base = upper + plot_h
+        base: float = upper + plot_h
         for group in groups:
             value = stack[period].get(group, 0.0)
             if value <= 0:

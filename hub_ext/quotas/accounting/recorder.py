@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..docker_source import EngineSource, EngineUnavailable
+from .abstract import UsageStore
 from .sessions import EXACT, OBSERVED, session_from_labels
-from .store import UsageStore
 
 #: The store's cursor: the engine time up to which events were read.
 CURSOR = "engine-events"

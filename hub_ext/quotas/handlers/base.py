@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
-from tornado import web
-
 from latticehub.policy import Policy
 
+from ...common.handlers import LiveHeadersMixin, ServiceError, ServiceHandler
 from ...common.hub_client import HubError, HubSource
-from ...common.managers import Viewer, viewer_from_model
+from ...common.managers import GroupRights, viewer_from_model
 from ..docker_source import EngineSource, EngineUnavailable
 from ..jobs_source import BatchJob, JobsUnavailable
 from ..lowering import LoweringError, plan_lowering
@@ -22,13 +20,8 @@ from ..usage import GroupUsage, Usage
 MAX_JSON_BODY = 64 * 1024
 
 
-class QuotaError(Exception):
-    """An error for the caller: HTTP ``status_code`` and a readable ``message``."""
-
-    def __init__(self, status_code: int, message: str):
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
+class QuotaError(ServiceError):
+    """An error for the caller: HTTP ``status_code``, a readable ``message`` (and a ``code``)."""
 
 
 def not_a_manager(name: str) -> QuotaError:
@@ -40,14 +33,10 @@ def not_a_manager(name: str) -> QuotaError:
     )
 
 
-class QuotasHandler(HubOAuthenticated, web.RequestHandler):
+class QuotasHandler(LiveHeadersMixin, ServiceHandler):
     """Shared by pages and API: ``self.viewer``, ``self.snapshot()``, ``self.lower()``."""
 
-    _refused: dict | None = None
-
-    @property
-    def hub_auth(self) -> Any:  # noqa: D102 - from HubAuthenticated
-        return self.settings["hub_auth"]
+    domain_errors = (ServiceError,)
 
     @property
     def policy(self) -> Policy:
@@ -64,29 +53,21 @@ class QuotasHandler(HubOAuthenticated, web.RequestHandler):
         """The container engine."""
         return self.settings["engine"]
 
-    @property
-    def log(self) -> Any:  # noqa: D102
-        return self.settings["log"]
-
-    def check_hub_user(self, model: dict) -> dict:
-        """Remember a caller the Hub identified but who lacks the access scope (403, not 401)."""
-        try:
-            return super().check_hub_user(model)
-        except UserNotAllowed:
-            self._refused = model
-            raise
+    def refused_error(self) -> QuotaError:
+        """403 (not 401) for a caller the Hub identified who lacks the access scope."""
+        return QuotaError(
+            403,
+            f"{(self.refused or {}).get('name')} may not use the quotas service: it is for "
+            "admins and group managers (scope access:services!service=quotas).",
+        )
 
     @property
-    def viewer(self) -> Viewer:
+    def viewer(self) -> GroupRights:
         """The caller; 401 without credentials, 403 without access to this service."""
         model = self.current_user
         if not model:
-            if self._refused is not None:
-                raise QuotaError(
-                    403,
-                    f"{self._refused.get('name')} may not use the quotas service: it is for "
-                    "admins and group managers (scope access:services!service=quotas).",
-                )
+            if self.refused is not None:
+                raise self.refused_error()
             raise QuotaError(
                 401,
                 "Authentication required: log in through the Hub or send "
@@ -94,20 +75,34 @@ class QuotasHandler(HubOAuthenticated, web.RequestHandler):
             )
         return viewer_from_model(model)
 
+    async def _read_beside(
+        self, setting: str, method: str, groups: list[str], failed: str
+    ) -> tuple[Any, str]:
+        """What the source in ``settings[setting]`` tells of ``groups``, and a warning.
+
+        ``(None, "")`` when the service is not told where the experiments service is;
+        ``(None, "<failed>: <why>")`` when the source cannot be read.
+        """
+        source = self.settings.get(setting)
+        if source is None:
+            return None, ""
+        try:
+            return await getattr(source, method)(groups), ""
+        except (JobsUnavailable, StorageUnavailable) as e:
+            self.log.warning("%s: %s", failed, e)
+            return None, f"{failed}: {e}"
+
     async def batch_jobs(self, groups: list[str]) -> tuple[dict[str, list[BatchJob]] | None, str]:
         """Queued and running batch jobs of ``groups``, and a warning when unreadable.
 
         ``None`` (with no warning) when the service is not told where the experiments
         service is.
         """
-        source = self.settings.get("job_source")
-        if source is None:
-            return None, ""
-        try:
-            jobs = await source.active_jobs(groups)
-        except JobsUnavailable as e:
-            self.log.warning("batch jobs not shown: %s", e)
-            return None, f"Batch jobs are not shown: {e}"
+        jobs, warning = await self._read_beside(
+            "job_source", "active_jobs", groups, "Batch jobs are not shown"
+        )
+        if jobs is None:
+            return None, warning
         by_group: dict[str, list[BatchJob]] = {g: [] for g in groups}
         for job in jobs:
             if job.group in by_group:
@@ -117,29 +112,22 @@ class QuotasHandler(HubOAuthenticated, web.RequestHandler):
     async def artifact_storage(
         self, groups: list[str]
     ) -> tuple[dict[str, GroupStorage] | None, str]:
-        """Artifact storage of ``groups`` and a warning when unreadable.
-
-        ``None`` (with no warning) when the service is not told where the experiments
-        service is.
-        """
-        source = self.settings.get("storage_source")
-        if source is None:
-            return None, ""
-        try:
-            found = await source.storage(groups)
-        except StorageUnavailable as e:
-            self.log.warning("artifact storage not shown: %s", e)
-            return None, f"Artifact storage is not shown: {e}"
+        """Artifact storage of ``groups`` and a warning when unreadable (``None``: not told)."""
+        found, warning = await self._read_beside(
+            "storage_source", "storage", groups, "Artifact storage is not shown"
+        )
+        if found is None:
+            return None, warning
         return {g: found.get(g, GroupStorage(g, 0, None)) for g in groups}, ""
 
-    def manager(self) -> Viewer:
+    def manager(self) -> GroupRights:
         """The caller if they manage at least one group; else 403."""
         viewer = self.viewer
         if not viewer.is_manager:
             raise not_a_manager(viewer.name)
         return viewer
 
-    def require_group(self, name: str) -> Viewer:
+    def require_group(self, name: str) -> GroupRights:
         """The caller if they manage ``name``; 403 otherwise (existence is not disclosed)."""
         viewer = self.manager()
         if not viewer.can_manage(name):
@@ -209,34 +197,3 @@ class QuotasHandler(HubOAuthenticated, web.RequestHandler):
             return json.loads(self.request.body or b"null")
         except (ValueError, UnicodeDecodeError) as e:
             raise QuotaError(400, f"Malformed JSON body: {e}") from None
-
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        """Use a :class:`QuotaError`'s status."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, QuotaError):
-            status_code = exc.status_code
-        super().send_error(status_code, **kwargs)
-
-    def error_message(self, status_code: int, kwargs: dict) -> str:
-        """The readable message of the error being written."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, QuotaError):
-            return exc.message
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            return exc.log_message % exc.args if exc.args else exc.log_message
-        if status_code >= 500:
-            return "Internal error: the service's log has the details."
-        return self._reason
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Callers' mistakes are logged briefly, without a traceback."""
-        if isinstance(value, QuotaError):
-            self.log.info("%s %s: %s", self.request.method, self.request.path, value.message)
-        else:
-            super().log_exception(typ, value, tb)
-
-    def set_default_headers(self) -> None:
-        """No framing by other sites; answers are live, never cached."""
-        self.set_header("X-Frame-Options", "SAMEORIGIN")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from jupyterhub.utils import url_path_join
 from tornado.escape import url_escape
 
-from ...pages import write_error_page
+from ...common.pages import PageMixin
 from .. import display as fmt
 from ..lowering import ORDER, LoweringError, changes_from_form, form_fields
 from ..usage import GroupUsage
@@ -31,49 +30,24 @@ LABELS = {
 }
 
 
-class PageHandler(QuotasHandler):
+class PageHandler(PageMixin, QuotasHandler):
     """An HTML page: login redirect, HTML errors, the prefix and XSRF token in templates."""
 
-    @property
-    def prefix(self) -> str:
-        """The service's URL prefix, e.g. ``/services/quotas/``."""
-        return self.settings["service_prefix"]
+    service_title = "Quotas"
 
     def page_url(self, *parts: str) -> str:
-        """An absolute path under the prefix (parts are URL-escaped)."""
-        return url_path_join(self.prefix, *(url_escape(p, plus=False) for p in parts))
+        """An absolute path under the prefix (parts are URL-escaped: group names)."""
+        return super().page_url(*(url_escape(p, plus=False) for p in parts))
 
-    @property
-    def hub_home(self) -> str:
-        """The Hub's home page."""
-        return url_path_join(getattr(self.hub_auth, "hub_prefix", "/hub/"), "home")
-
-    def prepare(self) -> None:
-        """Send a browser without a session through the Hub's login (GET only)."""
-        if self.request.method in ("GET", "HEAD") and not self.current_user:
-            if self._refused is not None:
-                self.viewer  # noqa: B018 - raises the 403 that names the reason
-            self.redirect(self.get_login_url())
+    def wants_login(self) -> bool:
+        """A browser without a session goes through the Hub's login (GET only)."""
+        return self.request.method in ("GET", "HEAD")
 
     def get_template_namespace(self) -> dict[str, Any]:
-        """What every template sees besides tornado's defaults."""
+        """The shared namespace and the display helpers."""
         namespace = super().get_template_namespace()
-        user = self.current_user
-        namespace.update(
-            base=self.prefix,
-            page_url=self.page_url,
-            hub_home=self.hub_home,
-            user_name=user.get("name") if user else None,
-            fmt=fmt,
-            labels=LABELS,
-            order=ORDER,
-        )
+        namespace.update(fmt=fmt, labels=LABELS, order=ORDER)
         return namespace
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Errors as an HTML page with the status and a readable (escaped) message."""
-        message = self.error_message(status_code, kwargs)
-        write_error_page(self, status_code, message)
 
 
 class OverviewPage(PageHandler):
@@ -111,9 +85,7 @@ class GroupPage(PageHandler):
     async def post(self, name: str) -> None:
         """The form: lower values within the ceiling, then back to the page (303)."""
         self.require_group(name)  # identifies the caller first (token or cookie)
-        check = getattr(self.hub_auth, "check_xsrf_cookie", None)
-        if check is not None:
-            check(self)
+        self.check_form_xsrf()
         ceiling = self.policy.ceiling_of(name)
         if ceiling is None or not self.policy.is_lowerable(name):
             raise QuotaError(404, f"group {name!r} has no share of the servers to lower")

@@ -1,18 +1,7 @@
-"""Artifact registry: named, numbered versions of run artifacts, aliases and lineage.
+"""The artifact registry on the tracking database (SQLite or PostgreSQL).
 
-A *version* (``flow-phi4-L8:v3``) is an immutable pointer, within a project, to one blob
-(sha256) that a run produced (``run_id`` + the run artifact ``path`` it came from). Numbers
-are assigned by the store, 1, 2, 3 ... per name, atomically under concurrency. An *alias*
-(``best``, ``prod``) names one version of a name and moves atomically; ``latest`` is implicit
-(the highest version) and cannot be set. A *use* records that a run consumed a version.
-
-References: ``name:v3``, ``name:3``, ``name:best``, ``name:latest`` or ``name`` (latest).
-
-Lives beside the tracking store on the same database (tables ``lh_artifact_versions``,
-``lh_artifact_aliases``, ``lh_artifact_uses``; schema version 3), like the jobs store.
-Access policy is the service's business, as for the tracking store. Entities, reference
-parsing and the abstract interface live in :mod:`.registry_base`; this module is the SQL
-implementation (and re-exports the rest).
+Tables ``lh_artifact_versions``, ``lh_artifact_aliases`` and ``lh_artifact_uses`` of
+:mod:`hub_ext.experiments.store.schema`, beside the tracking and job stores.
 """
 
 from __future__ import annotations
@@ -29,38 +18,26 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from . import schema as t
-from .abstract import now_ms
-from .errors import CONFLICT, TrackingError, invalid, not_found
-from .registry_base import (  # noqa: F401 - re-exported
-    _ALIAS_RE,
-    _NAME_RE,
+from .. import schema as t
+from ..abstract import now_ms
+from ..errors import CONFLICT, TrackingError, invalid, not_found
+from ..sqlquery import chunks
+from ..validation import check_run_id
+from .abstract import AbstractArtifactRegistry
+from .entities import (
     _SHA_RE,
-    _VERSION_RE,
     LATEST,
-    MAX_ALIAS,
     MAX_ATTEMPTS,
     MAX_DESCRIPTION,
-    MAX_METADATA_BYTES,
-    MAX_NAME,
-    MAX_PAGE,
-    MAX_VERSION,
     RESERVED_ALIASES,
-    AbstractArtifactRegistry,
     ArtifactName,
     ArtifactUse,
     ArtifactVersion,
     Lineage,
-    RetentionReport,
     _metadata_text,
-    _page_size,
     check_alias,
     check_artifact_name,
-    parse_ref,
-    parse_selector,
 )
-from .sqlquery import chunks
-from .validation import check_run_id
 
 # -- SQL --------------------------------------------------------------------------------
 _V = t.artifact_versions
@@ -75,15 +52,19 @@ class SqlArtifactRegistry(AbstractArtifactRegistry):
         self.engine = engine
 
     @classmethod
-    def for_store(cls, store: Any) -> SqlArtifactRegistry:
-        """The registry sharing a :class:`~hub_ext.experiments.store.SqlStore`'s engine."""
-        engine = getattr(store, "engine", None)
-        if engine is None:
+    def for_store(cls, store: Any) -> AbstractArtifactRegistry:
+        """The registry on a tracking store's database (``store.artifact_registry()``).
+
+        Raises:
+            TypeError: for a store that keeps no registry (pass ``make_app(registry=...)``).
+        """
+        registry = store.artifact_registry() if hasattr(store, "artifact_registry") else None
+        if registry is None:
             raise TypeError(
-                f"{type(store).__name__} has no SQL engine: pass make_app(registry=...) "
-                "explicitly for a store that is not SQL"
+                f"{type(store).__name__} keeps no artifact registry: pass "
+                "make_app(registry=...) explicitly"
             )
-        return cls(engine)
+        return registry
 
     # -- helpers ------------------------------------------------------------------------
     def _insert(self, table: sa.Table) -> Any:

@@ -1,0 +1,1 @@
+"""Revisions of the tracking database, oldest first (Alembic reads them by path)."""

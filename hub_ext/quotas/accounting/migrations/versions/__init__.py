@@ -1,0 +1,1 @@
+"""Revisions of the usage database, oldest first (Alembic reads them by path)."""
