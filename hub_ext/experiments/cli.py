@@ -16,22 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from latticehub.client import TrackingClient
-from latticehub.client.spool import Spool, default_dir
+from latticehub.client.spool import default_dir
+from latticehub.client.spool import sync as replay_spools
 
 
 def sync(directory: Path, client: TrackingClient) -> int:
     """Replay every spool in ``directory``; returns the number of writes still waiting."""
-    spools = sorted(directory.glob("*.jsonl"))
-    if not spools:
-        print(f"nothing to sync in {directory}")
-        return 0
-    left_total = 0
-    for i, path in enumerate(spools, 1):
-        sent, left = Spool(path).replay(client.request)
-        left_total += left
-        state = "done" if not left else f"{left} left (service unreachable?)"
-        print(f"[{i}/{len(spools)}] run {path.stem}: {sent} write(s) sent, {state}")
-    return left_total
+    return replay_spools(directory, client.request)
 
 
 def _open_registry(db_url: str | None) -> tuple[Any, Any]:

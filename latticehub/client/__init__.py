@@ -25,6 +25,7 @@ from .api import TrackingClient
 from .base import Page, default_token, default_url
 from .errors import TrackingAPIError
 from .frames import metric_history, runs_dataframe
+from .spool import sync
 from .transport import HTTPRequest, Transport, UrllibTransport
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "metric_history",
     "runs_dataframe",
     "start_run",
+    "sync",
 ]

@@ -231,20 +231,22 @@ class ActiveRun:
         for i, (method, path, body) in enumerate(ops):
             try:
                 self.client.request(method, path, body)
-            except OSError as e:
+            except (OSError, TrackingAPIError) as e:
+                if isinstance(e, TrackingAPIError) and not e.transient:
+                    # refused for good (e.g. a bad key): retrying cannot help, say it once
+                    print(f"[latticehub] tracking refused a write: {e}", file=sys.__stderr__)
+                    continue
+                # unreachable or busy (429, 5xx): keep the rest in order, send it later
                 self.spool.append(ops[i:])
                 if not self._warned:
                     self._warned = True
                     print(
-                        f"[latticehub] tracking service unreachable ({e}); writes are kept in "
-                        f"{self.spool.path} and sent when it is back (or: latticehub sync "
+                        f"[latticehub] tracking service unreachable or busy ({e}); writes are "
+                        f"kept in {self.spool.path} and sent when it is back (or: latticehub sync "
                         f"{self.spool.path.parent})",
                         file=sys.__stderr__,
                     )
                 return
-            except TrackingAPIError as e:
-                # refused for good (e.g. a bad key): retrying cannot help, say it once
-                print(f"[latticehub] tracking refused a write: {e}", file=sys.__stderr__)
 
     def finish(self, status: str, failure: dict | None = None) -> None:
         """Stop the sender, flush everything and set the final status."""

@@ -20,3 +20,50 @@ def test_the_client_sends_a_burst_of_output_in_bodies_the_service_accepts(lines,
     pieces = _log_pieces(lines)
     assert [len(p) for p in pieces] == sizes
     assert [line for piece in pieces for line in piece] == lines  # order kept, nothing lost
+
+
+class FlakyClient:
+    """Answers each write from a script: None (ok), an OSError or a TrackingAPIError."""
+
+    def __init__(self, answers):
+        self.answers, self.seen = list(answers), []
+
+    def request(self, method, path, body=None, params=None):
+        answer = self.answers.pop(0) if self.answers else None
+        if answer is not None:
+            raise answer
+        self.seen.append(body)
+
+
+@pytest.mark.parametrize(
+    ("answer", "spooled", "refused"),
+    [
+        (OSError("down"), [{"n": 2}, {"n": 3}], []),  # unreachable: keep the rest, in order
+        ("429", [{"n": 2}, {"n": 3}], []),  # busy: the same
+        ("503", [{"n": 2}, {"n": 3}], []),
+        ("400", [], [{"n": 2}]),  # refused for good: said, and the rest still sent
+    ],
+)
+def test_a_write_the_service_cannot_take_now_is_spooled_not_dropped(
+    tmp_path, capfd, answer, spooled, refused
+):
+    from latticehub.client.active import ActiveRun
+    from latticehub.client.errors import TrackingAPIError
+    from latticehub.client.spool import Spool
+
+    error = answer if isinstance(answer, OSError) else TrackingAPIError(int(answer), "X", "no")
+    client = FlakyClient([None, error])
+    run = ActiveRun(client, {"id": "r1"}, spool_dir=tmp_path)
+    run._send([("POST", "/b", {"n": 1}), ("POST", "/b", {"n": 2}), ("POST", "/b", {"n": 3})])
+    spool = Spool.for_run("r1", tmp_path)
+    assert [body for _, _, body in spool.read()] == spooled
+    assert client.seen == [{"n": 1}] + ([{"n": 3}] if refused else [])
+    assert ("refused a write" in capfd.readouterr().err) == bool(refused)
+    # a later replay: a busy answer keeps the writes, one refused for good is set aside
+    if spooled:
+        replay = FlakyClient([TrackingAPIError(429, "BUSY", "later"), None])
+        assert spool.replay(replay.request) == (0, 2)
+        gone = FlakyClient([TrackingAPIError(400, "BAD", "never"), None])
+        assert spool.replay(gone.request) == (2, 0)
+        assert gone.seen == [{"n": 3}]
+        assert [b for _, _, b in Spool(spool.refused_path).read()] == [{"n": 2}]

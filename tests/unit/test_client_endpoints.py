@@ -256,3 +256,26 @@ def test_project_finds_or_creates():
     assert client.project("p", "lqcd")["id"] == 9
     assert transport.requests[0].params == {"name": ["lqcd/p"]}
     assert transport.requests[1].json() == {"name": "p", "group": "lqcd"}
+
+
+def test_sync_replays_every_spool_in_order_and_counts_what_is_left(tmp_path):
+    """``latticehub.client.sync``: the client's own replay, no server package needed."""
+    from latticehub.client import sync
+    from latticehub.client.spool import Spool
+
+    Spool.for_run("a", tmp_path).append([("POST", "/runs/a/batch", {"n": 1})])
+    Spool.for_run("b", tmp_path).append(
+        [("POST", "/runs/b/batch", {"n": 2}), ("POST", "/runs/b/batch", {"n": 3})]
+    )
+    sent, lines = [], []
+
+    def send(method, path, body=None, **kwargs):
+        if body == {"n": 3}:
+            raise OSError("service unreachable")
+        sent.append((method, path, body))
+
+    assert sync(tmp_path, send, report=lines.append) == 1
+    assert sent == [("POST", "/runs/a/batch", {"n": 1}), ("POST", "/runs/b/batch", {"n": 2})]
+    assert lines[1] == "[2/2] run b: 1 write(s) sent, 1 left (service unreachable?)"
+    assert sync(tmp_path / "empty", send, report=lines.append) == 0
+    assert lines[-1].startswith("nothing to sync")
