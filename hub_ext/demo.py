@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from typing import Any
 
 from traitlets.config import Config
+
+from .common.hubconfig import config_list
 
 #: Demo users and the groups they are in (alice is in both and manages lqcd).
 GROUPS = {
@@ -39,7 +40,7 @@ def install(c: Config) -> None:
     c.Authenticator.allowed_users = {u for users in GROUPS.values() for u in users}
     c.Authenticator.admin_users = {"admin"}
     c.JupyterHub.load_groups = {g: {"users": u, "properties": {}} for g, u in GROUPS.items()}
-    roles = _list(c.JupyterHub, "load_roles")
+    roles = config_list(c.JupyterHub, "load_roles")
     # a manager of lqcd may lower its values through the group's properties
     roles.append(
         {
@@ -57,7 +58,7 @@ def install(c: Config) -> None:
     if seed_token:
         # scripts/up.sh starts frank's server with it, to show a full group
         c.JupyterHub.services = [
-            *_list(c.JupyterHub, "services"),
+            *config_list(c.JupyterHub, "services"),
             {"name": "demo-seed", "api_token": seed_token},
         ]
         roles.append(
@@ -74,8 +75,3 @@ def install(c: Config) -> None:
         file=sys.stderr,
         flush=True,
     )
-
-
-def _list(section: Any, key: str) -> list[Any]:
-    """A list setting of a config section, empty when unset."""
-    return list(section[key]) if key in section else []

@@ -60,6 +60,19 @@ def _resolve(config: Config, spawner_class: type) -> tuple[dict[str, Any], str, 
     return resolved, probe.policy_file, explicit
 
 
+def config_list(section: Any, key: str) -> list[Any]:
+    """A list setting of a config section, e.g. ``c.JupyterHub.services`` (empty when unset).
+
+    An unset setting reads as a ``LazyConfigValue``, which is neither a list nor falsy.
+    """
+    return list(section[key]) if key in section else []
+
+
+def config_dict(section: Any, key: str) -> dict[str, Any]:
+    """A dict setting of a config section (empty when unset)."""
+    return dict(section[key]) if key in section else {}
+
+
 #: Keys of :func:`policy_document` that are facts of the deployment, not of the groups.
 DEPLOYMENT_KEYS = ("hub_id", "node_name", "gpu_devices", "engine")
 

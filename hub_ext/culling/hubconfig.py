@@ -19,7 +19,11 @@ from typing import Any
 
 from traitlets.config import Config
 
-from hub_ext.common.hubconfig import policy_document, service_policy_env
+from hub_ext.common.hubconfig import (
+    config_list,
+    policy_document,
+    service_policy_env,
+)
 from latticehub.policy import POLICY_ENV, parse_policy
 
 from .plan import has_idle_settings
@@ -95,9 +99,9 @@ def install(
         spawner_class = c.JupyterHub.spawner_class
     if not isinstance(spawner_class, type):
         raise ValueError("install(c, Spawner, ...): pass the spawner class itself")
-    previous = [s for s in (c.JupyterHub.services or []) if s.get("name") == SERVICE]
-    services = [s for s in (c.JupyterHub.services or []) if s.get("name") != SERVICE]
-    roles = [r for r in (c.JupyterHub.load_roles or []) if r.get("name") != ROLE]
+    previous = [s for s in config_list(c.JupyterHub, "services") if s.get("name") == SERVICE]
+    services = [s for s in config_list(c.JupyterHub, "services") if s.get("name") != SERVICE]
+    roles = [r for r in config_list(c.JupyterHub, "load_roles") if r.get("name") != ROLE]
     policy = policy_document(c, spawner_class)
     if culled_groups(policy) == []:
         c.JupyterHub.services = services

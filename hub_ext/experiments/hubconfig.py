@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
 
 from traitlets.config import Config
 
 from latticehub.policy import POLICY_ENV
+
+from ..common.hubconfig import config_dict, config_list
 
 #: The service's name, URL prefix ``/services/experiments/``.
 SERVICE = "experiments"
@@ -103,7 +104,7 @@ def install(
     if policy_file:
         env[POLICY_ENV] = policy_file
     env.update(environment or {})
-    services = [s for s in _list(c.JupyterHub, "services") if s.get("name") != SERVICE]
+    services = [s for s in config_list(c.JupyterHub, "services") if s.get("name") != SERVICE]
     services.append(
         {
             "name": SERVICE,
@@ -117,7 +118,8 @@ def install(
         }
     )
     c.JupyterHub.services = services
-    roles = [r for r in _list(c.JupyterHub, "load_roles") if r.get("name") not in (ROLE, "user")]
+    ours = (ROLE, "user")
+    roles = [r for r in config_list(c.JupyterHub, "load_roles") if r.get("name") not in ours]
     roles += [
         {
             "name": ROLE,
@@ -128,15 +130,6 @@ def install(
         {"name": "user", "scopes": list(USER_SCOPES)},
     ]
     c.JupyterHub.load_roles = roles
-    c.Spawner.environment = {**_dict(c.Spawner, "environment"), "LATTICEHUB_TRACKING_URL": api}
+    environment = config_dict(c.Spawner, "environment")
+    c.Spawner.environment = {**environment, "LATTICEHUB_TRACKING_URL": api}
     c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
-
-
-def _dict(section: Any, key: str) -> dict[str, Any]:
-    """A dict setting of a config section, empty when unset."""
-    return dict(section[key]) if key in section else {}
-
-
-def _list(section: Any, key: str) -> list[Any]:
-    """A list setting of a config section, empty when unset."""
-    return list(section[key]) if key in section else []

@@ -22,7 +22,12 @@ from traitlets.config import Config
 
 from latticehub.policy import POLICY_ENV
 
-from ..common.hubconfig import policy_document, service_policy_env
+from ..common.hubconfig import (
+    config_dict,
+    config_list,
+    policy_document,
+    service_policy_env,
+)
 
 #: The service's name, URL prefix ``/services/quotas/``.
 SERVICE = "quotas"
@@ -81,7 +86,7 @@ def install(
         spawner_class = c.JupyterHub.spawner_class
     if not isinstance(spawner_class, type):
         raise ValueError("install(c, Spawner, ...): pass the spawner class itself")
-    previous = [s for s in (c.JupyterHub.services or []) if s.get("name") == SERVICE]
+    previous = [s for s in config_list(c.JupyterHub, "services") if s.get("name") == SERVICE]
     url = url or (previous[0].get("url") if previous else None)
     if not url:
         raise ValueError("install(c, ..., url='http://127.0.0.1:10102'): the service needs a URL")
@@ -91,7 +96,7 @@ def install(
     env.pop(POLICY_ENV, None)  # an earlier call's document, if the config dropped it
     env.update(service_policy_env(c, spawner_class, "LATTICEHUB_QUOTAS_POLICY"))
     env.update(environment or {})
-    services = [s for s in (c.JupyterHub.services or []) if s.get("name") != SERVICE]
+    services = [s for s in config_list(c.JupyterHub, "services") if s.get("name") != SERVICE]
     services.append(
         {
             "name": SERVICE,
@@ -112,13 +117,13 @@ def install(
     if env.get("LATTICEHUB_EXPERIMENTS_API"):
         # the pages show each group's jobs and artifact storage, read from the experiments API
         scopes += USAGE_SCOPES
-        custom = dict(c.JupyterHub.custom_scopes) if "custom_scopes" in c.JupyterHub else {}
+        custom = config_dict(c.JupyterHub, "custom_scopes")
         custom[USAGE_READ_SCOPE] = {
             "description": "Read every group's usage on the experiments service: artifact "
             "storage and queued and running jobs (GET /api/v1/storage, GET /api/v1/jobs)"
         }
         c.JupyterHub.custom_scopes = custom
-    roles = [r for r in (c.JupyterHub.load_roles or []) if r.get("name") != ROLE]
+    roles = [r for r in config_list(c.JupyterHub, "load_roles") if r.get("name") != ROLE]
     roles.append(
         {
             "name": ROLE,

@@ -130,6 +130,30 @@ def test_install_adds_the_service_and_a_least_privilege_role(monkeypatch):
     json.dumps(c.JupyterHub.services)  # the Hub stores the service's environment as JSON
 
 
+def test_install_passes_the_document_and_warns_about_the_old_spelling(tmp_path, capfd):
+    """The service reads the policy document itself; group traits in the config still win."""
+    doc = tmp_path / "policy.toml"
+    doc.write_text("[groups.lqcd.servers]\nmax_servers = 2\n[groups.nuclear.servers]\n")
+    c = Config()
+    c.JupyterHub.spawner_class = GroupLimitDockerSpawner
+    c.GroupLimitDockerSpawner.policy_file = str(doc)
+    install(c, url="http://127.0.0.1:5")
+    env = c.JupyterHub.services[-1]["environment"]
+    assert env["LATTICEHUB_POLICY"] == str(doc)
+    assert "group_limits" not in json.loads(env["LATTICEHUB_QUOTAS_POLICY"])
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == ROLE]
+    assert role["scopes"][-2:] == ["groups!group=lqcd", "groups!group=nuclear"]
+    assert "deprecated" not in capfd.readouterr().err
+    c.GroupLimitDockerSpawner.group_limits = {"old": {"max_servers": 1}}
+    install(c)
+    env = c.JupyterHub.services[-1]["environment"]
+    carried = json.loads(env["LATTICEHUB_QUOTAS_POLICY"])
+    assert carried["group_limits"] == {"old": {"max_servers": 1}}
+    err = capfd.readouterr().err
+    assert "GroupLimitDockerSpawner.group_limits set in the config is deprecated" in err
+    assert "policy document" in err
+
+
 def test_install_again_after_an_override_replaces_only_its_own_entries():
     c = make_config(group_limits={"lqcd": {}})
     install(c, url="http://127.0.0.1:5")

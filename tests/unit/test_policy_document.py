@@ -201,3 +201,21 @@ def test_the_hub_config_holds_no_policy_and_is_short():
     assert len(text.splitlines()) < 150
     for key in ("max_servers", "max_jobs", "idle_timeout", 'mem_limit": '):
         assert key not in text  # the groups' shares live in the policy document only
+
+
+def test_each_install_works_on_an_empty_config_and_replaces_only_its_own(monkeypatch):
+    from traitlets.config import Config
+
+    from hub_ext.experiments.hubconfig import ROLE, install
+
+    monkeypatch.delenv("LATTICEHUB_JOB_LIMITS", raising=False)
+    c = Config()  # nothing declared yet: the settings read as LazyConfigValue
+    install(c, url="http://10.0.0.1:10101", state="/srv/lh", policy_file="/etc/lh/policy.toml")
+    install(c, url="http://10.0.0.1:10101", state="/srv/lh", policy_file="/etc/lh/policy.toml")
+    (service,) = c.JupyterHub.services
+    env = service["environment"]
+    assert env["LATTICEHUB_POLICY"] == "/etc/lh/policy.toml"
+    assert env["LATTICEHUB_TRACKING_DB"] == "sqlite:////srv/lh/tracking.sqlite"
+    assert "LATTICEHUB_JOB_LIMITS" not in env  # the document, not a copy of it
+    assert sorted(r["name"] for r in c.JupyterHub.load_roles) == [ROLE, "user"]
+    assert c.Spawner.environment["LATTICEHUB_TRACKING_URL"].endswith("/services/experiments")
