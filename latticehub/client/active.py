@@ -3,7 +3,9 @@
 Metrics and output lines are queued in memory and sent by a background thread about once a
 second (:data:`FLUSH_S`); params, tags and artifacts are written at once. When the service
 cannot be reached, writes go to the run's spool file in order (:mod:`.spool`) and are sent
-when it is back (or by ``latticehub sync``).
+when it is back (or by ``latticehub sync``). Nothing is dropped: when a queue is full (the
+loop logs faster than the sender drains), the logging call itself sends or spools what is
+queued before it returns (back-pressure), and says so once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ HEARTBEAT_S = float(os.environ.get("LATTICEHUB_HEARTBEAT_S", "30"))
 MAX_PARTIAL_CHARS = 4096
 #: Seconds between sends of the queued metrics and lines.
 FLUSH_S = 1.0
-#: Queued metric points and lines at most (bounded memory while the service is far behind).
+#: Queued metric points and lines at most; past them a logging call pushes back (sends or
+#: spools the queue itself) instead of growing memory or dropping anything.
 MAX_PENDING_METRICS = 10_000
 MAX_PENDING_LINES = 50_000
 
@@ -136,9 +139,14 @@ class ActiveRun:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"tracking-{self.id[:8]}")
         self._thread.daemon = True
+        #: points or lines dropped: always 0 (a full queue pushes back instead); kept for callers
         self.dropped = 0
         self.spool = Spool.for_run(self.id, spool_dir)
         self._warned = False
+        # one flush at a time (the sender thread, a pushing-back logging call, finish): log
+        # offsets are assigned and the spool is written in one order
+        self._flush_lock = threading.RLock()
+        self._pushed_back = False
 
     # -- logging API -------------------------------------------------------------------
     def log_metric(self, key: str, value: float, step: int = 0) -> None:
@@ -148,14 +156,17 @@ class ActiveRun:
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
         """Queue several metrics of one step."""
         stamp = int(time.time() * 1000)
+        points = [
+            {"key": key, "value": float(value), "step": int(step), "timestamp": stamp}
+            for key, value in values.items()
+        ]
         with self._lock:
-            for key, value in values.items():
-                if len(self._metrics) >= MAX_PENDING_METRICS:
-                    self.dropped += 1  # bounded memory: the service is far behind
-                    continue
-                self._metrics.append(
-                    {"key": key, "value": float(value), "step": int(step), "timestamp": stamp}
-                )
+            if len(self._metrics) + len(points) <= MAX_PENDING_METRICS:
+                self._metrics.extend(points)
+                return
+        self._push_back()
+        with self._lock:
+            self._metrics.extend(points)
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Write parameters now (write-once)."""
@@ -178,8 +189,24 @@ class ActiveRun:
         with self._lock:
             if len(self._lines[stream]) < MAX_PENDING_LINES:
                 self._lines[stream].append(text)
-            else:
-                self.dropped += 1
+                return
+        self._push_back()
+        with self._lock:
+            self._lines[stream].append(text)
+
+    def _push_back(self) -> None:
+        """A queue is full: send (or spool) everything queued now, on the logging thread."""
+        if not self._pushed_back:
+            self._pushed_back = True
+            print(
+                "[latticehub] logging faster than the tracking service takes it: the logging "
+                "call now waits while the queue is sent (or spooled); nothing is dropped",
+                file=sys.__stderr__,
+            )
+        try:
+            self.flush()
+        except Exception as e:  # keep the queue either way; the sender retries it
+            print(f"[latticehub] tracking write failed, will retry: {e}", file=sys.__stderr__)
 
     # -- background sending ---------------------------------------------------------------
     def _loop(self) -> None:
@@ -195,6 +222,10 @@ class ActiveRun:
 
     def flush(self) -> None:
         """Send queued metrics and log lines; spool them if the service is unreachable."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             metrics, self._metrics = self._metrics, []
             lines = {k: v for k, v in self._lines.items() if v}
@@ -257,7 +288,8 @@ class ActiveRun:
         body: dict[str, Any] = {"status": status, "end_time": _now()}
         if failure:
             body["failure"] = failure
-        self._send([("PATCH", f"/runs/{self.id}", body)])
+        with self._flush_lock:
+            self._send([("PATCH", f"/runs/{self.id}", body)])
 
 
 def _now() -> int:

@@ -67,3 +67,45 @@ def test_a_write_the_service_cannot_take_now_is_spooled_not_dropped(
         assert spool.replay(gone.request) == (2, 0)
         assert gone.seen == [{"n": 3}]
         assert [b for _, _, b in Spool(spool.refused_path).read()] == [{"n": 2}]
+
+
+def test_logging_far_faster_than_the_sender_drains_loses_nothing(monkeypatch, capfd, tmp_path):
+    """A full queue pushes back (the logging call sends it) instead of dropping points.
+
+    The queue holds 500 points and 50 lines and the background sender waits 60 s between
+    rounds, so nearly everything goes through push-back; every point and line must arrive
+    once, lines in order with contiguous offsets.
+    """
+    import threading
+
+    import latticehub.client.active as active
+    from latticehub.client.active import ActiveRun
+
+    monkeypatch.setattr(active, "MAX_PENDING_METRICS", 500)
+    monkeypatch.setattr(active, "MAX_PENDING_LINES", 50)
+    monkeypatch.setattr(active, "FLUSH_S", 60.0)
+    client = FlakyClient([])
+    run = ActiveRun(client, {"id": "r1"}, spool_dir=tmp_path)
+    run._thread.start()
+
+    def log(first: int) -> None:
+        for step in range(first, first + 10_000):
+            run.log_metric("loss", step * 0.5, step=step)
+
+    writers = [threading.Thread(target=log, args=(i * 10_000,)) for i in range(2)]
+    for w in writers:
+        w.start()
+    for i in range(1_000):
+        run._line("stdout", f"line {i}")
+    for w in writers:
+        w.join()
+    run.finish("FINISHED")
+    points = [m for b in client.seen if b and "metrics" in b for m in b["metrics"]]
+    assert sorted(m["step"] for m in points) == list(range(20_000))  # each once
+    assert all(m["value"] == m["step"] * 0.5 for m in points)
+    logs = [b for b in client.seen if b and "lines" in b]
+    assert [line for b in logs for line in b["lines"]] == [f"line {i}" for i in range(1_000)]
+    offsets = [b["offset"] for b in logs]
+    assert offsets == [sum(len(b["lines"]) for b in logs[:k]) for k in range(len(logs))]
+    assert run.dropped == 0 and not run.spool.pending()
+    assert "nothing is dropped" in capfd.readouterr().err  # said once, not per call
