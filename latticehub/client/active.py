@@ -156,17 +156,22 @@ class ActiveRun:
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
         """Queue several metrics of one step."""
         stamp = int(time.time() * 1000)
-        points = [
-            {"key": key, "value": float(value), "step": int(step), "timestamp": stamp}
-            for key, value in values.items()
-        ]
-        with self._lock:
-            if len(self._metrics) + len(points) <= MAX_PENDING_METRICS:
-                self._metrics.extend(points)
-                return
-        self._push_back()
-        with self._lock:
-            self._metrics.extend(points)
+        pushed_back = False
+        while True:
+            with self._lock:
+                if pushed_back or len(self._metrics) + len(values) <= MAX_PENDING_METRICS:
+                    for key, value in values.items():
+                        self._metrics.append(
+                            {
+                                "key": key,
+                                "value": float(value),
+                                "step": int(step),
+                                "timestamp": stamp,
+                            }
+                        )
+                    return
+            self._push_back()  # rare: the queue is full, send or spool it first
+            pushed_back = True
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Write parameters now (write-once)."""
