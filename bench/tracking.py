@@ -28,11 +28,15 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_VENV = ROOT / ".venv-mlflow"
+
+import tracking_goals as tg  # noqa: E402
 
 from tests.hub import HubProcess, free_port  # noqa: E402
 
@@ -236,12 +240,48 @@ def populate_experiments(db_uri: str, kind: str, n: int, owner: str) -> str:
     return result
 
 
+def goals(
+    targets: list[Target], mlflow: dict[str, float], args: Any, exp_db: str, hub: Any
+) -> None:
+    """Measure and print each goal of tracking at facility scale beside MLflow's figure."""
+    from latticehub.client import TrackingClient
+
+    client = TrackingClient(f"{hub.url}/services/experiments", hub.user_token("bench"))
+    project = client.project(f"goals-{secrets.token_hex(3)}")["id"]
+    out: list[tg.Goal] = []
+    print("\n== goals: logging in the loop", flush=True)
+    m_us, m_rate = tg.mlflow_async(targets[0].client())
+    us, rate = tg.ours_per_call_us(client, project, args.loop_points)
+    out.append(tg.Goal("log_metric in the loop", us, "us/call", "<= 2 us", us <= 2, m_us,
+                       lower_is_better=True, mlflow_note="synchronous=False"))  # fmt: skip
+    out.append(tg.Goal(f"{args.loop_points:,} calls, finish, all readable", rate, "points/s",
+                       ">= 500x mlflow async", rate >= 500 * m_rate, m_rate,
+                       mlflow_note=f"async, {tg.MLFLOW_ASYNC_POINTS:,} points"))  # fmt: skip
+    print("== goals: reads", flush=True)
+    run = populate_experiments(exp_db, "history", 1_000_000, "bench")
+    seconds = tg.history_frame_seconds(client, run, 1_000_000)
+    out.append(tg.Goal("1M points to a DataFrame", seconds, "s", "< 1 s", seconds < 1,
+                       mlflow.get("history 100k points s"), lower_is_better=True,
+                       mlflow_note="get_metric_history of 100k points"))  # fmt: skip
+    print("== goals: many writers", flush=True)
+    rate = tg.writers_rate(client, project, args.writers, args.writer_seconds)
+    out.append(tg.Goal(f"{args.writers} writers, the project's client", rate, "metrics/s",
+                       ">= 200,000 metrics/s", rate >= 200_000,
+                       mlflow.get(f"{args.writers} writers metrics/s"),
+                       mlflow_note="client log_batch writers"))  # fmt: skip
+    tg.print_goals(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=300, help="single log_metric calls")
     parser.add_argument("--batches", type=int, default=30, help="1000-metric batches")
     parser.add_argument("--writers", type=int, default=32, help="concurrent writers")
     parser.add_argument("--writer-seconds", type=float, default=10.0)
+    parser.add_argument("--loop-points", type=int, default=200_000, help="log_metric calls")
+    parser.add_argument(
+        "--goals-only", action="store_true", help="skip the mlflow-client workloads"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lhbench-tracking-"))
 
@@ -270,7 +310,7 @@ def main() -> None:
                    lambda kind, n: populate_experiments(exp_db, kind, n, "bench")),
         ]  # fmt: skip
         results: dict[str, dict[str, float]] = {t.name: {} for t in targets}
-        for target in targets:
+        for target in [] if args.goals_only else targets:
             r = results[target.name]
             print(f"\n== {target.name}", flush=True)
             r["single calls/s"] = single_calls(target, args.single)
@@ -296,6 +336,7 @@ def main() -> None:
         for key, value in results["mlflow"].items():
             if key in results["experiments"]:
                 print(f"  {key:28s} {results['experiments'][key] / value:8.2f}")
+        goals(targets, results["mlflow"], args, exp_db, hub)
     finally:
         hub.stop()
         mlflow_proc.terminate()

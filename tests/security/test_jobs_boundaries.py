@@ -373,6 +373,7 @@ def test_job_token_in_every_spelling_stays_inside_its_run(jobs_stack, docker_cli
     assert token.startswith("lhjob_")
     base, hub = stack.experiments, stack.hub.api
     batch = {"metrics": [{"key": "probe", "value": 1.0, "step": 1}]}
+    columns = {"metrics": [{"key": "probe", "steps": [1], "values": [1.0]}]}
     body = {"project": "mallory-long", "group": "lqcd", "config": TINY, "resources": DOCKER}
     listed: dict[str, list] = {}
     try:
@@ -386,6 +387,8 @@ def test_job_token_in_every_spelling_stays_inside_its_run(jobs_stack, docker_cli
                 ("POST", f"{base}/runs", {"project": own_pid}, {403}),
                 ("POST", f"{base}/runs/{ann_same_run}/batch", batch, {403, 404}),
                 ("POST", f"{base}/runs/{ann_other_run}/batch", batch, {403, 404}),
+                ("POST", f"{base}/runs/{ann_other_run}/metrics", columns, {403, 404}),
+                ("GET", f"{base}/runs/{ann_other_run}/history/probe", None, {404}),
                 ("GET", f"{base}/projects/{ann_other_pid}", None, {404}),
                 ("GET", f"{base}/projects/{eve_pid}", None, {404}),
                 ("GET", f"{base}/projects/{private_pid}", None, {404}),

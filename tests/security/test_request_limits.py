@@ -18,6 +18,7 @@ The bounds on time (5 s) are functional ("answered, not stalled"), not benchmark
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from collections.abc import Iterator
@@ -108,6 +109,7 @@ def test_huge_anonymous_bodies_neither_grow_nor_stall_the_service(stack: Stack):
     base = f"{stack.hub.url}/services/experiments"
     targets = [
         ("POST", f"{base}/api/v1/runs/{run_id}/batch"),
+        ("POST", f"{base}/api/v1/runs/{run_id}/metrics"),
         ("POST", f"{base}/api/v1/projects"),
         ("POST", f"{base}/api/2.0/mlflow/runs/log-batch"),
         ("POST", f"{base}/projects/{experiment}"),  # a dashboard form
@@ -154,6 +156,28 @@ def test_a_signed_in_users_oversize_json_body_gets_413_json(stack: Stack):
     r = requests.post(mlflow(stack, "runs/log-batch"), json=big, headers=auth(stack, "ann"),
                       timeout=60)  # fmt: skip
     assert assert_json_error(r, (413,))["error_code"] == "RESOURCE_LIMIT_EXCEEDED"
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_inflated(stack: Stack):
+    """300 MiB of JSON squeezed into a few hundred kB: 413, the memory barely moves."""
+    run = stack.call("ann", "POST", "/runs", json={"project": project_id(stack, "bomb")})
+    run_id = run.json()["id"]
+    head = b'{"metrics": [{"key": "x", "steps": [0], "values": [1.0]}]'
+    bomb = gzip.compress(head + b" " * ATTACK_BYTES + b"}", compresslevel=9)
+    assert len(bomb) < JSON_LIMIT  # passes the size gate: only inflating shows it
+    service = service_process(stack)
+    before = service.memory_info().rss
+    zipped = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    r = stack.call("ann", "POST", f"/runs/{run_id}/metrics", data=bomb, headers=zipped)
+    body = assert_json_error(r, (413,))
+    assert "inflates past" in body["message"]
+    assert service.memory_info().rss - before < RSS_SLACK
+    history = stack.call("ann", "GET", f"/runs/{run_id}/history/x")
+    assert history.status_code == 200 and history.json()["count"] == 0
+    # the same batch plain is taken: the refusal was the bomb, not the route
+    r = stack.call("ann", "POST", f"/runs/{run_id}/metrics", data=head + b"}",
+                   headers={"Content-Type": "application/json"})  # fmt: skip
+    assert r.status_code == 200, r.text
 
 
 def test_a_pathological_like_filter_does_not_stall_the_service(stack: Stack):

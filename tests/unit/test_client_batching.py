@@ -34,6 +34,9 @@ class FlakyClient:
             raise answer
         self.seen.append(body)
 
+    def update_run(self, run_id, **fields):  # the sender's heartbeat
+        self.beats = getattr(self, "beats", 0) + 1
+
 
 @pytest.mark.parametrize(
     ("answer", "spooled", "refused"),
@@ -100,9 +103,13 @@ def test_logging_far_faster_than_the_sender_drains_loses_nothing(monkeypatch, ca
     for w in writers:
         w.join()
     run.finish("FINISHED")
-    points = [m for b in client.seen if b and "metrics" in b for m in b["metrics"]]
-    assert sorted(m["step"] for m in points) == list(range(20_000))  # each once
-    assert all(m["value"] == m["step"] * 0.5 for m in points)
+    columns = [c for b in client.seen if b and "metrics" in b for c in b["metrics"]]
+    assert {c["key"] for c in columns} == {"loss"}
+    steps = [s for c in columns for s in c["steps"]]
+    values = [v for c in columns for v in c["values"]]
+    assert sorted(steps) == list(range(20_000))  # each once
+    assert values == [s * 0.5 for s in steps]
+    assert all(len(c["timestamps"]) == len(c["steps"]) for c in columns)
     logs = [b for b in client.seen if b and "lines" in b]
     assert [line for b in logs for line in b["lines"]] == [f"line {i}" for i in range(1_000)]
     offsets = [b["offset"] for b in logs]

@@ -9,6 +9,7 @@ plain attributes.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,26 @@ MAX_INT = 2**63 - 1
 #: every group's usage: artifact storage (``/api/v1/storage``) and queued and running jobs
 #: (``GET /api/v1/jobs``). The quotas service holds it; a service token reaches nothing else.
 USAGE_READ_SCOPE = "custom:latticehub-usage:read"
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """``data`` inflated, at most ``limit`` bytes; 400 when it is not gzip, 413 when larger."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as e:
+        raise TrackingError(
+            f"The body is not valid gzip ({e}): compress it with gzip, or send it plain "
+            "without Content-Encoding",
+            BAD_REQUEST,
+        ) from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise web.HTTPError(
+            413,
+            "The gzip body inflates past this service's limit of %d bytes: send less per request",
+            limit,
+        )
+    return out
 
 
 def _reject_constant(name: str) -> float:
@@ -292,8 +313,17 @@ class BaseHandler(ServiceHandler):
                 len(self.request.body),
                 limit,
             )
+        raw = self.request.body
+        encoding = self.request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            raw = _gunzip(raw, limit)  # the JSON limit holds for the inflated body too
+        elif encoding not in ("", "identity"):
+            raise TrackingError(
+                f"Content-Encoding {encoding!r} is not supported: send gzip or no encoding",
+                BAD_REQUEST,
+            )
         try:
-            body = json.loads(self.request.body or b"{}", parse_constant=_reject_constant)
+            body = json.loads(raw or b"{}", parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as e:
             raise TrackingError(f"Malformed JSON body: {e}", BAD_REQUEST) from None
         if not isinstance(body, dict):

@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from latticehub.columnar import MetricColumns
+
 from .entities import Artifact, LogLine, Metric, Page, Param, Project, Run, RunStatus, Tag
 from .errors import invalid
 
@@ -183,6 +185,18 @@ class AbstractStore(abc.ABC):
         self, run_id: str, key: str, *, offset: int = 0, limit: int = MAX_PAGE_SIZE
     ) -> list[Metric]:
         """A metric's points ordered by step, then timestamp."""
+
+    @abc.abstractmethod
+    def log_metric_columns(self, run_id: str, columns: Sequence[MetricColumns]) -> int:
+        """Write points given as columns (the compact batch) in one transaction; safe to retry.
+
+        Returns:
+            The number of points sent (those already stored count too).
+        """
+
+    @abc.abstractmethod
+    def metric_history_columns(self, run_id: str, key: str) -> MetricColumns:
+        """A metric's whole history as columns, ordered by step, timestamp, value."""
 
     # -- logs -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -14,9 +14,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from latticehub.columnar import MetricColumns
+
 from ...common.db import create_engine
+from . import columns_sql, storage_sql
 from . import schema as t
-from . import storage_sql
 from .abstract import AbstractStore, now_ms
 from .entities import (
     ACTIVE,
@@ -48,7 +50,7 @@ from .sqlquery import (
     metric_tuple,
     ordering,
 )
-from .validation import check_batch, check_log_lines, check_name, check_run_id
+from .validation import check_batch, check_key, check_log_lines, check_name, check_run_id
 
 _RUN_UPDATABLE = {
     "status",
@@ -85,11 +87,7 @@ class SqlStore(AbstractStore):
         self._registry = SqlArtifactRegistry(self.engine)
         # metric rows go to the driver's executemany as tuples: building one SQLAlchemy
         # parameter dict per row was most of a 1000-metric batch's time (docs/benchmarks.md)
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        self._insert_metrics_sql = (
-            f"INSERT INTO {t.metrics.name} ({', '.join(METRIC_COLUMNS)}) "
-            f"VALUES ({', '.join([mark] * len(METRIC_COLUMNS))}) ON CONFLICT DO NOTHING"
-        )
+        self._insert_metrics_sql = columns_sql.insert_sql(columns_sql.placeholder(self.engine))
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -558,8 +556,28 @@ class SqlStore(AbstractStore):
             best = latest.get(row[1])
             if best is None or row[2:5] > best[2:5]:  # MLflow's order: step, time, value
                 latest[row[1]] = row
+        self._upsert_latest(conn, list(latest.values()))
+
+    def log_metric_columns(self, run_id: str, columns: Sequence[MetricColumns]) -> int:
+        """Write a compact batch in one transaction; retrying the same batch changes nothing."""
+        for column in columns:
+            check_key(column.key, "metric")
+        with self.engine.begin() as conn:
+            self._active_run_row(conn, run_id)
+            newest = columns_sql.write_columns(conn, run_id, columns, self._insert_metrics_sql)
+            self._upsert_latest(conn, newest)
+        return sum(len(c) for c in columns)
+
+    def metric_history_columns(self, run_id: str, key: str) -> MetricColumns:
+        """A metric's whole history as columns (read at driver speed)."""
+        with self.engine.connect() as conn:
+            self._run_row(conn, run_id)
+            return columns_sql.read_columns(conn, run_id, key)
+
+    def _upsert_latest(self, conn: Connection, rows: list[tuple]) -> None:
+        """Each key's newest point into ``latest_metrics`` unless a newer one is there."""
         table = t.latest_metrics
-        for values in latest.values():
+        for values in rows:
             stmt = self._insert(table).values(**dict(zip(METRIC_COLUMNS, values, strict=True)))
             newer = tuple_(stmt.excluded.step, stmt.excluded.timestamp, stmt.excluded.value) > (
                 tuple_(table.c.step, table.c.timestamp, table.c.value)
