@@ -241,7 +241,12 @@ def populate_experiments(db_uri: str, kind: str, n: int, owner: str) -> str:
 
 
 def goals(
-    targets: list[Target], mlflow: dict[str, float], args: Any, exp_db: str, hub: Any
+    targets: list[Target],
+    mlflow: dict[str, float],
+    args: Any,
+    exp_db: str,
+    hub: Any,
+    mlflow_pid: int,
 ) -> None:
     """Measure and print each goal of tracking at facility scale beside MLflow's figure."""
     from latticehub.client import TrackingClient
@@ -263,6 +268,24 @@ def goals(
     out.append(tg.Goal("1M points to a DataFrame", seconds, "s", "< 1 s", seconds < 1,
                        mlflow.get("history 100k points s"), lower_is_better=True,
                        mlflow_note="get_metric_history of 100k points"))  # fmt: skip
+    if args.big_history:
+        n = args.big_history
+        pid = tg.listening_pid(int(hub.env["LATTICEHUB_EXPERIMENTS_PORT"]))
+        seconds, growth = tg.big_history(client, exp_db, project, n, pid)
+        out.append(tg.Goal(f"{n / 1e6:g}M points to a DataFrame", seconds, "s", "< 10 s",
+                           seconds < 10, lower_is_better=True))  # fmt: skip
+        out.append(tg.Goal("service memory growth while it sends them", growth,
+                           "x the data (24 B a point)", "<= 2x", growth <= 2))  # fmt: skip
+    print("== goals: the server's CPU per metric (unmodified mlflow client, log_batch)")
+    pid = tg.listening_pid(int(hub.env["LATTICEHUB_EXPERIMENTS_PORT"]))
+    ours_cpu = tg.server_cpu_per_metric(targets[1].client(), pid)
+    theirs_cpu = tg.server_cpu_per_metric(targets[0].client(), mlflow_pid)
+    out.append(tg.Goal("server CPU per ingested metric", ours_cpu, "us", "<= 1/20 of MLflow's",
+                       ours_cpu * 20 <= theirs_cpu, theirs_cpu, lower_is_better=True))  # fmt: skip
+    if args.table_runs:
+        print(f"== goals: run tables ({args.table_runs:,} runs)", flush=True)
+        table_project = int(populate_experiments(exp_db, "runs", args.table_runs, "bench"))
+        out += tg.run_table_goals(client, table_project, args.table_runs)
     print("== goals: many writers", flush=True)
     rate = tg.writers_rate(client, project, args.writers, args.writer_seconds)
     out.append(tg.Goal(f"{args.writers} writers, the project's client", rate, "metrics/s",
@@ -278,6 +301,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=30, help="1000-metric batches")
     parser.add_argument("--writers", type=int, default=32, help="concurrent writers")
     parser.add_argument("--writer-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--big-history", type=int, default=10_000_000, help="points of the long history (0: skip)"
+    )
+    parser.add_argument(
+        "--table-runs", type=int, default=1_000_000, help="runs of the run-table goals (0: skip)"
+    )
     parser.add_argument("--loop-points", type=int, default=200_000, help="log_metric calls")
     parser.add_argument(
         "--goals-only", action="store_true", help="skip the mlflow-client workloads"
@@ -336,7 +365,7 @@ def main() -> None:
         for key, value in results["mlflow"].items():
             if key in results["experiments"]:
                 print(f"  {key:28s} {results['experiments'][key] / value:8.2f}")
-        goals(targets, results["mlflow"], args, exp_db, hub)
+        goals(targets, results["mlflow"], args, exp_db, hub, mlflow_proc.pid)
     finally:
         hub.stop()
         mlflow_proc.terminate()

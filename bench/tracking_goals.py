@@ -139,3 +139,130 @@ def print_goals(goals: list[Goal]) -> None:
     print("\n== goals (issue: tracking at facility scale)")
     for goal in goals:
         print(goal.line(), flush=True)
+
+
+# -- 4. the server's own cost ------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its children (from ``/proc``)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def listening_pid(port: int) -> int:
+    """The process listening on ``port`` of 127.0.0.1."""
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return conn.pid
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def server_cpu_per_metric(mlflow_client: Any, pid: int, batches: int = 30) -> float:
+    """Server CPU µs per metric ingested through the unmodified mlflow client's ``log_batch``."""
+    from mlflow.entities import Metric
+
+    exp = mlflow_client.create_experiment(f"cpu-{secrets.token_hex(3)}")
+    run_id = mlflow_client.create_run(exp).info.run_id
+    stamp = int(time.time() * 1000)
+    before = cpu_seconds(pid)
+    for b in range(batches):
+        metrics = [Metric("loss", float(i), stamp, b * 1000 + i) for i in range(1000)]
+        mlflow_client.log_batch(run_id, metrics=metrics)
+    used = cpu_seconds(pid) - before
+    if len(mlflow_client.get_metric_history(run_id, "loss")) != batches * 1000:
+        raise RuntimeError("cpu: not every metric was stored")
+    return used / (batches * 1000) * 1e6
+
+
+# -- 5. a long history and the service's memory ------------------------------------------------
+def big_history(client: Any, store_url: str, project_id: int, points: int, pid: int) -> tuple:
+    """Seconds to a DataFrame of ``points`` points, and the service's RSS growth / the data.
+
+    The points go straight into the store (not what is measured); the service's resident
+    memory is sampled every 10 ms while it answers.
+    """
+    from array import array
+
+    import psutil
+
+    from hub_ext.experiments.store import SqlStore
+    from latticehub.columnar import MetricColumns
+
+    run_id = client.create_run(project_id, name="big-history")["id"]
+    store = SqlStore(store_url)
+    stamp = int(time.time() * 1000)
+    for start in range(0, points, 500_000):
+        end = min(points, start + 500_000)
+        store.log_metric_columns(run_id, [MetricColumns(
+            "loss", array("q", range(start, end)), array("q", [stamp]) * (end - start),
+            array("d", map(float, range(start, end))))])  # fmt: skip
+    store.close()
+    service = psutil.Process(pid)
+    baseline = service.memory_info().rss
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], service.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        seconds = history_frame_seconds(client, run_id, points)
+    finally:
+        done.set()
+        sampler.join()
+    return seconds, (peak[0] - baseline) / (points * 24)
+
+
+# -- 6. run tables -----------------------------------------------------------------------------
+def median_ms(call: Any, repeats: int = 5) -> float:
+    """Median wall milliseconds of ``call()``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def run_table_goals(client: Any, project_id: int, runs: int) -> list[Goal]:
+    """Filtered first page, top-10 by a metric and 10% of the runs into a DataFrame.
+
+    The project holds ``runs`` runs with ``params.L`` 8 or 16 and ``metrics.loss`` =
+    (i % 100) / 100, so ``metrics.loss < 0.1`` matches a tenth of them.
+    """
+    from latticehub.client import runs_dataframe
+
+    scale = f"{runs / 1e6:g}M runs"
+    first = median_ms(lambda: client.search_runs_page(
+        project_id, filter="metrics.loss < 0.5 and params.L = '8'", max_results=100))  # fmt: skip
+    top = median_ms(lambda: client.search_runs_page(
+        project_id, order_by=["metrics.loss DESC"], max_results=10))  # fmt: skip
+    page = client.search_runs_page(project_id, order_by=["metrics.loss DESC"], max_results=10)
+    if [r["metrics"]["loss"]["value"] for r in page.items] != [0.99] * 10:
+        raise RuntimeError("top-10 by loss is not the ten highest losses")
+    start = time.perf_counter()
+    frame = runs_dataframe(project_id, filter="metrics.loss < 0.1", client=client)
+    seconds = time.perf_counter() - start
+    if len(frame) != runs // 10:
+        raise RuntimeError(f"run table: {len(frame)} of {runs // 10} runs")
+    return [
+        Goal(f"{scale}: filtered first page (100 runs)", first, "ms", "< 100 ms", first < 100,
+             lower_is_better=True),
+        Goal(f"{scale}: top-10 by a metric", top, "ms", "< 100 ms", top < 100,
+             lower_is_better=True),
+        Goal(f"{scale}: {len(frame):,} matching runs into a DataFrame", seconds, "s", "< 2 s",
+             seconds < 2, lower_is_better=True),
+    ]  # fmt: skip

@@ -19,11 +19,11 @@ from typing import Any
 
 from tornado import web
 
-from . import artifacts, columns, jobs, live, projects, registry, runs, storage
+from . import artifacts, columns, jobs, live, projects, registry, run_table, runs, storage
 from .schemas import PATH_PARAMS, SCHEMAS, Operation, PathItems
 
 #: The modules whose routes the document describes, in the document's order.
-RESOURCE_MODULES = (projects, runs, columns, artifacts, storage, jobs, registry, live)
+RESOURCE_MODULES = (projects, runs, run_table, columns, artifacts, storage, jobs, registry, live)
 
 
 def _declare_path_parameters(path: str, item: dict[str, Operation]) -> None:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .registry.abstract import AbstractArtifactRegistry
 
 MAX_PAGE_SIZE = 50_000
+#: Rows a page of the run table may hold (it costs a few lists, not an entity per run).
+MAX_TABLE_ROWS = 100_000
 
 
 def now_ms() -> int:
@@ -344,6 +346,23 @@ class AbstractStore(abc.ABC):
             limit=limit,
         )
         return Page(items, encode_token(nxt) if nxt is not None else None)
+
+    @abc.abstractmethod
+    def run_table(
+        self,
+        *,
+        project_ids: Sequence[int] | None,
+        filters: Sequence[Any] = (),
+        order_by: Sequence[Any] = (),
+        page_token: str | None = None,
+        max_results: int = MAX_TABLE_ROWS,
+    ) -> tuple[dict[str, list[Any]], str | None]:
+        """A page of a run search as columns, and the next page's token.
+
+        Columns: ``run_id``, ``name``, ``user``, ``status``, ``start_time``, ``end_time``,
+        then ``params.<key>``, ``tags.<key>`` and ``metrics.<key>`` (latest values), each
+        as long as the page, ``None`` where a run has no such value.
+        """
 
     def log_metric(self, run_id: str, metric: Metric) -> None:
         """Log one metric point."""

@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from latticehub.columnar import MetricColumns
 
 from ...common.db import create_engine
-from . import columns_sql, storage_sql
+from . import columns_sql, run_table_sql, storage_sql
 from . import schema as t
-from .abstract import AbstractStore, now_ms
+from .abstract import MAX_TABLE_ROWS, AbstractStore, decode_token, encode_token, now_ms
 from .entities import (
     ACTIVE,
     DELETED,
@@ -45,10 +45,9 @@ from .registry.sql import SqlArtifactRegistry
 from .sqlquery import (
     METRIC_COLUMNS,
     chunks,
-    condition,
     metric_entity,
     metric_tuple,
-    ordering,
+    search_query,
 )
 from .validation import check_batch, check_key, check_log_lines, check_name, check_run_id
 
@@ -466,24 +465,35 @@ class SqlStore(AbstractStore):
         offset: int,
         limit: int,
     ) -> tuple[list[Run], int | None]:
-        runs = t.runs
-        query = select(runs)
-        if project_ids is not None:
-            query = query.where(runs.c.project_id.in_(list(project_ids)))
-        if not include_deleted:
-            query = query.where(runs.c.lifecycle_stage == ACTIVE)
-        for comparison in filters:
-            query = query.where(condition(comparison))
-        orderings = []
-        for i, order in enumerate(order_by):
-            query, columns = ordering(query, order, i)
-            orderings += columns
-        orderings += [runs.c.start_time.desc(), runs.c.run_id]
-        query = query.order_by(*orderings).offset(offset).limit(limit + 1)
+        query = (
+            search_query(select(t.runs), project_ids, filters, order_by, include_deleted)
+            .offset(offset)
+            .limit(limit + 1)
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
             items = self._runs(conn, rows[:limit])
         return items, (offset + limit if len(rows) > limit else None)
+
+    def run_table(
+        self,
+        *,
+        project_ids: Sequence[int] | None,
+        filters: Sequence[Any] = (),
+        order_by: Sequence[Any] = (),
+        page_token: str | None = None,
+        max_results: int = MAX_TABLE_ROWS,
+    ) -> tuple[dict[str, list[Any]], str | None]:
+        """A page of a run search as columns (:mod:`.run_table_sql`)."""
+        if isinstance(max_results, bool) or not 1 <= max_results <= MAX_TABLE_ROWS:
+            raise invalid(f"max_results={max_results!r} must be in 1..{MAX_TABLE_ROWS}")
+        offset = decode_token(page_token)
+        with self.engine.connect() as conn:
+            table, more = run_table_sql.run_table(
+                conn, project_ids=project_ids, filters=filters, order_by=order_by,
+                offset=offset, limit=max_results,
+            )  # fmt: skip
+        return table, encode_token(offset + max_results) if more else None
 
     def log_batch(
         self,

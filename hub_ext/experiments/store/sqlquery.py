@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from sqlalchemy import and_, exists, func
 
 from ..likematch import LikePatternError, check_like_pattern
 from . import schema as t
-from .entities import Metric
+from .entities import ACTIVE, Metric
 from .errors import invalid
 
 ATTRIBUTE_COLUMNS = {
@@ -101,6 +101,36 @@ def ordering(query: Any, order: Any, index: int) -> tuple[Any, list[Any]]:
         column = alias.c.value
     missing_last = sa.case((column.is_(None), 1), else_=0)
     return query, [missing_last, column.asc() if order.ascending else column.desc()]
+
+
+def search_query(
+    query: Any,
+    project_ids: Sequence[int] | None,
+    filters: Sequence[Any],
+    order_by: Sequence[Any],
+    include_deleted: bool,
+) -> Any:
+    """``query`` (a select from runs) narrowed by a run search and ordered as MLflow orders.
+
+    Args:
+        query: e.g. ``select(t.runs)`` or a select of some of its columns.
+        project_ids: the projects searched (``None``: all).
+        filters: parsed comparisons (``search.Comparison``).
+        order_by: parsed orderings; then newest first, then by id (a stable order).
+        include_deleted: also runs in the trash.
+    """
+    runs = t.runs
+    if project_ids is not None:
+        query = query.where(runs.c.project_id.in_(list(project_ids)))
+    if not include_deleted:
+        query = query.where(runs.c.lifecycle_stage == ACTIVE)
+    for comparison in filters:
+        query = query.where(condition(comparison))
+    orderings = []
+    for i, order in enumerate(order_by):
+        query, columns = ordering(query, order, i)
+        orderings += columns
+    return query.order_by(*orderings, runs.c.start_time.desc(), runs.c.run_id)
 
 
 #: The metrics table's columns, in the order of driver-level inserts.
