@@ -11,12 +11,19 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from . import schema as t
-from .sqlquery import chunks, search_query
+from .columns_sql import placeholder
+from .run_search_sql import search_rows
+from .sqlquery import chunks
 
+#: The side tables: column prefix, table, the value read (a NaN metric comes back NULL).
+SIDES = (
+    ("params", t.params.name, "value"),
+    ("tags", t.tags.name, "value"),
+    ("metrics", t.latest_metrics.name, "CASE WHEN is_nan THEN NULL ELSE value END"),
+)
 #: Run ids bound in one ``IN`` (SQLite allows 32,766 parameters, PostgreSQL 65,535).
 IDS_PER_QUERY = 10_000
 
@@ -44,8 +51,10 @@ def run_table(
     runs = t.runs
     cols = [runs.c.run_id, runs.c.name, runs.c.user_id, runs.c.status, runs.c.start_time,
             runs.c.end_time]  # fmt: skip
-    page = search_query(select(*cols), project_ids, filters, order_by, False)
-    rows = conn.execute(page.offset(offset).limit(limit + 1)).all()
+    rows = search_rows(
+        conn, cols, project_ids=project_ids, filters=filters, order_by=order_by,
+        include_deleted=False, offset=offset, limit=limit,
+    )  # fmt: skip
     more = len(rows) > limit
     rows = rows[:limit]
     table: dict[str, list[Any]] = {
@@ -55,21 +64,22 @@ def run_table(
         return table, more
     index = {run_id: i for i, run_id in enumerate(table["run_id"])}
     count = len(rows)
-    lm = t.latest_metrics
-    # the page's ids are bound in pieces: running the search again per side table would
-    # cost as much as the search itself, three more times
-    for piece in chunks(table["run_id"], IDS_PER_QUERY):
-        for prefix, side in (("params", t.params), ("tags", t.tags)):
-            query = select(side.c.run_id, side.c.key, side.c.value).where(side.c.run_id.in_(piece))
-            for run_id, key, value in conn.execute(query):
-                column = table.get(f"{prefix}.{key}")
-                if column is None:
-                    column = table[f"{prefix}.{key}"] = [None] * count
-                column[index[run_id]] = value
-        latest = select(lm.c.run_id, lm.c.key, lm.c.value, lm.c.is_nan)
-        for run_id, key, value, nan in conn.execute(latest.where(lm.c.run_id.in_(piece))):
-            column = table.get(f"metrics.{key}")
-            if column is None:
-                column = table[f"metrics.{key}"] = [None] * count
-            column[index[run_id]] = math.nan if nan else value
+    mark = placeholder(conn)
+    cursor: Any = conn.connection.cursor()  # the driver's: no Row object per value
+    try:
+        # the page's ids are bound in pieces: running the search again per side table would
+        # cost as much as the search itself, three more times
+        for piece in chunks(table["run_id"], IDS_PER_QUERY):
+            marks = ", ".join([mark] * len(piece))
+            for prefix, side, value in SIDES:
+                cursor.execute(
+                    f"SELECT run_id, key, {value} FROM {side} WHERE run_id IN ({marks})", piece
+                )
+                for run_id, key, found in cursor.fetchall():
+                    column = table.get(f"{prefix}.{key}")
+                    if column is None:
+                        column = table[f"{prefix}.{key}"] = [None] * count
+                    column[index[run_id]] = math.nan if found is None else found
+    finally:
+        cursor.close()
     return table, more

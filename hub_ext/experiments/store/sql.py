@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from latticehub.columnar import MetricColumns
 
 from ...common.db import create_engine
-from . import columns_sql, run_table_sql, storage_sql
+from . import columns_sql, run_search_sql, run_table_sql, storage_sql
 from . import schema as t
 from .abstract import MAX_TABLE_ROWS, AbstractStore, decode_token, encode_token, now_ms
 from .entities import (
@@ -47,7 +47,6 @@ from .sqlquery import (
     chunks,
     metric_entity,
     metric_tuple,
-    search_query,
 )
 from .validation import check_batch, check_key, check_log_lines, check_name, check_run_id
 
@@ -465,13 +464,11 @@ class SqlStore(AbstractStore):
         offset: int,
         limit: int,
     ) -> tuple[list[Run], int | None]:
-        query = (
-            search_query(select(t.runs), project_ids, filters, order_by, include_deleted)
-            .offset(offset)
-            .limit(limit + 1)
-        )
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = run_search_sql.search_rows(
+                conn, [t.runs], project_ids=project_ids, filters=filters, order_by=order_by,
+                include_deleted=include_deleted, offset=offset, limit=limit,
+            )  # fmt: skip
             items = self._runs(conn, rows[:limit])
         return items, (offset + limit if len(rows) > limit else None)
 

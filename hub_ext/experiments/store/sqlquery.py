@@ -34,7 +34,7 @@ def condition(comparison: Any) -> Any:
         column = ATTRIBUTE_COLUMNS.get(key)
         if column is None:
             raise invalid(f"Invalid attribute key '{key}' in filter")
-        return _compare(column, op, value)
+        return compare(column, op, value)
     if kind == "metric":
         lm = t.latest_metrics
         return exists().where(
@@ -42,20 +42,19 @@ def condition(comparison: Any) -> Any:
                 lm.c.run_id == runs.c.run_id,
                 lm.c.key == key,
                 lm.c.is_nan.is_(False),
-                _compare(lm.c.value, op, value),
+                compare(lm.c.value, op, value),
             )
         )
     table = {"param": t.params, "tag": t.tags}.get(kind)
     if table is None:
         raise invalid(f"Invalid filter entity type '{kind}'")
     return exists().where(
-        and_(
-            table.c.run_id == runs.c.run_id, table.c.key == key, _compare(table.c.value, op, value)
-        )
+        and_(table.c.run_id == runs.c.run_id, table.c.key == key, compare(table.c.value, op, value))
     )
 
 
-def _compare(column: Any, op: str, value: Any) -> Any:
+def compare(column: Any, op: str, value: Any) -> Any:
+    """``column <op> value`` as a SQL condition (the ops of :mod:`..search`)."""
     if op == "=":
         return column == value
     if op == "!=":
@@ -109,6 +108,7 @@ def search_query(
     filters: Sequence[Any],
     order_by: Sequence[Any],
     include_deleted: bool,
+    first: Sequence[Any] = (),
 ) -> Any:
     """``query`` (a select from runs) narrowed by a run search and ordered as MLflow orders.
 
@@ -118,6 +118,7 @@ def search_query(
         filters: parsed comparisons (``search.Comparison``).
         order_by: parsed orderings; then newest first, then by id (a stable order).
         include_deleted: also runs in the trash.
+        first: ORDER BY columns that come before all of those.
     """
     runs = t.runs
     if project_ids is not None:
@@ -130,7 +131,7 @@ def search_query(
     for i, order in enumerate(order_by):
         query, columns = ordering(query, order, i)
         orderings += columns
-    return query.order_by(*orderings, runs.c.start_time.desc(), runs.c.run_id)
+    return query.order_by(*first, *orderings, runs.c.start_time.desc(), runs.c.run_id)
 
 
 #: The metrics table's columns, in the order of driver-level inserts.
