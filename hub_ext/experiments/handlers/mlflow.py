@@ -226,19 +226,22 @@ class MlflowHandler(BaseHandler):
         )
         return project
 
-    def _run(self, fields: Fields) -> tuple[Run, Project]:
-        """A run (``run_id`` or ``run_uuid``) whose project the caller may read, and that."""
+    def _run(self, fields: Fields, *, data: bool = True) -> tuple[Run, Project]:
+        """A run (``run_id`` or ``run_uuid``) whose project the caller may read, and that.
+
+        ``data=False``: without params, tags and metrics (a write does not need them).
+        """
         run_id = fields.string("run_id") or fields.string("run_uuid")
         if not run_id:
             fields.string("run_id", required=True)
-        run = self.store.get_run(run_id)
+        run = self.store.get_run(run_id, data=data)
         project = self.store.get_project(run.project_id)
         require_read(self._viewer(), project, f"Run with id={run_id}")
         return run, project
 
-    def _writable_run(self, fields: Fields, *, active: bool = True) -> Run:
+    def _writable_run(self, fields: Fields, *, active: bool = True, data: bool = True) -> Run:
         """A run the caller may write; with ``active``, it and its experiment are active."""
-        run, project = self._run(fields)
+        run, project = self._run(fields, data=data)
         self.touched_run = run.id
         require(
             can_write_run(self._viewer(), run),
@@ -479,14 +482,14 @@ class MlflowHandler(BaseHandler):
 
     # -- run data ---------------------------------------------------------------------------
     def _log_metric(self, f: Fields) -> dict[str, Any]:
-        run = self._writable_run(f)
+        run = self._writable_run(f, data=False)
         point = self._metric(f)
         self.store.log_batch(run.id, metrics=[point])
         self.publish_metrics(run.id, [point])
         return {}
 
     def _log_param(self, f: Fields) -> dict[str, Any]:
-        run = self._writable_run(f)
+        run = self._writable_run(f, data=False)
         self.store.log_batch(
             run.id, params=[Param(f.string("key", required=True), f.string("value"))]
         )
@@ -499,7 +502,7 @@ class MlflowHandler(BaseHandler):
                 f"Batched logging API requests must be at most {MAX_BATCH_REQUEST_BYTES} "
                 f"bytes, got a request of size {size}."
             )
-        run = self._writable_run(f)
+        run = self._writable_run(f, data=False)
         metrics = plain_metrics(f.items("metrics"))
         if metrics is None:  # something unusual: the field-by-field checks name it
             metrics = [self._metric(entry) for entry in f.entries("metrics")]
@@ -511,14 +514,14 @@ class MlflowHandler(BaseHandler):
         return {}
 
     def _set_tag(self, f: Fields) -> dict[str, Any]:
-        run = self._writable_run(f)
+        run = self._writable_run(f, data=False)
         tag = Tag(f.string("key", required=True), f.string("value"))
         self.store.log_batch(run.id, tags=[tag])
         self._rename_from_tags(run, [tag])
         return {}
 
     def _delete_tag(self, f: Fields) -> dict[str, Any]:
-        run = self._writable_run(f)
+        run = self._writable_run(f, data=False)
         self.store.delete_tag(run.id, f.string("key", required=True))
         return {}
 
