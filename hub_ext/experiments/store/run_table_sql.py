@@ -69,12 +69,16 @@ def run_table(
     try:
         # the page's ids are bound in pieces: running the search again per side table would
         # cost as much as the search itself, three more times
-        for piece in chunks(table["run_id"], IDS_PER_QUERY):
-            marks = ", ".join([mark] * len(piece))
+        postgres = conn.dialect.name == "postgresql"
+        # PostgreSQL takes the page in one array: with 100,000 ids it hashes them and scans
+        # the side table once instead of looking each id up
+        per_query = len(table["run_id"]) if postgres else IDS_PER_QUERY
+        for piece in chunks(table["run_id"], per_query):
+            # PostgreSQL: one array parameter (10,000 parameters cost more to plan than to run)
+            ids = f"= ANY({mark})" if postgres else f"IN ({', '.join([mark] * len(piece))})"
+            args = [piece] if postgres else piece
             for prefix, side, value in SIDES:
-                cursor.execute(
-                    f"SELECT run_id, key, {value} FROM {side} WHERE run_id IN ({marks})", piece
-                )
+                cursor.execute(f"SELECT run_id, key, {value} FROM {side} WHERE run_id {ids}", args)
                 for run_id, key, found in cursor.fetchall():
                     column = table.get(f"{prefix}.{key}")
                     if column is None:
