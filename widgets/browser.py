@@ -4,9 +4,9 @@ The table shows one page at a time (``GET api/v1/runs?project=..&filter=..&order
 &max_results=..&page_token=..``): sorting, filtering and paging happen in the service, so a
 project with thousands of runs costs one page per click. Filters use MLflow's grammar
 (``metrics.loss < 0.5 and params.L = '8'``). Selected runs can be compared (overlaid
-metric curves from ``GET api/v1/runs/{id}/metrics/{key}``, a table of the params that
-differ) and their artifacts downloaded. :attr:`ResultsBrowser.dataframe` is the whole
-filtered result as a pandas DataFrame (all pages: only there). The pages, selection and
+metric curves, one binary read of ``GET api/v1/runs/{id}/history/{key}`` each; a table of
+the params that differ) and their artifacts downloaded. :attr:`ResultsBrowser.dataframe` is
+the whole filtered result as a pandas DataFrame (all pages: only there). The pages, selection and
 columns live in :class:`~widgets.browser_state.BrowserState`; this module is the view.
 """
 

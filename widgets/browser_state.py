@@ -288,8 +288,8 @@ class BrowserState:
             for run_id in self.compared:
                 run = self.known[run_id]
                 label = f"{short(run['name'] or run_id[:8], 24)} ({run_id[:8]})"
-                points = self.client.get_metric_history(run_id, key)
-                out[label] = [(int(p["step"]), float(p["value"])) for p in points]
+                history = self.client.metric_columns(run_id, key)  # one binary read
+                out[label] = list(zip(history.steps.tolist(), history.values.tolist(), strict=True))
         return out
 
     # -- export --------------------------------------------------------------------------

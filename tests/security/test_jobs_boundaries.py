@@ -406,6 +406,10 @@ def test_job_token_in_every_spelling_stays_inside_its_run(jobs_stack, docker_cli
             assert r.status_code == 200, (name, r.status_code, r.text)
             r = call("GET", f"{base}/runs")
             listed[name] = [run["id"] for run in r.json().get("items", [])]
+            # the run table answers the same search: the same runs, no more
+            r = call("GET", f"{base}/runs/columns")
+            assert r.status_code == 200, (name, r.status_code, r.text[:300])
+            assert sorted(r.json()["columns"]["run_id"]) == sorted(listed[name]), name
         r = stack.call("ann", "GET", f"/runs/{ann_same_run}")
         assert r.json()["metrics"] == {}, "a job token wrote another user's run"
         assert len(stack.call("mallory", "GET", "/jobs").json()["items"]) == 1

@@ -213,10 +213,16 @@ def test_a_member_removed_mid_stream_is_refused_at_once_and_her_stream_ends(stac
         removed = remove_from_group(stack, "lqcd", "mallory")
         r = refused_within(stack, "mallory", f"/runs/{run}", removed)
         assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-        for path in (f"/projects/{pid}", f"/runs/{run}/logs/stdout", f"/runs/{run}/updates"):
+        for path in (f"/projects/{pid}", f"/runs/{run}/logs/stdout", f"/runs/{run}/updates",
+                     f"/runs/{run}/history/loss"):  # fmt: skip
             assert stack.call("mallory", "GET", path).status_code == 404, path
         r = stack.call("mallory", "POST", "/runs", json={"project": pid})
         assert r.status_code == 404
+        columns = {"metrics": [{"key": "loss", "steps": [0], "values": [1.0]}]}
+        r = stack.call("mallory", "POST", f"/runs/{run}/metrics", json=columns)
+        assert r.status_code == 404
+        table = ok(stack.call("mallory", "GET", "/runs/columns", params={"project": pid}))
+        assert table["columns"]["run_id"] == []  # the run table shows her nothing either
         # the stream she opened before ends with the reason, within the re-check interval
         ended = stream.next("end", timeout=30)["data"]
         assert ended["reason"] == "access_revoked", ended

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
+from array import array
 
 import pytest
 
 from latticehub.client import Page, TrackingAPIError
+from latticehub.columnar import MetricColumns
 from tests.widgets.conftest import fake_client
 from widgets.api import ServiceError
 from widgets.artifacts import RunArtifacts
@@ -70,10 +73,9 @@ def test_a_bad_filter_keeps_the_old_page(client):
 
 
 def test_columns_selection_and_comparison(client):
-    client.get_metric_history.return_value = [
-        {"step": 1, "value": 0.5},
-        {"step": 2, "value": "NaN"},
-    ]
+    client.metric_columns.return_value = MetricColumns(
+        "loss", array("q", [1, 2]), array("q", [0, 0]), array("d", [0.5, math.nan])
+    )
     state = BrowserState(client)
     state.open(7)
     assert state.columns == ["name", "status", "user", "start_time", "params.L", "metrics.loss"]
@@ -89,6 +91,8 @@ def test_columns_selection_and_comparison(client):
     curves = state.curves("loss")
     assert list(curves) == ["r0 (00000000)", "r15 (ffffffff)"]
     assert curves["r0 (00000000)"][0] == (1, 0.5)
+    assert math.isnan(curves["r0 (00000000)"][1][1])
+    client.metric_columns.assert_called_with("f" * 32, "loss")  # one binary read per run
 
 
 def test_download_of_the_selection(client, tmp_path):
