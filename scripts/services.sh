@@ -23,7 +23,7 @@ SLURM_STATE="$STATE/slurm"
 # local accounts that Slurm jobs are submitted as (`sudo -u {username} sbatch`, never -E): the
 # tests' lh-ann and lh-bob, and the demo users' lh-<name> (`make up` maps each Hub user to one)
 read -r -a SLURM_USERS <<<"${LATTICEHUB_SLURM_USERS:-lh-ann lh-bob lh-alice lh-carol lh-dave lh-erin lh-frank}"
-APT_PACKAGES=(docker.io debootstrap postgresql ca-certificates iptables slurm-wlm munge sudo chromium
+APT_PACKAGES=(docker.io debootstrap postgresql ca-certificates iptables slurm-wlm munge sudo chromium haproxy
     python3-venv)
 # The Python of Slurm jobs: Debian's python3 (what batch nodes have), in a venv every account can
 # read, never the service's (.venv links into /root/.pyenv, which lh-* accounts cannot read).

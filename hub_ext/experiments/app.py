@@ -6,6 +6,8 @@ from traitlets (command-line aliases) and JupyterHub's service environment.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from typing import Any
@@ -16,6 +18,7 @@ from tornado import web
 from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 
 from ..bodylimits import DEFAULT_DRAIN, DEFAULT_DRAIN_TIMEOUT, BodyLimitedApplication
+from ..common.dblocks import HEARTBEAT_SWEEP_KEY, JOB_POLL_KEY, AdvisoryLock
 from ..common.hub_client import HubSource
 from ..common.policyfile import PolicyFileConfig, deprecated_setting
 from ..common.service import OAuthCallbackHandler, WebServiceApp
@@ -26,6 +29,7 @@ from .handlers import default_handlers
 from .heartbeats import HeartbeatMonitor
 from .jobs.settings import JobsConfig
 from .live import LiveBus, LiveConfig
+from .replicas import ReplicaBridge
 from .storage import StorageCaps, parse_storage_caps
 from .store import AbstractStore, open_store
 from .store.registry import SqlArtifactRegistry
@@ -38,6 +42,17 @@ def hub_group_lookup(api_url: str, token: str) -> Any:
     know, or does not let the service read, is in no group.
     """
     return HubSource(api_url, token).groups_of
+
+
+def shared_cookie_secret(api_token: str) -> bytes:
+    """The secret that signs the dashboard's cookies, the same in every replica.
+
+    Derived from the service's Hub API token (every replica holds the same one, and it is
+    secret), so that a browser signed in through one replica stays signed in on the others:
+    the Hub OAuth state and token cookies and the XSRF tokens are signed with it. A new
+    token (a new secret) signs dashboard users out, as a restart did before.
+    """
+    return hmac.new(api_token.encode(), b"latticehub experiments cookies", hashlib.sha256).digest()
 
 
 class ExperimentsApplication(BodyLimitedApplication):
@@ -63,6 +78,7 @@ def make_app(
     refused_body_drain: int = DEFAULT_DRAIN,
     refused_body_drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
     storage_caps: StorageCaps | None = None,
+    cookie_secret: bytes | None = None,
 ) -> web.Application:
     """The tornado application with every handler under ``prefix``.
 
@@ -84,6 +100,8 @@ def make_app(
             :mod:`hub_ext.bodylimits`).
         refused_body_drain_timeout: seconds that dropping may take at most.
         storage_caps: the artifact storage cap of each group (None: no cap).
+        cookie_secret: signs the cookies (None: a random one; replicas need the same, see
+            :func:`shared_cookie_secret`).
     """
     live = live or LiveBus()
     registry = registry or SqlArtifactRegistry.for_store(store)
@@ -118,7 +136,7 @@ def make_app(
         template_path=dashboard.TEMPLATE_DIR,
         static_path=dashboard.STATIC_DIR,
         static_url_prefix=url_path_join(prefix, "static/"),
-        cookie_secret=os.urandom(32),
+        cookie_secret=cookie_secret or os.urandom(32),
         # HubOAuth checks the XSRF token of every cookie-authenticated request that changes
         # state (token-authenticated API calls need none); forms carry it as ``_xsrf``.
         xsrf_cookies=False,
@@ -325,7 +343,12 @@ class ExperimentsApp(WebServiceApp, PolicyFileConfig):
     }
 
     def start(self) -> None:
-        """Open the store and serve until stopped."""
+        """Open the store and serve until stopped.
+
+        On PostgreSQL the service may run as several replicas (docs/replicas.md): live
+        changes travel between them over LISTEN/NOTIFY (:mod:`.replicas`), and one replica
+        at a time sweeps heartbeats and polls jobs (advisory locks, :mod:`~..common.dblocks`).
+        """
         os.makedirs(self.artifact_dir, exist_ok=True)
         store = open_store(self.db_url)
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/experiments/")
@@ -340,13 +363,21 @@ class ExperimentsApp(WebServiceApp, PolicyFileConfig):
             log=self.log,
             notify=live.notify,
         )
+        engine = getattr(store, "engine", None)  # None: a store without a SQL engine
+        jobs.poll_lock = AdvisoryLock(engine, JOB_POLL_KEY, "job poll", log=self.log)
         monitor = HeartbeatMonitor(
             store,
             timeout_s=self.heartbeat_timeout,
             events=jobs.jobs,
             notify=live.notify,
             log=self.log,
+            lock=AdvisoryLock(engine, HEARTBEAT_SWEEP_KEY, "heartbeat sweep", log=self.log),
         )
+        background = [jobs.run_forever(settings.poll_interval)]
+        if engine is not None and engine.dialect.name == "postgresql":
+            bridge = ReplicaBridge(live, engine, log=self.log).attach()
+            background.append(bridge.run_forever())
+            self.log.info("live changes shared with other replicas as %s", bridge.replica_id)
         app = make_app(
             store=store,
             prefix=prefix,
@@ -360,12 +391,13 @@ class ExperimentsApp(WebServiceApp, PolicyFileConfig):
             refused_body_drain=self.refused_body_drain,
             refused_body_drain_timeout=self.refused_body_drain_timeout,
             storage_caps=parse_storage_caps(self.artifact_quota),
+            cookie_secret=shared_cookie_secret(hub_auth.api_token) if hub_auth.api_token else None,
         )
         # the server-wide limit is the small one; an authorised upload raises its own
         self.listen(app, max_body_size=self.max_json_body)
         self.log.info("experiments service on http://%s:%s%s", self.ip, self.port, prefix)
         interval = min(self.heartbeat_check_interval, self.heartbeat_timeout)
-        self.run_forever(jobs.run_forever(settings.poll_interval), monitor.run_forever(interval))
+        self.run_forever(*background, monitor.run_forever(interval))
 
 
 def main() -> None:

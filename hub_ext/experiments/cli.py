@@ -41,7 +41,11 @@ def _open_registry(db_url: str | None) -> tuple[Any, Any]:
 
 
 def gc_command(args: argparse.Namespace) -> int:
-    """``latticehub gc``: delete unreferenced blobs; 0 on success, 2 if refused."""
+    """``latticehub gc``: delete unreferenced blobs; 0 on success, 2 if refused.
+
+    It is refused, naming why, also while another ``latticehub gc`` runs on the same
+    PostgreSQL database (:data:`~hub_ext.common.dblocks.BLOB_GC_KEY`).
+    """
     from .blobs import BlobStore
     from .gc import GcRefused, collect
 

@@ -17,6 +17,10 @@ Mark (walk the tree, drop young and referenced blobs) runs without the lock; onl
 re-check and the unlinks of one batch (``batch_size`` blobs) run under it, so uploads wait
 at most that long. Stale temporary files in ``<root>/tmp`` (older than the grace period and
 not pinned by a live writer) are removed too.
+
+One collection at a time per database: on PostgreSQL, :func:`collect` holds the advisory lock
+:data:`~hub_ext.common.dblocks.BLOB_GC_KEY` while it runs and refuses to start while another
+collector (on any host) holds it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..common.dblocks import BLOB_GC_KEY, AdvisoryLock
 from .blobs import BlobInfo, BlobStore
 from .store.registry import AbstractArtifactRegistry
 
@@ -37,6 +42,10 @@ MARK_CHUNK = 1000
 
 class GcRefused(RuntimeError):
     """The collector will not run: the database looks wrong for this blob directory."""
+
+
+class GcBusy(GcRefused):
+    """The collector will not run: another collection on the same database is running."""
 
 
 @dataclass
@@ -100,6 +109,7 @@ def collect(
     progress: Callable[[GcReport], None] | None = None,
     progress_every: int = 1000,
     clock: Callable[[], float] = time.time,
+    lock: AdvisoryLock | None = None,
 ) -> GcReport:
     """Delete unreferenced blobs older than ``grace_s`` (see the module docstring).
 
@@ -113,8 +123,12 @@ def collect(
         progress: called with the report every ``progress_every`` scanned blobs.
         progress_every: see ``progress``.
         clock: seconds since the epoch (a seam for tests).
+        lock: held while collecting (default: the advisory lock
+            :data:`~hub_ext.common.dblocks.BLOB_GC_KEY` on the registry's ``engine``, a
+            no-op on SQLite).
 
     Raises:
+        GcBusy: another collection holds the lock (it runs on another host or shell).
         GcRefused: the database references nothing but the directory holds blobs (a wrong
             database URL would otherwise delete every blob); pass ``force`` if that is meant.
         ValueError: for a negative grace period or a batch size below 1.
@@ -123,6 +137,34 @@ def collect(
         raise ValueError(f"grace_s={grace_s} must be >= 0 seconds (default {DEFAULT_GRACE_S:g})")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
+    if lock is None:
+        lock = AdvisoryLock(getattr(registry, "engine", None), BLOB_GC_KEY, "blob gc")
+    if not lock.try_acquire():
+        raise GcBusy(
+            "another gc is running on this database (it holds the PostgreSQL advisory lock "
+            f"{lock.key}): wait until it has finished, then run gc again if still needed"
+        )
+    try:
+        return _collect(
+            blobs, registry, grace_s=grace_s, dry_run=dry_run, batch_size=batch_size,
+            force=force, progress=progress, progress_every=progress_every, clock=clock,
+        )  # fmt: skip
+    finally:
+        lock.release()
+
+
+def _collect(
+    blobs: BlobStore,
+    registry: AbstractArtifactRegistry,
+    *,
+    grace_s: float,
+    dry_run: bool,
+    batch_size: int,
+    force: bool,
+    progress: Callable[[GcReport], None] | None,
+    progress_every: int,
+    clock: Callable[[], float],
+) -> GcReport:
     started = time.monotonic()
     report = GcReport(dry_run=dry_run, grace_s=grace_s)
     if not force and not registry.has_references():

@@ -4,6 +4,10 @@ Clients send a heartbeat every ``LATTICEHUB_HEARTBEAT_S`` seconds (30 by default
 run is RUNNING. The service sweeps every ``interval`` seconds and marks LOST each run silent
 for longer than ``timeout_s``; a heartbeat that arrives later is recorded on the timeline but
 does not bring the run back (see :func:`late_heartbeat_message`).
+
+With several replicas over one PostgreSQL database, one replica sweeps: the one that holds
+the advisory lock :data:`~hub_ext.common.dblocks.HEARTBEAT_SWEEP_KEY` (see ``lock``); the
+others skip their rounds until it stops.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..common.dblocks import AdvisoryLock
 from .store.abstract import AbstractStore, now_ms
 from .store.entities import Run
 
@@ -36,6 +41,9 @@ class HeartbeatMonitor:
         notify: called with each run id that changed (wakes live readers), or None.
         clock: milliseconds since the epoch (a seam for tests).
         log: the logger.
+        lock: held while this monitor sweeps, so that one replica of several sweeps (a
+            :class:`~hub_ext.common.dblocks.AdvisoryLock` on
+            :data:`~hub_ext.common.dblocks.HEARTBEAT_SWEEP_KEY`); None: always sweep.
     """
 
     def __init__(
@@ -47,6 +55,7 @@ class HeartbeatMonitor:
         notify: Callable[[str], None] | None = None,
         clock: Callable[[], int] = now_ms,
         log: logging.Logger | None = None,
+        lock: AdvisoryLock | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"heartbeat timeout must be positive seconds, got {timeout_s}")
@@ -56,9 +65,13 @@ class HeartbeatMonitor:
         self.notify = notify
         self.clock = clock
         self.log = log or logging.getLogger("latticehub.heartbeats")
+        self.lock = lock
 
     def sweep(self) -> list[Run]:
-        """One pass: the runs marked LOST now."""
+        """One pass: the runs marked LOST now (none when another replica holds the lock)."""
+        if self.lock is not None and not self.lock.try_acquire():
+            self.log.debug("heartbeat sweep skipped: another replica holds its lock")
+            return []
         now = self.clock()
         lost = self.store.expire_heartbeats(now - int(self.timeout_s * 1000), now, self.timeout_s)
         for run in lost:
@@ -70,10 +83,17 @@ class HeartbeatMonitor:
         return lost
 
     async def run_forever(self, interval_s: float) -> None:
-        """Sweep every ``interval_s`` seconds until cancelled; errors are logged, not fatal."""
-        while True:
-            try:
-                self.sweep()
-            except Exception:  # a database hiccup must not end the sweeper
-                self.log.exception("heartbeat sweep failed")
-            await asyncio.sleep(interval_s)
+        """Sweep every ``interval_s`` seconds until cancelled; errors are logged, not fatal.
+
+        The lock (if any) is held from round to round and given back when cancelled.
+        """
+        try:
+            while True:
+                try:
+                    self.sweep()
+                except Exception:  # a database hiccup must not end the sweeper
+                    self.log.exception("heartbeat sweep failed")
+                await asyncio.sleep(interval_s)
+        finally:
+            if self.lock is not None:
+                self.lock.release()

@@ -9,6 +9,10 @@ points are kept in a small ring per run (their store order is not a feed order).
 The bus also counts each user's open streams against :attr:`LiveConfig.max_streams_per_user`,
 and carries how often an open stream checks that its reader may still read the run
 (:attr:`LiveConfig.access_recheck_interval`).
+
+Replicas of the service over one PostgreSQL database forward what their writers hand the
+bus to each other (:attr:`LiveBus.forward`, :meth:`LiveBus.apply_remote`; the transport is
+:mod:`hub_ext.experiments.replicas`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +42,11 @@ MAX_MEMO = 64
 MAX_FEEDS = 10_000
 #: The longest time an open stream may go without checking its reader's access (seconds).
 MAX_RECHECK_S = 30.0
+
+#: ``forward(run_id, topics, points, partial)``: hands one local change to other replicas.
+#: ``topics`` are the topics :meth:`LiveBus.notify` bumped (empty for other writes),
+#: ``points`` the metric points published, ``partial`` a ``(stream, text)`` unfinished line.
+Forwarder = Callable[[str, Sequence[str], Sequence[Any], "tuple[str, str] | None"], None]
 
 
 def _env_number(name: str, fallback: str, kind: type) -> Any:
@@ -161,6 +170,8 @@ class LiveBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clock = clock
         self._streams: dict[str, int] = {}
+        #: where local changes go to other replicas (None: a single process)
+        self.forward: Forwarder | None = None
 
     # -- open streams per user -------------------------------------------------------------
     def open_stream(self, user: str) -> StreamSlot | None:
@@ -200,6 +211,8 @@ class LiveBus:
             for topic in topics or TOPICS:
                 feed.topics[topic] = feed.topics.get(topic, 0) + 1
         self._wake(run_id)
+        if self.forward is not None:
+            self.forward(run_id, topics or TOPICS, (), None)
 
     def publish_metrics(self, run_id: str, points: Iterable[Any]) -> None:
         """Stored metric points for live readers.
@@ -208,13 +221,17 @@ class LiveBus:
         turned into the dict only when a reader asks (most of a big batch falls out of the
         ring unread, and writers should not pay for it).
         """
+        forward = self.forward
+        kept = list(points) if forward is not None else None  # iterated twice then
         with self._lock:
             feed = self._feed(run_id)
-            for point in points:
+            for point in points if kept is None else kept:
                 feed.seq += 1
                 feed.ring.append((feed.seq, point))
             feed.version += 1
         self._wake(run_id)
+        if forward is not None and kept is not None:
+            forward(run_id, (), kept, None)
 
     def set_partial(self, run_id: str, stream: str, text: str) -> None:
         """The stream's unfinished last line (what a progress bar shows now)."""
@@ -228,6 +245,58 @@ class LiveBus:
             feed.partial_seq[stream] = feed.partial_seq.get(stream, 0) + 1
             feed.version += 1
         self._wake(run_id)
+        if self.forward is not None:
+            self.forward(run_id, (), (), (stream, text[-MAX_PARTIAL:]))
+
+    # -- changes from other replicas ---------------------------------------------------------
+    def apply_remote(
+        self,
+        run_id: str,
+        topics: Iterable[str] = (),
+        points: Iterable[Any] = (),
+        skipped: int = 0,
+        partials: dict[str, str] | None = None,
+    ) -> None:
+        """A change another replica made: wake this process's readers of the run.
+
+        Nothing is forwarded again. ``skipped`` counts metric points the change carried too
+        many of to pass along (older than ``points``): the ring is then emptied, so that
+        every reader's cursor is older than the ring and the reader reloads the history from
+        the store (``reset``), and the ``run`` topic moves (the run's metric keys).
+        """
+        topics = set(topics) | ({"run"} if skipped else set())
+        with self._lock:
+            feed = self._feed(run_id)
+            for topic in topics:
+                feed.topics[topic] = feed.topics.get(topic, 0) + 1
+            if skipped:
+                feed.ring.clear()
+                feed.seq += skipped
+            for point in points:
+                feed.seq += 1
+                feed.ring.append((feed.seq, point))
+            for stream, text in (partials or {}).items():
+                feed.partial[stream] = text[-MAX_PARTIAL:]
+                feed.partial_seq[stream] = feed.partial_seq.get(stream, 0) + 1
+            feed.version += 1
+        self._wake(run_id)
+
+    def resync(self) -> None:
+        """Changes of other replicas may have been missed: every reader re-reads everything.
+
+        Called when the link to the other replicas comes back after a break: each known
+        run's topics move and its metric readers reload the history from the store.
+        """
+        with self._lock:
+            run_ids = list(self._feeds)
+            for feed in self._feeds.values():
+                for topic in TOPICS:
+                    feed.topics[topic] = feed.topics.get(topic, 0) + 1
+                feed.ring.clear()
+                feed.seq += 1
+                feed.version += 1
+        for run_id in run_ids:
+            self._wake(run_id)
 
     # -- readers ---------------------------------------------------------------------------
     def version(self, run_id: str) -> int:

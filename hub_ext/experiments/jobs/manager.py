@@ -3,6 +3,11 @@
 One :class:`JobManager` per service. Policy (what a group may ask for) lives in
 :mod:`.spec`, script text in :mod:`.sbatch`, Slurm states in :mod:`.states`; this module holds
 the order of operations and keeps the job, its run and the run's timeline consistent.
+
+Jobs are launched in the request that submits them (:meth:`JobManager.submit`), on the
+replica that took the request. With several replicas over one PostgreSQL database, one of
+them polls the executors: the one holding the advisory lock
+:data:`~hub_ext.common.dblocks.JOB_POLL_KEY` (:attr:`JobManager.poll_lock`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ...common.dblocks import AdvisoryLock
 from ..access import can_write_project, find_project_by_name, require
 from ..blobs import BlobStore
 from ..store.abstract import AbstractStore, now_ms
@@ -132,6 +138,8 @@ class JobManager:
         self.log = log or logging.getLogger("latticehub.jobs")
         self.clock = clock
         self._lock = asyncio.Lock()
+        #: held while this manager polls, so that one replica of several polls (None: always)
+        self.poll_lock: AdvisoryLock | None = None
 
     # -- submit --------------------------------------------------------------------------
     def _project_and_group(self, viewer: Viewer, body: dict) -> tuple[Project | None, str, str]:
@@ -381,7 +389,13 @@ class JobManager:
 
     # -- track ---------------------------------------------------------------------------
     async def poll_once(self) -> None:
-        """Ask every executor about its active jobs (one query each) and apply changes."""
+        """Ask every executor about its active jobs (one query each) and apply changes.
+
+        Skipped while another replica holds :attr:`poll_lock`.
+        """
+        if self.poll_lock is not None and not self.poll_lock.try_acquire():
+            self.log.debug("job poll skipped: another replica holds its lock")
+            return
         active = self.jobs.list_jobs(
             states=[JobState.QUEUED.value, JobState.RUNNING.value], limit=100000
         )
@@ -526,13 +540,17 @@ class JobManager:
         return await self.submit(viewer, {k: v for k, v in body.items() if v is not None}, job.id)
 
     async def run_forever(self, interval_s: float) -> None:
-        """Poll until cancelled."""
-        while True:
-            try:
-                await self.poll_once()
-            except Exception:  # noqa: BLE001 - a bad poll must not stop tracking
-                self.log.exception("job poll failed")
-            await asyncio.sleep(interval_s)
+        """Poll until cancelled (then give :attr:`poll_lock` back)."""
+        try:
+            while True:
+                try:
+                    await self.poll_once()
+                except Exception:  # noqa: BLE001 - a bad poll must not stop tracking
+                    self.log.exception("job poll failed")
+                await asyncio.sleep(interval_s)
+        finally:
+            if self.poll_lock is not None:
+                self.poll_lock.release()
 
 
 def _request_resources(stored: dict[str, Any]) -> dict[str, Any]:
