@@ -32,6 +32,7 @@ setup(
         "tornado>=6.4",
         "prometheus_client>=0.20",
         "sqlalchemy>=2",
+        "numpy>=1.26",  # metric blocks: histories joined, sorted and de-duplicated as arrays
         "alembic>=1.13",  # schema migrations of the tracking and usage databases
         "requests>=2.31",
         "jupyterhub-idle-culler>=2.0",  # cull_idle(logger=, cull_arbiter=)

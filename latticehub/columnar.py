@@ -60,6 +60,9 @@ class ColumnsError(ValueError):
 class MetricColumns:
     """Points of one metric key as three equally long columns.
 
+    The columns are :mod:`array` arrays here and in the client; the service may hold NumPy
+    arrays of the same types instead (read from its store without a copy).
+
     Attributes:
         key: the metric's name.
         steps: int64 steps.
@@ -91,7 +94,7 @@ def json_values(values: Sequence[float]) -> list[float | str]:
     >>> json_values([1.0, float("nan"), float("-inf")])
     [1.0, 'NaN', '-Infinity']
     """
-    out = values.tolist() if isinstance(values, array) else list(values)
+    out = values.tolist() if hasattr(values, "tolist") else list(values)  # array, NumPy
     total = sum(out)  # NaN or an infinity in it makes the sum non-finite
     if total - total == 0.0:  # finite sum: every value finite (an overflow only costs time)
         return out
@@ -228,9 +231,13 @@ def npy_header(typecode: str, count: int) -> bytes:
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
 
 
-def column_pieces(column: array) -> Iterator[bytes]:
-    """``column``'s ``.npy`` file: the header, then its data in pieces of ~1 MiB."""
-    yield npy_header(column.typecode, len(column))
+def column_pieces(column: Any) -> Iterator[bytes]:
+    """``column``'s ``.npy`` file: the header, then its data in pieces of ~1 MiB.
+
+    ``column`` is an ``array("q")``/``array("d")`` or a 1-d int64/float64 NumPy array.
+    """
+    typecode = getattr(column, "typecode", None) or {"i": "q", "f": "d"}[column.dtype.kind]
+    yield npy_header(typecode, len(column))
     per_piece = max(1, PIECE_BYTES // column.itemsize)
     for start in range(0, len(column), per_piece):
         yield column[start : start + per_piece].tobytes()

@@ -10,17 +10,20 @@ finds nothing).
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from hub_ext.common.migrations import SchemaTooNew, compare
 from hub_ext.experiments.store import JobState, RunStatus, SqlStore, open_backend
 from hub_ext.experiments.store import schema as tracking_schema
+from hub_ext.experiments.store.entities import Metric
 from hub_ext.experiments.store.migrations import TABLE_PREFIX as TRACKING_PREFIX
 from hub_ext.experiments.store.migrations import TRACKING
 from hub_ext.quotas.accounting import open_usage_store
@@ -28,6 +31,7 @@ from hub_ext.quotas.accounting import schema as usage_schema
 from hub_ext.quotas.accounting.migrations import TABLE_PREFIX as USAGE_PREFIX
 from hub_ext.quotas.accounting.migrations import USAGE
 from hub_ext.quotas.accounting.sql import SqlUsageStore
+from latticehub.columnar import MetricColumns
 
 RELEASE = Path(__file__).parent / "release_0_1"
 #: serial primary keys, whose sequences a PostgreSQL database of the release had advanced
@@ -78,6 +82,28 @@ def dump(engine: sa.Engine, metadata: sa.MetaData) -> dict[str, list[dict]]:
     return out
 
 
+def points_of(rows: list[dict]) -> list[tuple]:
+    """``lh_metrics`` rows as sorted ``(run_id, key, step, timestamp, value)``, NaN as "nan"."""
+    return sorted(
+        (r["run_id"], r["key"], r["step"], r["timestamp"], "nan" if r["is_nan"] else r["value"])
+        for r in rows
+    )
+
+
+def unpacked(blocks: list[dict]) -> list[tuple]:
+    """The points of ``lh_metric_blocks`` rows, as :func:`points_of` gives them."""
+    out = []
+    for b in blocks:
+        steps = np.frombuffer(b["step_data"], "<i8").tolist()
+        stamps = np.frombuffer(b["time_data"], "<i8").tolist()
+        values = np.frombuffer(b["value_data"], "<f8").tolist()
+        assert len(steps) == b["count"] and (steps[0], steps[-1]) == (b["first_step"],
+                                                                      b["last_step"])  # fmt: skip
+        out += [(b["run_id"], b["key"], s, t, "nan" if v != v else v)
+                for s, t, v in zip(steps, stamps, values, strict=True)]  # fmt: skip
+    return sorted(out)
+
+
 def schema_version(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.select(tracking_schema.schema_version.c.version)).scalar_one()
@@ -95,7 +121,9 @@ def test_release_0_1_tracking_database_upgrades_keeping_every_row(store_uri):
         after = dump(engine, tracking_schema.metadata)
         assert after.pop("lh_schema_version") == [{"version": tracking_schema.SCHEMA_VERSION}]
         before.pop("lh_schema_version")
-        assert after == before  # every row of every table, unchanged
+        # metric points moved into blocks (0003): the same points, every one
+        assert unpacked(after.pop("lh_metric_blocks")) == points_of(before.pop("lh_metrics"))
+        assert after == before  # every other row of every table, unchanged
         assert all(before.values()), "the fixture has a row in every table"
         assert compare(TRACKING, engine, tracking_schema.metadata, TRACKING_PREFIX) == []
         # release 0.1 refuses a version above its own 4: the fence against old code
@@ -190,18 +218,46 @@ def test_a_database_from_a_newer_latticehub_is_refused(store_uri):
 def test_downgrade_hands_the_database_back_to_release_0_1(store_uri):
     store = SqlStore(store_uri)
     project = store.create_project("keep", owner="ann", group=None)
+    run = store.create_run(project.id, user="ann")
+    values = [0.5, math.nan, math.inf, -math.inf, -2.0] * 60_000  # 300,000 points: 3 blocks
+    points = [Metric("loss", v, 7 + i % 3, i) for i, v in enumerate(values)]
+    for start in range(0, len(points), 100_000):
+        store.log_metric_columns(run.id, [columns_of(points[start : start + 100_000])])
+    store.log_batch(run.id, metrics=[Metric("acc", 1.0, 5, 0), Metric("acc", 1.0, 5, 0)])
+    want = {key: history_of(store, run.id, key) for key in ("loss", "acc")}
+    assert len(want["loss"]) == 300_000 and len(want["acc"]) == 1
     try:
         assert TRACKING.downgrade(store.engine, "0001") == "0001"
         assert schema_version(store.engine) == 4  # what release 0.1 opens
         assert store.get_project(project.id).name == "keep"
+        with store.engine.connect() as conn:  # release 0.1's table holds every point
+            count = conn.execute(sa.text("SELECT count(*) FROM lh_metrics")).scalar_one()
+        assert count == 300_001
     finally:
         store.close()
-    again = SqlStore(store_uri)
+    again = SqlStore(store_uri)  # and the upgrade brings each one back
     try:
         assert TRACKING.current(again.engine) == TRACKING.head()
         assert schema_version(again.engine) == tracking_schema.SCHEMA_VERSION
+        assert {key: history_of(again, run.id, key) for key in ("loss", "acc")} == want
     finally:
         again.close()
+
+
+def columns_of(points: list) -> MetricColumns:
+    from array import array
+
+    return MetricColumns(
+        points[0].key, array("q", [p.step for p in points]),
+        array("q", [p.timestamp for p in points]), array("d", [p.value for p in points]),
+    )  # fmt: skip
+
+
+def history_of(store: SqlStore, run_id: str, key: str) -> list[tuple]:
+    """The whole history as ``(step, timestamp, value)``, NaN as "nan" (comparable)."""
+    got = store.metric_history_columns(run_id, key)
+    return [(s, t, "nan" if v != v else v) for s, t, v in zip(
+        got.steps.tolist(), got.timestamps.tolist(), got.values.tolist(), strict=True)]  # fmt: skip
 
 
 def test_other_url_schemes_are_refused_with_the_fix():

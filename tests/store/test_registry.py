@@ -15,6 +15,7 @@ from hub_ext.experiments.store.errors import (
     INVALID_PARAMETER_VALUE,
     RESOURCE_DOES_NOT_EXIST,
 )
+from hub_ext.experiments.store.migrations import release_0_1
 from hub_ext.experiments.store.registry import AbstractArtifactRegistry, SqlArtifactRegistry
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
@@ -262,8 +263,9 @@ def test_migration_from_version_2_keeps_data_and_adds_tables(store_uri):
     new_tables = {"lh_artifact_versions", "lh_artifact_aliases", "lh_artifact_uses"}
     old = sa.MetaData()
     for table in t.metadata.sorted_tables:
-        if table.name not in new_tables:
+        if table.name not in new_tables | {t.metric_blocks.name}:  # blocks came in 0003
             table.to_metadata(old)
+    release_0_1.metrics.to_metadata(old)  # points were rows then
     runs = old.tables["lh_runs"]
     runs.indexes = {i for i in runs.indexes if i.name != HEARTBEAT_INDEX}
     engine = sa.create_engine(store_uri)

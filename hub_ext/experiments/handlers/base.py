@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tornado import web
+
+from latticehub.columnar import MetricColumns
 
 from ...common.handlers import ServiceError, ServiceHandler
 from ...common.hub_client import GroupCache, HubUnreachable
 from .. import access
 from ..access import can_write_run, require, require_read
 from ..jobs.tokens import job_tokens_in
+from ..live import RING_POINTS
 from ..store.abstract import MAX_PAGE_SIZE, AbstractStore
-from ..store.entities import Project, Run, Viewer
+from ..store.entities import Metric, Project, Run, Viewer
 from ..store.errors import BAD_REQUEST, PERMISSION_DENIED, UNAUTHENTICATED, TrackingError
 
 #: The default limit of a request body other than an artifact upload, in bytes (the service's
@@ -368,3 +371,20 @@ class BaseHandler(ServiceHandler):
             "max_results", 100, minimum=1, maximum=maximum, hint="follow next_token for more"
         )
         return token, size
+
+
+def ring_tail(columns: Sequence[MetricColumns]) -> list[Metric]:
+    """The points live readers can still see: the last :data:`RING_POINTS` of the batch."""
+    out: list[Metric] = []
+    room = RING_POINTS
+    for column in reversed(columns):
+        take = min(room, len(column))
+        start = len(column) - take
+        out[:0] = [
+            Metric(column.key, column.values[i], column.timestamps[i], column.steps[i])
+            for i in range(start, len(column))
+        ]
+        room -= take
+        if not room:
+            break
+    return out

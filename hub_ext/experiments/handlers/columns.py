@@ -26,11 +26,9 @@ from latticehub.columnar import (
     parse_metric_columns,
 )
 
-from ..live import RING_POINTS
 from ..store.abstract import now_ms
-from ..store.entities import Metric
 from ..store.errors import invalid
-from .base import BaseHandler
+from .base import BaseHandler, ring_tail
 from .schemas import INT64, KEY, PathItems, obj, operation
 
 #: Points per piece of a streamed JSON history.
@@ -48,26 +46,9 @@ class MetricColumnsHandler(BaseHandler):
         except ColumnsError as e:
             raise invalid(str(e)) from None
         stored = self.store.log_metric_columns(run_id, columns)
-        self.publish_metrics(run_id, _ring_tail(columns))
+        self.publish_metrics(run_id, ring_tail(columns))
         self.touched_run = None  # publish_metrics woke the readers already
         self.write_json({"points": stored})
-
-
-def _ring_tail(columns: list[MetricColumns]) -> list[Metric]:
-    """The points live readers can still see: the last :data:`RING_POINTS` of the batch."""
-    out: list[Metric] = []
-    room = RING_POINTS
-    for column in reversed(columns):
-        take = min(room, len(column))
-        start = len(column) - take
-        out[:0] = [
-            Metric(column.key, column.values[i], column.timestamps[i], column.steps[i])
-            for i in range(start, len(column))
-        ]
-        room -= take
-        if not room:
-            break
-    return out
 
 
 class MetricHistoryColumnsHandler(BaseHandler):

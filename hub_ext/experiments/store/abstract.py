@@ -175,8 +175,12 @@ class AbstractStore(abc.ABC):
         metrics: Sequence[Metric] = (),
         params: Sequence[Param] = (),
         tags: Sequence[Tag] = (),
+        columns: Sequence[MetricColumns] = (),
     ) -> None:
-        """Write metrics, params (write-once) and tags in one transaction; safe to retry."""
+        """Write metrics, params (write-once) and tags in one transaction; safe to retry.
+
+        ``columns``: more metric points, as columns per key (no object per point).
+        """
 
     @abc.abstractmethod
     def delete_tag(self, run_id: str, key: str) -> None:

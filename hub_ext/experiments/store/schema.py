@@ -4,8 +4,9 @@ Every store on this database reads them: tracking (:mod:`.sql`), the artifact re
 (:mod:`.registry`) and jobs (:mod:`.jobs`). A change here needs a revision in
 :mod:`.migrations` (``tests/store/test_migrations.py`` fails until the two agree).
 
-Metrics are a time series (``metrics``) plus a latest-value table (``latest_metrics``)
-that run search and run pages read, so that they never scan history.
+Metrics are a time series stored in blocks (``metric_blocks``, :mod:`.blocks`) plus a
+latest-value table (``latest_metrics``) that run search and run pages read, so that they
+never read history.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -132,15 +134,27 @@ tags = Table(
 )
 Index("ix_lh_tags_key", tags.c.key)
 
-metrics = Table(
-    "lh_metrics",
+#: a metric's points, one row per key and write (:mod:`.blocks`); version 0003
+metric_blocks = Table(
+    "lh_metric_blocks",
     metadata,
     Column("run_id", String(32), ForeignKey("lh_runs.run_id"), primary_key=True),
     Column("key", String(250), primary_key=True),
-    Column("step", BigInteger, primary_key=True),
-    Column("timestamp", BigInteger, primary_key=True),
-    Column("value", Float(precision=53), primary_key=True),
-    Column("is_nan", Boolean, primary_key=True, default=False),
+    # of the content: the same points written again (a retry) are the same row
+    Column("digest", String(32), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("first_step", BigInteger, nullable=False),
+    Column("last_step", BigInteger, nullable=False),
+    # little-endian int64, int64, float64; sorted by (step, timestamp, value), no duplicates
+    Column("step_data", LargeBinary, nullable=False),
+    Column("time_data", LargeBinary, nullable=False),
+    Column("value_data", LargeBinary, nullable=False),
+)
+Index(
+    "ix_lh_metric_blocks_history",
+    metric_blocks.c.run_id,
+    metric_blocks.c.key,
+    metric_blocks.c.first_step,
 )
 
 latest_metrics = Table(

@@ -107,12 +107,19 @@ def check_tag(tag: Tag) -> Tag:
     return tag
 
 
-def check_batch(metrics: list[Metric], params: list[Param], tags: list[Tag]) -> None:
-    """MLflow's batch limits and per-entity checks; duplicate params with two values fail."""
-    if len(metrics) > MAX_BATCH_METRICS:
+def check_batch(
+    metrics: list[Metric], params: list[Param], tags: list[Tag], points: int = 0
+) -> None:
+    """MLflow's batch limits and per-entity checks; duplicate params with two values fail.
+
+    ``points``: metric points sent as columns besides ``metrics`` (their keys and numbers
+    are checked where the columns are made).
+    """
+    count = len(metrics) + points
+    if count > MAX_BATCH_METRICS:
         raise TrackingError(
             f"A batch logging request can contain at most {MAX_BATCH_METRICS} metrics. "
-            f"Got {len(metrics)} metrics. Please split up metrics across multiple requests "
+            f"Got {count} metrics. Please split up metrics across multiple requests "
             "and try again.",
             RESOURCE_LIMIT_EXCEEDED,
         )
@@ -129,7 +136,7 @@ def check_batch(metrics: list[Metric], params: list[Param], tags: list[Tag]) -> 
             f"{len(tags)} tags. Please split up tags across multiple requests and try again.",
             RESOURCE_LIMIT_EXCEEDED,
         )
-    total = len(metrics) + len(params) + len(tags)
+    total = count + len(params) + len(tags)
     if total > MAX_BATCH_ENTITIES:
         raise TrackingError(
             f"A batch logging request can contain at most {MAX_BATCH_ENTITIES} total "
