@@ -200,8 +200,11 @@ def populate_mlflow(db_uri: str, kind: str, n: int) -> str:
 
 def populate_experiments(db_uri: str, kind: str, n: int, owner: str) -> str:
     """Bulk rows through SQL (runs: one param and one metric each)."""
-    from hub_ext.experiments.store import SqlStore
+    from array import array
+
+    from hub_ext.experiments.store import SqlStore, blocks
     from hub_ext.experiments.store import schema as t
+    from latticehub.columnar import MetricColumns
 
     store = SqlStore(db_uri)
     project = store.create_project(f"{kind}-{secrets.token_hex(3)}", owner=owner, group=None)
@@ -221,7 +224,9 @@ def populate_experiments(db_uri: str, kind: str, n: int, owner: str) -> str:
                 rows = [{"run_id": r, "key": "loss", "step": 0, "timestamp": stamp,
                          "value": ((start + i) % 100) / 100, "is_nan": False}
                         for i, r in enumerate(ids)]  # fmt: skip
-                conn.execute(t.metrics.insert(), rows)
+                conn.execute(t.metric_blocks.insert(), [
+                    blocks.row(r["run_id"], blocks.point("loss", 0, stamp, r["value"]))
+                    for r in rows])  # fmt: skip
                 conn.execute(t.latest_metrics.insert(), rows)
             result = str(project.id)
         else:
@@ -230,11 +235,11 @@ def populate_experiments(db_uri: str, kind: str, n: int, owner: str) -> str:
                 run_id=run, project_id=project.id, name="history", user_id=owner,
                 status="FINISHED", start_time=stamp, lifecycle_stage="active",
                 artifact_uri=""))  # fmt: skip
-            for start in range(0, n, 20000):
-                conn.execute(t.metrics.insert(), [
-                    {"run_id": run, "key": "loss", "step": i, "timestamp": stamp,
-                     "value": float(i), "is_nan": False}
-                    for i in range(start, min(n, start + 20000))])  # fmt: skip
+            for start in range(0, n, 500_000):
+                end = min(n, start + 500_000)
+                conn.execute(t.metric_blocks.insert(), [blocks.row(run, MetricColumns(
+                    "loss", array("q", range(start, end)), array("q", [stamp]) * (end - start),
+                    array("d", map(float, range(start, end)))))])  # fmt: skip
             result = run
     store.close()
     return result

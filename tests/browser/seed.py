@@ -7,7 +7,7 @@ import random
 import time
 import uuid
 
-from hub_ext.experiments.store import SqlStore
+from hub_ext.experiments.store import SqlStore, blocks
 from hub_ext.experiments.store import schema as t
 from hub_ext.experiments.store.entities import Metric, Param, RunStatus, Tag
 
@@ -72,7 +72,9 @@ def bulk_runs(store: SqlStore, project_id: int, n: int, *, user: str = "ann") ->
         conn.execute(t.runs.insert(), runs)
         conn.execute(t.params.insert(), params)
         conn.execute(t.latest_metrics.insert(), metrics)
-        conn.execute(t.metrics.insert(), metrics)
+        conn.execute(t.metric_blocks.insert(), [
+            blocks.row(m["run_id"], blocks.point(m["key"], m["step"], m["timestamp"], m["value"]))
+            for m in metrics])  # fmt: skip
         conn.execute(t.tags.insert(), tags)
 
 

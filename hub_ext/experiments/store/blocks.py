@@ -94,3 +94,20 @@ def join(key: str, rows: Sequence[tuple[int, int, bytes, bytes, bytes]]) -> Metr
         stamps.astype(native[0], copy=False),  # type: ignore[arg-type]
         values.astype(native[1], copy=False),  # type: ignore[arg-type]
     )
+
+
+def row(run_id: str, column: MetricColumns) -> dict[str, Any]:
+    """The ``lh_metric_blocks`` row of ``column``'s points (for bulk inserts, e.g. seeding)."""
+    block = pack(column)
+    return {
+        "run_id": run_id, "key": column.key, "digest": block.digest, "count": block.count,
+        "first_step": block.first_step, "last_step": block.last_step,
+        "step_data": block.steps, "time_data": block.timestamps, "value_data": block.values,
+    }  # fmt: skip
+
+
+def point(key: str, step: int, timestamp: int, value: float) -> MetricColumns:
+    """One point as columns."""
+    from array import array
+
+    return MetricColumns(key, array("q", [step]), array("q", [timestamp]), array("d", [value]))

@@ -134,18 +134,6 @@ def search_query(
     return query.order_by(*first, *orderings, runs.c.start_time.desc(), runs.c.run_id)
 
 
-#: The metrics table's columns, in the order of driver-level inserts.
-METRIC_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "is_nan")
-
-
-def metric_tuple(run_id: str, metric: Metric) -> tuple:
-    """A metrics row in :data:`METRIC_COLUMNS` order; NaN is stored as 0 with ``is_nan`` set."""
-    value = float(metric.value)
-    if value != value:  # NaN
-        return (run_id, metric.key, int(metric.step), int(metric.timestamp), 0.0, True)
-    return (run_id, metric.key, int(metric.step), int(metric.timestamp), value, False)
-
-
 def metric_entity(row: Any) -> Metric:
     """A :class:`Metric` from a metrics row."""
     value = math.nan if row.is_nan else row.value
