@@ -72,19 +72,26 @@ def newest(block: Block) -> tuple[int, int, float]:
     )
 
 
-def join(key: str, rows: Sequence[tuple[int, int, bytes, bytes, bytes]]) -> MetricColumns:
-    """A key's history from its blocks ``(first_step, last_step, steps, stamps, values)``.
+def join(
+    key: str, ranges: Sequence[tuple[int, int]], data: tuple[list[bytes], list[bytes], list[bytes]]
+) -> MetricColumns:
+    """A key's history from its blocks: their ``(first_step, last_step)`` and column bytes.
 
-    ``rows`` come ordered by ``first_step``. Blocks whose step ranges follow one another
-    strictly are concatenated; any overlap (two writers, points without steps) merges all.
-    The columns of the answer are NumPy arrays (one copy of the data, no Python objects).
+    ``ranges`` and the three lists of ``data`` (steps, timestamps, values) are in block order
+    (by ``first_step``). Blocks whose step ranges follow one another strictly are
+    concatenated; any overlap (two writers, points without steps) merges all. Each list of
+    ``data`` is emptied once its column is built, so the stored bytes and the columns are
+    not all held at once (about 1.3 times the history at the peak). The columns of the
+    answer are NumPy arrays (no Python object per point).
     """
-    if not rows:
+    if not ranges:
         return MetricColumns(key)
-    steps = np.concatenate([np.frombuffer(r[2], _INT) for r in rows])
-    stamps = np.concatenate([np.frombuffer(r[3], _INT) for r in rows])
-    values = np.concatenate([np.frombuffer(r[4], _FLOAT) for r in rows])
-    disjoint = all(rows[i][1] < rows[i + 1][0] for i in range(len(rows) - 1))
+    columns = []
+    for pieces, dtype in zip(data, (_INT, _INT, _FLOAT), strict=True):
+        columns.append(np.concatenate([np.frombuffer(p, dtype) for p in pieces]))
+        pieces.clear()  # the caller keeps no other reference: the bytes are freed now
+    steps, stamps, values = columns
+    disjoint = all(ranges[i][1] < ranges[i + 1][0] for i in range(len(ranges) - 1))
     if not disjoint:
         steps, stamps, values = _canonical(steps, stamps, values)
     native = np.dtype(np.int64), np.dtype(np.float64)  # what array("q")/("d") hold

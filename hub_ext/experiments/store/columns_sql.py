@@ -89,12 +89,20 @@ def read_columns(conn: Connection, run_id: str, key: str) -> MetricColumns:
         "ORDER BY first_step, last_step, digest"
     )
     cursor: Any = conn.connection.cursor()
+    ranges: list[tuple[int, int]] = []
+    data: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
     try:
         cursor.execute(sql, (run_id, key))
-        rows = [(a, b, bytes(c), bytes(d), bytes(e)) for a, b, c, d, e in cursor.fetchall()]
+        while rows := cursor.fetchmany(64):
+            for first, last, steps, stamps, values in rows:
+                ranges.append((first, last))
+                data[0].append(bytes(steps))
+                data[1].append(bytes(stamps))
+                data[2].append(bytes(values))
+            del rows
     finally:
         cursor.close()
-    return blocks.join(key, rows)
+    return blocks.join(key, ranges, data)
 
 
 def history_version(conn: Connection, run_id: str, key: str) -> tuple[int, int]:
