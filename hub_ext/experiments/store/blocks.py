@@ -12,7 +12,7 @@ work is array work (NumPy), not a Python object per point.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,34 +73,41 @@ def newest(block: Block) -> tuple[int, int, float]:
 
 
 def join(
-    key: str, ranges: Sequence[tuple[int, int]], data: tuple[list[bytes], list[bytes], list[bytes]]
+    key: str, total: int, rows: Iterable[tuple[int, int, bytes, bytes, bytes]]
 ) -> MetricColumns:
-    """A key's history from its blocks: their ``(first_step, last_step)`` and column bytes.
+    """A key's history from its blocks ``(first_step, last_step, steps, stamps, values)``.
 
-    ``ranges`` and the three lists of ``data`` (steps, timestamps, values) are in block order
-    (by ``first_step``). Blocks whose step ranges follow one another strictly are
-    concatenated; any overlap (two writers, points without steps) merges all. Each list of
-    ``data`` is emptied once its column is built, so the stored bytes and the columns are
-    not all held at once (about 1.3 times the history at the peak). The columns of the
+    ``rows`` come in block order (by ``first_step``) and hold about ``total`` points (counted
+    just before; a block written in between is taken too). Each
+    block is copied into columns made once at their final size and dropped at once, so the
+    service holds the history and one block, not the stored bytes beside the columns (the
+    memory freed block by block is reused, not returned and taken again). Blocks whose step
+    ranges follow one another strictly are the history as they are; any overlap (two
+    writers, points without steps) merges all, sorted and de-duplicated. The columns of the
     answer are NumPy arrays (no Python object per point).
     """
-    if not ranges:
-        return MetricColumns(key)
-    columns = []
-    for pieces, dtype in zip(data, (_INT, _INT, _FLOAT), strict=True):
-        columns.append(np.concatenate([np.frombuffer(p, dtype) for p in pieces]))
-        pieces.clear()  # the caller keeps no other reference: the bytes are freed now
-    steps, stamps, values = columns
-    disjoint = all(ranges[i][1] < ranges[i + 1][0] for i in range(len(ranges) - 1))
+    steps, stamps = np.empty(total, np.int64), np.empty(total, np.int64)
+    values = np.empty(total, np.float64)
+    at, last, disjoint = 0, None, True
+    for first_step, last_step, step_data, time_data, value_data in rows:
+        n = len(step_data) // 8
+        if at + n > len(steps):  # a block written since the count: make room (rare)
+            grown = max(2 * len(steps), at + n)
+            steps, stamps, values = (
+                np.concatenate([c[:at], np.empty(grown - at, c.dtype)])
+                for c in (steps, stamps, values)
+            )
+        steps[at : at + n] = np.frombuffer(step_data, _INT)
+        stamps[at : at + n] = np.frombuffer(time_data, _INT)
+        values[at : at + n] = np.frombuffer(value_data, _FLOAT)
+        if last is not None and not last < first_step:
+            disjoint = False
+        at, last = at + n, last_step
+    if at != len(steps):  # the count and the blocks read differ (a write in between)
+        steps, stamps, values = steps[:at], stamps[:at], values[:at]
     if not disjoint:
         steps, stamps, values = _canonical(steps, stamps, values)
-    native = np.dtype(np.int64), np.dtype(np.float64)  # what array("q")/("d") hold
-    return MetricColumns(
-        key,
-        steps.astype(native[0], copy=False),  # type: ignore[arg-type]
-        stamps.astype(native[0], copy=False),  # type: ignore[arg-type]
-        values.astype(native[1], copy=False),  # type: ignore[arg-type]
-    )
+    return MetricColumns(key, steps, stamps, values)  # type: ignore[arg-type]
 
 
 def row(run_id: str, column: MetricColumns) -> dict[str, Any]:

@@ -81,7 +81,12 @@ def write_columns(
 
 
 def read_columns(conn: Connection, run_id: str, key: str) -> MetricColumns:
-    """A metric's whole history, ordered by step, timestamp and value (NumPy columns)."""
+    """A metric's whole history, ordered by step, timestamp and value (NumPy columns).
+
+    Read in one transaction: the point count and the blocks agree. Blocks are fetched one
+    at a time and copied into the columns (:func:`.blocks.join`).
+    """
+    _, total = history_version(conn, run_id, key)
     mark = placeholder(conn)
     sql = (
         f"SELECT first_step, last_step, step_data, time_data, value_data "
@@ -89,20 +94,16 @@ def read_columns(conn: Connection, run_id: str, key: str) -> MetricColumns:
         "ORDER BY first_step, last_step, digest"
     )
     cursor: Any = conn.connection.cursor()
-    ranges: list[tuple[int, int]] = []
-    data: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+
+    def one_at_a_time() -> Any:
+        while (found := cursor.fetchone()) is not None:
+            yield found
+
     try:
         cursor.execute(sql, (run_id, key))
-        while rows := cursor.fetchmany(64):
-            for first, last, steps, stamps, values in rows:
-                ranges.append((first, last))
-                data[0].append(bytes(steps))
-                data[1].append(bytes(stamps))
-                data[2].append(bytes(values))
-            del rows
+        return blocks.join(key, total, one_at_a_time())
     finally:
         cursor.close()
-    return blocks.join(key, ranges, data)
 
 
 def history_version(conn: Connection, run_id: str, key: str) -> tuple[int, int]:
