@@ -6,7 +6,8 @@
 Traces the SQL the store itself sends for three searches (a first page with two filters,
 top-10 by a metric, 100,000 runs of a narrow filter) and prints each with its plan:
 ``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN (ANALYZE, COSTS OFF)`` on PostgreSQL (run
-``ANALYZE`` first). ``--populate N`` first fills a new project as the benchmark does.
+``ANALYZE`` first); then times the run table (``GET /runs/columns``'s store call) of the
+last search. ``--populate N`` first fills a new project as the benchmark does.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ def main() -> None:
             else:
                 cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + statement, parameters)
                 print("\n".join(f"    {row[0]}" for row in cursor.fetchall()))
+    start = time.perf_counter()
+    table, _ = store.run_table(
+        project_ids=[project], filters=parse_filter("metrics.loss < 0.1"), max_results=100_000
+    )
+    seconds = time.perf_counter() - start
+    print(f"\n### the run table of those runs: {len(table['run_id'])} runs, {seconds:.2f} s")
     store.close()
 
 

@@ -12,6 +12,8 @@ Create Date: 2026-12-07
 from __future__ import annotations
 
 import hashlib
+import sys
+from array import array
 from collections.abc import Iterator
 
 import numpy as np
@@ -49,18 +51,31 @@ def _points_table() -> sa.TableClause:
 
 
 def _block(run_id: str, key: str, points: list[tuple[int, int, float]]) -> dict:
-    steps = np.array([p[0] for p in points], dtype="<i8")
-    stamps = np.array([p[1] for p in points], dtype="<i8")
-    values = np.array([p[2] for p in points], dtype="<f8")
-    order = np.lexsort((values, stamps, steps))
-    steps, stamps, values = steps[order], stamps[order], values[order]
+    """The block row of one history's points (unique, in the order SQL gave them).
+
+    Plain arrays, not NumPy, on the common path: a database holds far more short
+    histories (one point per run and key) than long ones.
+    """
+    steps = array("q", [p[0] for p in points])
+    stamps = array("q", [p[1] for p in points])
+    values = array("d", [p[2] for p in points])
+    if any(v != v for v in values):
+        # NaN came back ordered as the 0 it was stored as; blocks put it after the numbers
+        order = np.lexsort((np.array(values), np.array(stamps), np.array(steps))).tolist()
+        steps = array("q", [steps[i] for i in order])
+        stamps = array("q", [stamps[i] for i in order])
+        values = array("d", [values[i] for i in order])
+    first, last = steps[0], steps[-1]
+    if sys.byteorder != "little":  # blocks are little-endian everywhere
+        for column in (steps, stamps, values):
+            column.byteswap()
     data = steps.tobytes(), stamps.tobytes(), values.tobytes()
     digest = hashlib.blake2b(b"".join(data), digest_size=16)
-    digest.update(len(steps).to_bytes(8, "little"))
+    digest.update(len(points).to_bytes(8, "little"))
     return {
-        "run_id": run_id, "key": key, "digest": digest.hexdigest(), "count": len(steps),
-        "first_step": int(steps[0]), "last_step": int(steps[-1]), "step_data": data[0],
-        "time_data": data[1], "value_data": data[2],
+        "run_id": run_id, "key": key, "digest": digest.hexdigest(), "count": len(points),
+        "first_step": first, "last_step": last, "step_data": data[0], "time_data": data[1],
+        "value_data": data[2],
     }  # fmt: skip
 
 
@@ -105,11 +120,13 @@ def upgrade() -> None:
     conn = op.get_bind()
     blocks = _blocks_table()
     pending: list[dict] = []
+    held = 0  # points in pending
     for run_id, key, points in _histories(conn):
         pending.append(_block(run_id, key, points))
-        if sum(b["count"] for b in pending) >= BLOCK_POINTS:
+        held += len(points)
+        if held >= BLOCK_POINTS or len(pending) >= 5_000:
             conn.execute(blocks.insert(), pending)
-            pending = []
+            pending, held = [], 0
     if pending:
         conn.execute(blocks.insert(), pending)
     op.drop_table("lh_metrics")
