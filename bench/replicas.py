@@ -17,12 +17,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 SERVE = r"""
 import asyncio, logging, sys
@@ -85,41 +84,13 @@ def start_replicas(db_url: str, count: int, work: Path) -> tuple[list[subprocess
 
 def ingest(urls: list[str], writers: int, seconds: float) -> float:
     """Points/s from ``writers`` recorded runs spread over ``urls``, every point read back."""
+    import tracking_goals
+
     from latticehub.client import TrackingClient
-    from latticehub.client.active import ActiveRun
 
     clients = [TrackingClient(url, "tok-ann") for url in urls]
     project = clients[0].project(f"ingest-{len(urls)}", "lqcd")["id"]
-    runs = [
-        ActiveRun(clients[i % len(clients)], clients[i % len(clients)].create_run(project))
-        for i in range(writers)
-    ]
-    logged = [0] * writers
-    stop = time.monotonic() + seconds
-
-    def work(i: int) -> None:
-        run, step = runs[i], 0
-        while time.monotonic() < stop:
-            for _ in range(1000):
-                run.log_metric("loss", 0.5, step=step)
-                step += 1
-        logged[i] = step
-
-    start = time.perf_counter()
-    for run in runs:
-        run._thread.start()
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for run in runs:
-        run.finish("FINISHED")
-    elapsed = time.perf_counter() - start
-    held = sum(len(clients[-1].metric_columns(r.id, "loss")) for r in runs)  # another replica
-    if held != sum(logged):
-        raise RuntimeError(f"{held} of {sum(logged)} points held")
-    return held / elapsed
+    return tracking_goals.writers_rate(clients, project, writers, seconds)
 
 
 def main() -> None:

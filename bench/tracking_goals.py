@@ -101,11 +101,18 @@ def writers_rate(client: Any, project_id: int, count: int, seconds: float) -> fl
     """Metrics/s from ``count`` concurrent recorded runs (the project's client), all read back.
 
     Each writer is a thread with its own run logging per-step points for ``seconds``; the
-    rate counts the points that are readable once every run has finished.
+    rate counts the points that are readable once every run has finished. ``client`` may be
+    a list of clients (replicas): runs are spread over them round robin and read back
+    through the last one.
     """
     from latticehub.client.active import ActiveRun
 
-    runs = [ActiveRun(client, client.create_run(project_id, name=f"w{i}")) for i in range(count)]
+    clients = client if isinstance(client, list) else [client]
+    runs = [
+        ActiveRun(clients[i % len(clients)],
+                  clients[i % len(clients)].create_run(project_id, name=f"w{i}"))
+        for i in range(count)
+    ]  # fmt: skip
     logged = [0] * count
     stop = time.monotonic() + seconds
 
@@ -128,7 +135,7 @@ def writers_rate(client: Any, project_id: int, count: int, seconds: float) -> fl
     for run in runs:
         run.finish("FINISHED")
     elapsed = time.perf_counter() - start
-    held = sum(len(client.metric_columns(r.id, "loss")) for r in runs)
+    held = sum(len(clients[-1].metric_columns(r.id, "loss")) for r in runs)
     if held != sum(logged):
         raise RuntimeError(f"writers: {held} of {sum(logged)} points held")
     return held / elapsed

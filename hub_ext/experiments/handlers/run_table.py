@@ -10,11 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..access import visible_project_ids
-from ..search import SearchError, parse_filter, parse_order_by
 from ..store.abstract import MAX_TABLE_ROWS
-from ..store.errors import invalid
 from .base import BaseHandler
+from .runs import search_args
 from .schemas import PAGING, PathItems, Query, obj, operation
 
 
@@ -23,24 +21,7 @@ class RunColumnsHandler(BaseHandler):
 
     def get(self) -> None:
         """``{"count", "columns": {name: [...]}, "_pagination": {"next_token"}}``."""
-        visible = visible_project_ids(self.store, self.viewer)
-        wanted = self.get_arguments("project")
-        ids: list[int] | None
-        if wanted:
-            try:
-                ids = [int(p) for p in wanted]
-            except ValueError:
-                raise invalid("project must be a project id") from None
-            if visible is not None:
-                allowed = set(visible)
-                ids = [i for i in ids if i in allowed]
-        else:
-            ids = visible
-        try:
-            filters = parse_filter(self.get_argument("filter", None))
-            order_by = parse_order_by(self.get_arguments("order_by"))
-        except SearchError as e:
-            raise invalid(str(e)) from None
+        ids, filters, order_by = search_args(self)
         token = self.get_argument("page_token", None)
         size = self.int_argument(
             "max_results", 10_000, minimum=1, maximum=MAX_TABLE_ROWS,

@@ -88,29 +88,39 @@ def _param_text(key: str, value: Any) -> str:
     raise invalid(f"param {key!r} must be a string or a number, got {value!r}")
 
 
+def search_args(handler: BaseHandler) -> tuple[list[int] | None, list[Any], list[Any]]:
+    """A run search's ``project`` ids (those the caller may read), ``filter`` and ``order_by``.
+
+    Shared by the run search and the run table. Raises 400 for a project that is not an id
+    or a filter or ordering that does not parse.
+    """
+    visible = visible_project_ids(handler.store, handler.viewer)  # a job token: its project
+    wanted = handler.get_arguments("project")
+    ids: list[int] | None
+    if wanted:
+        try:
+            ids = [int(p) for p in wanted]
+        except ValueError:
+            raise invalid("project must be a project id") from None
+        if visible is not None:
+            allowed = set(visible)
+            ids = [i for i in ids if i in allowed]
+    else:
+        ids = visible
+    try:
+        filters = parse_filter(handler.get_argument("filter", None))
+        order_by = parse_order_by(handler.get_arguments("order_by"))
+    except SearchError as e:
+        raise invalid(str(e)) from None
+    return ids, list(filters), list(order_by)
+
+
 class RunListHandler(BaseHandler):
     """``/api/v1/runs``."""
 
     def get(self) -> None:
         """Search runs: ``project``, ``filter``, ``order_by`` (repeatable), paging."""
-        viewer = self.viewer
-        visible = visible_project_ids(self.store, viewer)  # a job token: its project only
-        wanted = self.get_arguments("project")
-        ids: list[int] | None
-        if wanted:
-            try:
-                ids = [int(p) for p in wanted]
-            except ValueError:
-                raise invalid("project must be a project id") from None
-            if visible is not None:
-                ids = [i for i in ids if i in set(visible)]
-        else:
-            ids = visible
-        try:
-            filters = parse_filter(self.get_argument("filter", None))
-            order_by = parse_order_by(self.get_arguments("order_by"))
-        except SearchError as e:
-            raise invalid(str(e)) from None
+        ids, filters, order_by = search_args(self)
         token, size = self.page_args()
         page = self.store.search_runs(
             project_ids=ids, filters=filters, order_by=order_by, page_token=token,
