@@ -40,7 +40,7 @@ docker info >/dev/null 2>&1 || { log "no Docker engine answers: run scripts/serv
 # (latticehub/client/, and the old hub_ext.experiments.client path that notebooks may
 # still import). Spawner and service code do not
 # change the image.
-CLIENT_FILES=(latticehub/__init__.py latticehub/_moved.py latticehub/client
+CLIENT_FILES=(latticehub/__init__.py latticehub/_moved.py latticehub/columnar.py latticehub/client
     hub_ext/__init__.py hub_ext/experiments/__init__.py hub_ext/experiments/client.py
     hub_ext/experiments/environment.py hub_ext/experiments/spool.py)
 inputs_hash() {

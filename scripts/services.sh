@@ -82,7 +82,7 @@ python_env() {
 # (latticehub/client/ and its old hub_ext.experiments.client path, the same list as
 # images/build.sh). Wheels come
 # from $WHEELS (offline); missing ones are downloaded there as images/build.sh does.
-JOB_CLIENT_FILES=(latticehub/__init__.py latticehub/_moved.py latticehub/client
+JOB_CLIENT_FILES=(latticehub/__init__.py latticehub/_moved.py latticehub/columnar.py latticehub/client
     hub_ext/__init__.py hub_ext/experiments/__init__.py hub_ext/experiments/client.py
     hub_ext/experiments/environment.py hub_ext/experiments/spool.py)
 JOB_RECIPE=2  # bump when job_python changes how the environment is made
