@@ -80,12 +80,14 @@ class MetricColumns:
 
     def to_json(self) -> dict[str, Any]:
         """This key as one entry of a compact batch (non-finite values as strings)."""
-        return {
-            "key": self.key,
-            "steps": self.steps.tolist(),
-            "values": json_values(self.values),
-            "timestamps": self.timestamps.tolist(),
-        }
+        return batch_entry(self.key, self.steps.tolist(), self.values, self.timestamps.tolist())
+
+
+def batch_entry(
+    key: str, steps: list[int], values: Sequence[float], timestamps: list[int]
+) -> dict[str, Any]:
+    """One key's entry of a compact batch; values that are not finite become strings."""
+    return {"key": key, "steps": steps, "values": json_values(values), "timestamps": timestamps}
 
 
 def json_values(values: Sequence[float]) -> list[float | str]:

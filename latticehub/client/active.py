@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..columnar import CLIENT_BATCH_POINTS, json_values
+from ..columnar import CLIENT_BATCH_POINTS, batch_entry
 from .api import TrackingClient
 from .environment import code_version, environment
 from .errors import TrackingAPIError
@@ -337,14 +337,7 @@ def _column_bodies(
         start = 0
         while start < len(steps):
             end = min(len(steps), start + room)
-            body.append(
-                {
-                    "key": key,
-                    "steps": steps[start:end],
-                    "values": json_values(values[start:end]),
-                    "timestamps": stamps[start:end],
-                }
-            )
+            body.append(batch_entry(key, steps[start:end], values[start:end], stamps[start:end]))
             room -= end - start
             start = end
             if not room:

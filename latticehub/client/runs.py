@@ -105,11 +105,7 @@ class RunsAPI(ClientBase):
             max_results: page size.
             page_token: the ``next_token`` of the previous page.
         """
-        params = query(
-            project=project, filter=filter, order_by=order_by or None,
-            max_results=max_results, page_token=page_token,
-        )  # fmt: skip
-        return self.page("/runs", params)
+        return self.page("/runs", _search(project, filter, order_by, max_results, page_token))
 
     def search_runs(
         self, project: int | list[int] | None, filter: str = "", order_by: list[str] | None = None
@@ -134,10 +130,7 @@ class RunsAPI(ClientBase):
 
         The same arguments as :meth:`search_runs_page`; pages of up to 100,000 runs.
         """
-        params = query(
-            project=project, filter=filter, order_by=order_by or None,
-            max_results=max_results, page_token=page_token,
-        )  # fmt: skip
+        params = _search(project, filter, order_by, max_results, page_token)
         body = self.request("GET", "/runs/columns", params=params)
         return body["columns"], next_token(body)
 
@@ -363,3 +356,17 @@ def parse_events(lines: Iterator[bytes]) -> Iterator[tuple[str, Any]]:
                 event = value
             elif name == "data":
                 data.append(value)
+
+
+def _search(
+    project: int | list[int] | None,
+    filter: str,
+    order_by: list[str] | None,
+    max_results: int | None,
+    page_token: str | None,
+) -> dict[str, Any]:
+    """The query of a run search (``GET /runs`` and ``GET /runs/columns`` take the same)."""
+    return query(
+        project=project, filter=filter, order_by=order_by or None,
+        max_results=max_results, page_token=page_token,
+    )  # fmt: skip

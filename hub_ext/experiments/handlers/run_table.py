@@ -7,9 +7,7 @@ what ``runs_dataframe`` reads, at a small part of the cost.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
+from ..serialize import number_json
 from ..store.abstract import MAX_TABLE_ROWS
 from .base import BaseHandler
 from .runs import search_args
@@ -33,18 +31,10 @@ class RunColumnsHandler(BaseHandler):
         )  # fmt: skip
         for name, column in table.items():
             if name.startswith("metrics."):
-                table[name] = [_number(v) for v in column]
+                table[name] = [None if v is None else number_json(v) for v in column]
         self.write_json(
             {"count": len(table["run_id"]), "columns": table, "_pagination": {"next_token": nxt}}
         )
-
-
-def _number(value: Any) -> Any:
-    if value is None or math.isfinite(value):
-        return value
-    if value != value:
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
 
 
 default_handlers = [(r"/api/v1/runs/columns", RunColumnsHandler)]

@@ -80,13 +80,13 @@ def write_columns(
     return newest
 
 
-def read_columns(conn: Connection, run_id: str, key: str) -> MetricColumns:
+def read_columns(conn: Connection, run_id: str, key: str, *, total: int) -> MetricColumns:
     """A metric's whole history, ordered by step, timestamp and value (NumPy columns).
 
-    Read in one transaction: the point count and the blocks agree. Blocks are fetched one
-    at a time and copied into the columns (:func:`.blocks.join`).
+    ``total`` is the history's point count, from :func:`history_version` just before (the
+    columns are made at that size; a block written in between is taken too). Blocks are
+    fetched one at a time and copied into the columns (:func:`.blocks.join`).
     """
-    _, total = history_version(conn, run_id, key)
     mark = placeholder(conn)
     sql = (
         f"SELECT first_step, last_step, step_data, time_data, value_data "

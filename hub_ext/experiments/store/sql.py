@@ -560,8 +560,7 @@ class SqlStore(AbstractStore):
             if metrics:
                 self._write_metrics(conn, run_id, metrics)
             if columns:
-                newest = columns_sql.write_columns(conn, run_id, columns, self._insert_metrics_sql)
-                self._upsert_latest(conn, newest)
+                self._write_columns(conn, run_id, columns)
 
     def _write_params(self, conn: Connection, run_id: str, params: list[Param]) -> None:
         keys = list({p.key for p in params})
@@ -610,10 +609,7 @@ class SqlStore(AbstractStore):
             column.steps.append(m.step)
             column.timestamps.append(m.timestamp)
             column.values.append(m.value)
-        newest = columns_sql.write_columns(
-            conn, run_id, list(columns.values()), self._insert_metrics_sql
-        )
-        self._upsert_latest(conn, newest)
+        self._write_columns(conn, run_id, list(columns.values()))
 
     def log_metric_columns(self, run_id: str, columns: Sequence[MetricColumns]) -> int:
         """Write a compact batch in one transaction; retrying the same batch changes nothing."""
@@ -621,9 +617,15 @@ class SqlStore(AbstractStore):
             check_key(column.key, "metric")
         with self.engine.begin() as conn:
             self._active_run_row(conn, run_id)
-            newest = columns_sql.write_columns(conn, run_id, columns, self._insert_metrics_sql)
-            self._upsert_latest(conn, newest)
+            self._write_columns(conn, run_id, columns)
         return sum(len(c) for c in columns)
+
+    def _write_columns(
+        self, conn: Connection, run_id: str, columns: Sequence[MetricColumns]
+    ) -> None:
+        """One block per key, and each key's newest point into ``latest_metrics``."""
+        newest = columns_sql.write_columns(conn, run_id, columns, self._insert_metrics_sql)
+        self._upsert_latest(conn, newest)
 
     def metric_history_columns(self, run_id: str, key: str) -> MetricColumns:
         """A metric's whole history as columns (its blocks joined)."""
@@ -637,7 +639,7 @@ class SqlStore(AbstractStore):
         cached = self._histories.get((run_id, key))
         if cached is not None and cached[0] == version:
             return cached[1]
-        columns = columns_sql.read_columns(conn, run_id, key)
+        columns = columns_sql.read_columns(conn, run_id, key, total=version[1])
         self._histories.put((run_id, key), (version, columns), len(columns))
         return columns
 

@@ -147,7 +147,8 @@ def downgrade() -> None:
     b = _blocks_table()
     query = sa.select(b.c.run_id, b.c.key, b.c.step_data, b.c.time_data, b.c.value_data)
     rows: list[dict] = []
-    for run_id, key, step_data, time_data, value_data in conn.execute(query).all():
+    blocks = conn.execute(query, execution_options={"stream_results": True, "yield_per": 64})
+    for run_id, key, step_data, time_data, value_data in blocks:  # a few at a time in memory
         steps = np.frombuffer(step_data, "<i8").tolist()
         stamps = np.frombuffer(time_data, "<i8").tolist()
         for step, stamp, value in zip(
