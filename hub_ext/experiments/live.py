@@ -23,7 +23,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +43,12 @@ MAX_FEEDS = 10_000
 #: The longest time an open stream may go without checking its reader's access (seconds).
 MAX_RECHECK_S = 30.0
 
-#: ``forward(run_id, topics, points, partial)``: hands one local change to other replicas.
+#: ``forward(run_id, topics, points, partial, older)``: hands one local change to other
+#: replicas.
 #: ``topics`` are the topics :meth:`LiveBus.notify` bumped (empty for other writes),
 #: ``points`` the metric points published, ``partial`` a ``(stream, text)`` unfinished line.
-Forwarder = Callable[[str, Sequence[str], Sequence[Any], "tuple[str, str] | None"], None]
+#: ``older`` counts the write's points before ``points`` that the ring does not keep.
+Forwarder = Callable[[str, Sequence[str], Sequence[Any], "tuple[str, str] | None", int], None]
 
 
 def _env_number(name: str, fallback: str, kind: type) -> Any:
@@ -133,13 +135,75 @@ class StreamSlot:
             self.bus._release_stream(self.user)
 
 
+class _Ring:
+    """The newest :data:`RING_POINTS` metric points of one run, as the writers handed them.
+
+    Each write's points are kept as the one sequence they came in (a list, or a
+    :class:`~.serialize.ColumnPoints` view of a columnar batch); a point becomes JSON only
+    when a reader asks. Entries are ``[seq of the first kept point, points, first kept
+    index]``; the oldest entry is trimmed from the front as newer points arrive.
+    """
+
+    __slots__ = ("entries", "size")
+
+    def __init__(self) -> None:
+        self.entries: collections.deque[list[Any]] = collections.deque()
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        """``(seq, point)`` from the oldest kept point on."""
+        for first, points, start in self.entries:
+            for i in range(start, len(points)):
+                yield first + i - start, points[i]
+
+    def extend(self, first_seq: int, points: Sequence[Any]) -> None:
+        """Keep ``points`` (numbered from ``first_seq``); drop what falls out of the ring."""
+        if not points:
+            return
+        self.entries.append([first_seq, points, 0])
+        self.size += len(points)
+        over = self.size - RING_POINTS
+        while over > 0:
+            entry = self.entries[0]
+            left = len(entry[1]) - entry[2]
+            if left <= over:
+                self.entries.popleft()
+                drop = left
+            else:
+                entry[0] += over
+                entry[2] += over
+                drop = over
+            self.size -= drop
+            over -= drop
+
+    def clear(self) -> None:
+        """Forget every point (readers with a cursor in the ring reload from the store)."""
+        self.entries.clear()
+        self.size = 0
+
+    def oldest(self) -> int | None:
+        """The seq of the oldest point kept, or None when the ring is empty."""
+        return self.entries[0][0] if self.entries else None
+
+    def since(self, after: int) -> list[dict[str, Any]]:
+        """The kept points numbered after ``after``, as JSON dicts."""
+        out: list[dict[str, Any]] = []
+        for first, points, start in self.entries:
+            begin = start + max(0, after + 1 - first)
+            out += [_point_json(points[i]) for i in range(begin, len(points))]
+        return out
+
+
 @dataclass
 class _Feed:
     """What live readers of one run wait on."""
 
     version: int = 0
     seq: int = 0
-    ring: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RING_POINTS))
+    ring: _Ring = field(default_factory=lambda: _Ring())
     partial: dict[str, str] = field(default_factory=dict)
     partial_seq: dict[str, int] = field(default_factory=dict)
     waiters: set[asyncio.Future] = field(default_factory=set)
@@ -212,26 +276,49 @@ class LiveBus:
                 feed.topics[topic] = feed.topics.get(topic, 0) + 1
         self._wake(run_id)
         if self.forward is not None:
-            self.forward(run_id, topics or TOPICS, (), None)
+            self.forward(run_id, topics or TOPICS, (), None, 0)
 
-    def publish_metrics(self, run_id: str, points: Iterable[Any]) -> None:
+    def publish_metrics(
+        self, run_id: str, points: Iterable[Any], *, count: int | None = None
+    ) -> None:
         """Stored metric points for live readers.
 
         A point is a ``{key, value, step, timestamp}`` dict or a store ``Metric``; a Metric is
         turned into the dict only when a reader asks (most of a big batch falls out of the
         ring unread, and writers should not pay for it).
+
+        Args:
+            run_id: the run.
+            points: the points, oldest first.
+            count: the write's number of points when ``points`` are only its newest ones:
+                the older ones still take their numbers, so that a reader whose cursor is
+                before them reloads the history instead of missing them.
         """
-        forward = self.forward
-        kept = list(points) if forward is not None else None  # iterated twice then
+        kept = points if isinstance(points, Sequence) else list(points)
+        total = max(len(kept), count or 0)
         with self._lock:
             feed = self._feed(run_id)
-            for point in points if kept is None else kept:
-                feed.seq += 1
-                feed.ring.append((feed.seq, point))
+            feed.seq += total
+            if len(kept) > RING_POINTS:  # the rest would fall out at once
+                kept = kept[len(kept) - RING_POINTS :]
+            feed.ring.extend(feed.seq - len(kept) + 1, kept)
             feed.version += 1
         self._wake(run_id)
-        if forward is not None and kept is not None:
-            forward(run_id, (), kept, None)
+        if self.forward is not None and total:
+            self.forward(run_id, (), kept, None, total - len(kept))
+
+    def publish_columns(self, run_id: str, columns: Sequence[Any]) -> None:
+        """Stored metric columns for live readers (their newest :data:`RING_POINTS` points).
+
+        Args:
+            run_id: the run.
+            columns: the write's :class:`~latticehub.columnar.MetricColumns`; nothing is made
+                per point until a reader asks.
+        """
+        from .serialize import ColumnPoints  # the bus itself knows no entities
+
+        total = sum(len(column) for column in columns)
+        self.publish_metrics(run_id, ColumnPoints(columns, RING_POINTS), count=total)
 
     def set_partial(self, run_id: str, stream: str, text: str) -> None:
         """The stream's unfinished last line (what a progress bar shows now)."""
@@ -246,7 +333,7 @@ class LiveBus:
             feed.version += 1
         self._wake(run_id)
         if self.forward is not None:
-            self.forward(run_id, (), (), (stream, text[-MAX_PARTIAL:]))
+            self.forward(run_id, (), (), (stream, text[-MAX_PARTIAL:]), 0)
 
     # -- changes from other replicas ---------------------------------------------------------
     def apply_remote(
@@ -272,9 +359,9 @@ class LiveBus:
             if skipped:
                 feed.ring.clear()
                 feed.seq += skipped
-            for point in points:
-                feed.seq += 1
-                feed.ring.append((feed.seq, point))
+            kept = points if isinstance(points, Sequence) else list(points)
+            feed.ring.extend(feed.seq + 1, kept)
+            feed.seq += len(kept)
             for stream, text in (partials or {}).items():
                 feed.partial[stream] = text[-MAX_PARTIAL:]
                 feed.partial_seq[stream] = feed.partial_seq.get(stream, 0) + 1
@@ -344,10 +431,10 @@ class LiveBus:
                 return [], now, True
             if feed is None or after == seq:
                 return [], now, False
-            oldest = feed.ring[0][0] if feed.ring else seq + 1
-            if after + 1 < oldest:
+            oldest = feed.ring.oldest()
+            if after + 1 < (seq + 1 if oldest is None else oldest):
                 return [], now, True
-            return [_point_json(p) for s, p in feed.ring if s > after], now, False
+            return feed.ring.since(after), now, False
 
     async def wait(self, run_id: str, version: int, timeout: float) -> bool:
         """Wait until the run's version passes ``version``; False on timeout."""

@@ -109,13 +109,15 @@ class ReplicaBridge:
         topics: Sequence[str],
         points: Sequence[Any],
         partial: tuple[str, str] | None,
+        older: int = 0,
     ) -> None:
         """NOTIFY the other replicas of one change (a failure is logged, not raised).
 
         The write itself is stored already; a lost notification only delays the other
-        replicas' readers until their next change or reconnect.
+        replicas' readers until their next change or reconnect. ``older`` counts the write's
+        points before ``points`` that are not sent (they count as skipped).
         """
-        payload = self.encode(run_id, topics, points, partial)
+        payload = self.encode(run_id, topics, points, partial, older)
         try:
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
@@ -130,6 +132,7 @@ class ReplicaBridge:
         topics: Sequence[str],
         points: Sequence[Any],
         partial: tuple[str, str] | None,
+        older: int = 0,
     ) -> str:
         """The payload of one change, at most :attr:`max_payload` bytes (see the module doc)."""
         body: dict[str, Any] = {"v": FORMAT, "r": self.replica_id, "run": run_id}
@@ -137,8 +140,8 @@ class ReplicaBridge:
             body["t"] = list(topics)
         if partial is not None:
             body["s"] = {partial[0]: partial[1]}
-        if points:
-            body["g"] = len(points)  # all skipped, until they are placed below
+        if points or older:
+            body["g"] = len(points) + older  # all skipped, until they are placed below
         raw = _dumps(body)
         # a long unfinished line leaves at least half the room to metric points
         limit = self.max_payload // 2 if points else self.max_payload
@@ -161,7 +164,7 @@ class ReplicaBridge:
             room -= _size(item) + 1
             kept.append(item)
         kept.reverse()
-        body["g"] = len(points) - len(kept)
+        body["g"] = len(points) - len(kept) + older
         if not body["g"]:
             del body["g"]
         raw = _dumps(body)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
+import copy
+import itertools
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
+
+from latticehub.columnar import MetricColumns
 
 from .store.entities import Artifact, LogLine, Metric, Project, Run
 
@@ -68,3 +74,54 @@ def log_line(line: LogLine) -> dict[str, Any]:
 def artifact(a: Artifact) -> dict[str, Any]:
     """An artifact record."""
     return {"path": a.path, "sha256": a.sha256, "size": a.size, "created": a.created}
+
+
+class ColumnPoints(Sequence[dict[str, Any]]):
+    """The newest ``limit`` points of a batch of metric columns, as point dicts made on access.
+
+    What the live ring keeps of a columnar write: a batch of a thousand points costs the
+    writer no object per point, and most of them fall out of the ring unread. Tails of long
+    columns are copied, so that the ring never holds a whole large batch.
+    """
+
+    def __init__(self, columns: Sequence[MetricColumns], limit: int):
+        parts: list[tuple[str, Any, Any, Any]] = []
+        room = limit
+        for column in reversed(columns):
+            take = min(room, len(column))
+            if take:
+                start = len(column) - take
+                cols = (column.steps, column.timestamps, column.values)
+                if start:  # a slice of a NumPy array is a view of all of it: copy
+                    cols = tuple(copy.copy(c[start:]) for c in cols)
+                parts.append((column.key, *cols))
+            room -= take
+            if not room:
+                break
+        parts.reverse()
+        self._parts = parts
+        self._ends = list(itertools.accumulate(len(part[1]) for part in parts))
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("point index out of range")
+        part = bisect.bisect_right(self._ends, index)
+        key, steps, timestamps, values = self._parts[part]
+        i = index - (self._ends[part - 1] if part else 0)
+        return {
+            "key": key,
+            "value": number_json(float(values[i])),
+            "timestamp": int(timestamps[i]),
+            "step": int(steps[i]),
+        }

@@ -9,8 +9,10 @@ processes would.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 import requests
 
 from hub_ext.common.dblocks import BLOB_GC_KEY, HEARTBEAT_SWEEP_KEY, JOB_POLL_KEY, AdvisoryLock
-from hub_ext.experiments import cli
+from hub_ext.experiments import cli, live
 from hub_ext.experiments.blobs import BlobStore
 from hub_ext.experiments.gc import GcBusy, collect
 from hub_ext.experiments.heartbeats import HeartbeatMonitor
@@ -28,6 +30,7 @@ from hub_ext.experiments.live import LiveBus
 from hub_ext.experiments.replicas import ReplicaBridge
 from hub_ext.experiments.store import SqlStore
 from hub_ext.experiments.store.registry import SqlArtifactRegistry
+from latticehub.columnar import MetricColumns
 from tests.conftest import _drop, _postgres_url
 from tests.service.fakehub import experiments
 from tests.service.test_live import SSEReader
@@ -254,6 +257,27 @@ def test_payload_keeps_the_newest_points_within_the_limit(pg_url):
         seq, partial = other.bus.partial("r1", "stdout")
         assert seq == 1 and partial and set(partial) == {"é"}  # the tail of the line
         assert other.bus.topic_versions("r1")["run"] == 1
+    finally:
+        store.close()
+
+
+def test_points_a_write_left_out_of_the_ring_count_as_skipped(pg_url):
+    """A columnar write bigger than the ring: the other replica's readers reload."""
+    store = SqlStore(pg_url)
+    try:
+        sent: list[str] = []
+        bus = LiveBus()
+        bridge = ReplicaBridge(bus, store.engine)
+        bus.forward = lambda *change: sent.append(bridge.encode(*change))
+        n = live.RING_POINTS + 10
+        steps = array("q", range(n))
+        bus.publish_columns("r1", [MetricColumns("k", steps, steps, array("d", steps))])
+        body = json.loads(sent[-1])
+        assert body["g"] + len(body.get("p", [])) == n  # every point counted, sent or not
+        other = ReplicaBridge(LiveBus(), store.engine)
+        assert other.apply(sent[-1])
+        got, _, reset = other.bus.metrics_since("r1", f"{other.bus.epoch}-0")
+        assert reset and got == []
     finally:
         store.close()
 

@@ -40,9 +40,9 @@ def test_bus_forwards_local_changes_but_not_remote_ones():
     bus.set_partial("r1", "stdout", "50%")
     bus.set_partial("r1", "stdout", "50%")  # unchanged: nothing to tell
     assert [c[1:] for c in sent] == [
-        (("stdout",), (), None),
-        ((), [{"key": "k", "value": 1.0, "step": 0, "timestamp": 0}], None),
-        ((), (), ("stdout", "50%")),
+        (("stdout",), (), None, 0),
+        ((), [{"key": "k", "value": 1.0, "step": 0, "timestamp": 0}], None, 0),
+        ((), (), ("stdout", "50%"), 0),
     ]
     points, cursor, reset = bus.metrics_since("r1", f"{bus.epoch}-0")
     assert len(points) == 1 and not reset  # the generator was read once for both

@@ -99,3 +99,74 @@ def test_wait_wakes_on_a_write_from_another_thread_and_times_out_otherwise():
         assert await bus.wait("r", version, 0.01) is True
 
     asyncio.run(scenario())
+
+
+def columns(key: str, start: int, n: int, stamp: int = 7):
+    from array import array
+
+    from latticehub.columnar import MetricColumns
+
+    return MetricColumns(
+        key,
+        array("q", range(start, start + n)),
+        array("q", [stamp]) * n,
+        array("d", map(float, range(start, start + n))),
+    )
+
+
+def test_ring_trims_across_writes_of_every_size(monkeypatch):
+    monkeypatch.setattr(live, "RING_POINTS", 10)
+    bus = LiveBus()
+    start = bus.cursor("r")
+    bus.publish_metrics("r", points(4))  # seq 1..4
+    bus.publish_columns("r", [columns("a", 4, 3)])  # 5..7
+    bus.publish_metrics("r", iter(points(5, start=7)))  # 8..12: the oldest two fall out
+    feed = bus._feeds["r"]
+    assert len(feed.ring) == 10
+    assert [seq for seq, _ in feed.ring] == list(range(3, 13))
+    assert bus.metrics_since("r", start)[2] is True
+    got, _, reset = bus.metrics_since("r", f"{bus.epoch}-2")
+    assert not reset and [p["step"] for p in got] == list(range(2, 12))
+    got, _, _ = bus.metrics_since("r", f"{bus.epoch}-6")
+    assert [(p["key"], p["step"]) for p in got] == [("a", 6)] + [("loss", s) for s in range(7, 12)]
+
+
+def test_a_columnar_write_keeps_its_newest_points_and_numbers_them_all(monkeypatch):
+    monkeypatch.setattr(live, "RING_POINTS", 5)
+    bus = LiveBus()
+    bus.publish_columns("r", [columns("a", 0, 4), columns("b", 100, 3)])
+    assert bus.cursor("r") == f"{bus.epoch}-7"  # every point of the write has its number
+    got, cursor, reset = bus.metrics_since("r", f"{bus.epoch}-1")
+    assert reset and got == []  # a1 is not in the ring: the reader reloads, misses nothing
+    got, _, reset = bus.metrics_since("r", f"{bus.epoch}-2")
+    assert not reset
+    assert [(p["key"], p["step"]) for p in got] == [
+        ("a", 2), ("a", 3), ("b", 100), ("b", 101), ("b", 102)
+    ]  # fmt: skip
+
+
+def test_column_points_are_json_points_made_on_access():
+    import numpy as np
+
+    from hub_ext.experiments.serialize import ColumnPoints
+    from latticehub.columnar import MetricColumns
+
+    big = MetricColumns(
+        "v",
+        np.arange(100_000, dtype=np.int64),
+        np.full(100_000, 5, dtype=np.int64),
+        np.array([1.0, float("nan"), float("inf"), -float("inf")] * 25_000),
+    )
+    view = ColumnPoints([columns("a", 0, 2), big], limit=4)
+    assert len(view) == 4
+    assert [p["value"] for p in view] == [1.0, "NaN", "Infinity", "-Infinity"]
+    assert view[-1] == {"key": "v", "value": "-Infinity", "timestamp": 5, "step": 99_999}
+    assert type(view[0]["step"]) is int and type(view[0]["value"]) is float
+    assert view[1:3] == [view[1], view[2]]
+    kept = view._parts[0][1]
+    assert kept.base is None and len(kept) == 4  # a copy of the tail, not a view of all of it
+    with pytest.raises(IndexError):
+        view[4]
+    both = ColumnPoints([columns("a", 0, 2), columns("b", 0, 1)], limit=10)
+    assert [(p["key"], p["step"]) for p in both] == [("a", 0), ("a", 1), ("b", 0)]
+    assert len(ColumnPoints([], limit=10)) == 0

@@ -22,9 +22,8 @@ from ...common.hub_client import GroupCache, HubUnreachable
 from .. import access
 from ..access import can_write_run, require, require_read
 from ..jobs.tokens import job_tokens_in
-from ..live import RING_POINTS
 from ..store.abstract import MAX_PAGE_SIZE, AbstractStore
-from ..store.entities import Metric, Project, Run, Viewer
+from ..store.entities import Project, Run, Viewer
 from ..store.errors import BAD_REQUEST, PERMISSION_DENIED, UNAUTHENTICATED, TrackingError
 
 #: The default limit of a request body other than an artifact upload, in bytes (the service's
@@ -295,6 +294,12 @@ class BaseHandler(ServiceHandler):
         if bus is not None and metrics:
             bus.publish_metrics(run_id, metrics)  # serialized when a reader asks
 
+    def publish_columns(self, run_id: str, columns: Sequence[MetricColumns]) -> None:
+        """Hand stored metric columns to live readers of the run (no object per point)."""
+        bus = self.settings.get("live")
+        if bus is not None and columns:
+            bus.publish_columns(run_id, columns)
+
     def on_finish(self) -> None:
         """After a successful write to a run, wake the run's live readers."""
         bus = self.settings.get("live")
@@ -371,20 +376,3 @@ class BaseHandler(ServiceHandler):
             "max_results", 100, minimum=1, maximum=maximum, hint="follow next_token for more"
         )
         return token, size
-
-
-def ring_tail(columns: Sequence[MetricColumns]) -> list[Metric]:
-    """The points live readers can still see: the last :data:`RING_POINTS` of the batch."""
-    out: list[Metric] = []
-    room = RING_POINTS
-    for column in reversed(columns):
-        take = min(room, len(column))
-        start = len(column) - take
-        out[:0] = [
-            Metric(column.key, column.values[i], column.timestamps[i], column.steps[i])
-            for i in range(start, len(column))
-        ]
-        room -= take
-        if not room:
-            break
-    return out

@@ -28,7 +28,7 @@ from latticehub.columnar import (
 
 from ..store.abstract import now_ms
 from ..store.errors import invalid
-from .base import BaseHandler, ring_tail
+from .base import BaseHandler
 from .schemas import INT64, KEY, PathItems, obj, operation
 
 #: Points per piece of a streamed JSON history.
@@ -46,8 +46,8 @@ class MetricColumnsHandler(BaseHandler):
         except ColumnsError as e:
             raise invalid(str(e)) from None
         stored = self.store.log_metric_columns(run_id, columns)
-        self.publish_metrics(run_id, ring_tail(columns))
-        self.touched_run = None  # publish_metrics woke the readers already
+        self.publish_columns(run_id, columns)
+        self.touched_run = None  # publish_columns woke the readers already
         self.write_json({"points": stored})
 
 

@@ -49,7 +49,7 @@ from ..store.errors import (
     invalid,
 )
 from ..store.validation import check_tag
-from .base import BaseHandler, ring_tail
+from .base import BaseHandler
 from .mlflow_convert import (
     GROUP_TAG,
     RESERVED_TAG_PREFIX,
@@ -71,6 +71,7 @@ RUN_NAME_TAG = "mlflow.runName"
 USER_TAG = "mlflow.user"
 _REPEATED = frozenset({"order_by", "experiment_ids"})
 _SCAN_CHUNK = 1000
+_NUMBER_TYPES = frozenset({float, int})
 
 
 class MlflowError(TrackingError):
@@ -122,30 +123,38 @@ def plain_metrics(items: list[Any]) -> list[MetricColumns] | None:
     point; anything else returns ``None`` and goes through :class:`Fields`, which accepts
     the same values and words the errors. Keys are checked by the store, once each.
     """
-    columns: dict[str, tuple[Any, Any, Any]] = {}
-    for item in items:
-        if type(item) is not dict:
-            return None
-        key, value = item.get("key"), item.get("value")
-        timestamp, step = item.get("timestamp"), item.get("step", 0)
-        if (
-            type(key) is not str
-            or not key
-            or type(value) not in (float, int)
-            or type(timestamp) is not int
-            or type(step) is not int
-        ):
-            return None
-        column = columns.get(key)
-        if column is None:
-            column = columns[key] = ([], [], [])
-        column[0].append(step)
-        column[1].append(timestamp)
-        column[2].append(value)
+    if not items or set(map(type, items)) != {dict}:
+        return None
+    try:  # one pass per field, in C: a missing field or a wrong type fails the form
+        keys = [item["key"] for item in items]
+        values = [item["value"] for item in items]
+        stamps = [item["timestamp"] for item in items]
+        steps = [item.get("step", 0) for item in items]
+    except KeyError:
+        return None
+    if (
+        set(map(type, keys)) != {str}
+        or not set(map(type, values)) <= _NUMBER_TYPES
+        or set(map(type, stamps)) != {int}
+        or set(map(type, steps)) != {int}
+    ):
+        return None
+    names = dict.fromkeys(keys)  # in first-seen order
+    if "" in names:
+        return None
+    if len(names) == 1:
+        grouped = {keys[0]: (steps, stamps, values)}
+    else:
+        grouped = {name: ([], [], []) for name in names}
+        for key, step, stamp, value in zip(keys, steps, stamps, values, strict=True):
+            column = grouped[key]
+            column[0].append(step)
+            column[1].append(stamp)
+            column[2].append(value)
     try:
         return [
-            MetricColumns(key, array("q", steps), array("q", stamps), array("d", values))
-            for key, (steps, stamps, values) in columns.items()
+            MetricColumns(key, array("q", k_steps), array("q", k_stamps), array("d", k_values))
+            for key, (k_steps, k_stamps, k_values) in grouped.items()
         ]
     except OverflowError:  # a step or time past 64 bits: Fields words the error
         return None
@@ -524,7 +533,10 @@ class MlflowHandler(BaseHandler):
         params = [Param(k, v) for k, v in f.key_values("params")]
         tags = [Tag(k, v) for k, v in f.key_values("tags")]
         self.store.log_batch(run.id, metrics=metrics, params=params, tags=tags, columns=columns)
-        self.publish_metrics(run.id, metrics or ring_tail(columns))
+        if metrics:
+            self.publish_metrics(run.id, metrics)
+        else:
+            self.publish_columns(run.id, columns)
         self._rename_from_tags(run, tags)
         return {}
 
