@@ -91,7 +91,7 @@ class ColumnPoints(Sequence[dict[str, Any]]):
             take = min(room, len(column))
             if take:
                 start = len(column) - take
-                cols = (column.steps, column.timestamps, column.values)
+                cols: tuple[Any, ...] = (column.steps, column.timestamps, column.values)
                 if start:  # a slice of a NumPy array is a view of all of it: copy
                     cols = tuple(copy.copy(c[start:]) for c in cols)
                 parts.append((column.key, *cols))
