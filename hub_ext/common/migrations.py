@@ -196,12 +196,21 @@ def compare(migrations: Migrations, engine: Engine, metadata: sa.MetaData, prefi
     def include_name(name: str | None, type_: str, _parents: Any) -> bool:
         return type_ != "table" or bool(name and name.startswith(prefix))
 
+    def include_object(item: Any, _name: Any, type_: str, reflected: bool, _other: Any) -> bool:
+        # an index the models create on another database only (``Index.ddl_if``)
+        only = getattr(item, "_ddl_if", None) if type_ == "index" and not reflected else None
+        dialects = getattr(only, "dialect", None)
+        if isinstance(dialects, str):
+            dialects = (dialects,)
+        return not dialects or engine.dialect.name in dialects
+
     with engine.connect() as conn:
         context = MigrationContext.configure(
             conn,
             opts={
                 "version_table": migrations.version_table,
                 "include_name": include_name,
+                "include_object": include_object,
                 "compare_type": True,
                 "target_metadata": metadata,
             },

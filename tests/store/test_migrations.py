@@ -196,7 +196,10 @@ def test_models_and_migrations_disagreeing_is_caught(store_uri):
     try:
         changed = sa.MetaData()
         for table in tracking_schema.metadata.sorted_tables:
-            table.to_metadata(changed)
+            copied = table.to_metadata(changed).indexes
+            for index in table.indexes:  # to_metadata drops Index.ddl_if (one database only)
+                same = next(i for i in copied if i.name == index.name)
+                same._ddl_if = index._ddl_if
         changed.tables["lh_runs"].append_column(sa.Column("priority", sa.Integer))
         diffs = compare(TRACKING, store.engine, changed, TRACKING_PREFIX)
         assert [(d[0], d[3].name) for d in diffs] == [("add_column", "priority")]

@@ -79,10 +79,8 @@ def test_giving_a_project_to_another_owner(store):
 def _version_3_metadata() -> sa.MetaData:
     """The tables as schema 3 had them: one name unique across the service."""
     old = sa.MetaData()
-    for table in t.metadata.sorted_tables:
-        if table.name != t.metric_blocks.name:  # points were rows then (blocks: 0003)
-            table.to_metadata(old)
-    release_0_1.metrics.to_metadata(old)
+    for table in release_0_1.metadata.sorted_tables:  # 0.1's schema (version 4)
+        table.to_metadata(old)
     projects = old.tables["lh_projects"]
     projects.indexes = {i for i in projects.indexes if i.name not in NEW_INDEXES}
     projects.append_constraint(sa.UniqueConstraint("name", name=release_0_1.LEGACY_NAME_CONSTRAINT))

@@ -262,10 +262,9 @@ def test_migration_from_version_2_keeps_data_and_adds_tables(store_uri):
     """A version-2 database (no registry tables, no heartbeat index) opened by this code."""
     new_tables = {"lh_artifact_versions", "lh_artifact_aliases", "lh_artifact_uses"}
     old = sa.MetaData()
-    for table in t.metadata.sorted_tables:
-        if table.name not in new_tables | {t.metric_blocks.name}:  # blocks came in 0003
+    for table in release_0_1.metadata.sorted_tables:  # 0.1's schema (version 4)
+        if table.name not in new_tables:
             table.to_metadata(old)
-    release_0_1.metrics.to_metadata(old)  # points were rows then
     runs = old.tables["lh_runs"]
     runs.indexes = {i for i in runs.indexes if i.name != HEARTBEAT_INDEX}
     engine = sa.create_engine(store_uri)

@@ -317,3 +317,25 @@ def test_concurrent_writers_lose_nothing(store):
         assert len(store.read_logs(run.id, "stdout")) == 25
         assert len(store.get_metric_history(shared.id, f"w{i}")) == 25
         assert store.get_run(shared.id).metrics[f"w{i}"].step == 24
+
+
+@pytest.mark.parametrize("min_probe", [1, 10_000])  # the param drives the search, or not
+def test_a_param_of_the_longest_length_is_stored_and_found(store, monkeypatch, min_probe):
+    """6000 characters that do not compress (PostgreSQL's B-tree entries hold 2704 bytes)."""
+    import secrets
+
+    from hub_ext.experiments.store import run_search_sql
+
+    monkeypatch.setattr(run_search_sql, "MIN_PROBE", min_probe)
+    monkeypatch.setattr(run_search_sql, "PROBE_FACTOR", 1)
+    project = store.create_project("long-params", owner="ann", group=None)
+    runs = [store.create_run(project.id, user="ann") for _ in range(3)]
+    long_value = secrets.token_hex(3000)
+    store.log_batch(runs[0].id, params=[Param("config", long_value)])
+    store.log_batch(runs[1].id, params=[Param("config", long_value[:-1] + "x")])
+    store.log_batch(runs[2].id, params=[Param("config", "short")])
+    assert store.get_run(runs[0].id).params == {"config": long_value}
+    for value, want in [(long_value, [runs[0].id]), ("short", [runs[2].id]), ("none", [])]:
+        filters = parse_filter(f"params.config = '{value}'")
+        page = store.search_runs(project_ids=[project.id], filters=filters)
+        assert [r.id for r in page.items] == want

@@ -118,8 +118,12 @@ def _top_n(
     having = base(select(*columns)).join(
         lm, and_(lm.c.run_id == t.runs.c.run_id, lm.c.key == first.key)
     )
+    if project_ids is not None:
+        # "+column": SQLite may not read runs through an index of project_id here, so it
+        # reads the metric's index in order (without statistics it could scan the project)
+        having = having.where(sa.literal_column(f"+{t.runs.name}.project_id").in_(project_ids))
     # the metric's order first, then the rest of the search's order (ties, newest, id)
-    query = search_query(having, project_ids, filters, others, include_deleted, first=[value])
+    query = search_query(having, None, filters, others, include_deleted, first=[value])
     wanted = offset + limit + 1
     rows = list(conn.execute(query.limit(wanted)).all())
     if len(rows) == wanted:  # the page lies among runs that have the metric

@@ -113,6 +113,19 @@ runs = Table(
 Index("ix_lh_runs_project_start", runs.c.project_id, runs.c.start_time)
 Index("ix_lh_runs_project_status", runs.c.project_id, runs.c.status)
 Index("ix_lh_runs_user", runs.c.user_id)
+#: a search joins runs by id and reads what it filters, sorts and shows from this index
+#: alone (SQLite, where a table row is a second lookup; version 0004)
+Index(
+    "ix_lh_runs_search",
+    runs.c.run_id,
+    runs.c.project_id,
+    runs.c.lifecycle_stage,
+    runs.c.start_time,
+    runs.c.name,
+    runs.c.user_id,
+    runs.c.status,
+    runs.c.end_time,
+).ddl_if(dialect="sqlite")
 #: the heartbeat sweeper's scan (RUNNING runs by last heartbeat); version 3
 runs_status_heartbeat = Index("ix_lh_runs_status_heartbeat", runs.c.status, runs.c.heartbeat)
 
@@ -123,7 +136,17 @@ params = Table(
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
 )
-Index("ix_lh_params_key_value", params.c.key, params.c.value)
+#: a search by a param's value (version 0004): ``(key, value)`` on SQLite; PostgreSQL's
+#: B-tree entries hold at most 2704 bytes and a value may have 6000 characters, so there a
+#: hash index of the value (the search's driving filter is an equality)
+Index("ix_lh_params_key_value", params.c.key, params.c.value).ddl_if(dialect="sqlite")
+Index("ix_lh_params_value_hash", params.c.value, postgresql_using="hash").ddl_if(
+    dialect="postgresql"
+)
+#: the run table reads a page's params from this index alone (SQLite; version 0004)
+Index("ix_lh_params_run_values", params.c.run_id, params.c.key, params.c.value).ddl_if(
+    dialect="sqlite"
+)
 
 tags = Table(
     "lh_tags",
@@ -167,7 +190,22 @@ latest_metrics = Table(
     Column("value", Float(precision=53), nullable=False),
     Column("is_nan", Boolean, nullable=False, default=False),
 )
-Index("ix_lh_latest_metrics_key_value", latest_metrics.c.key, latest_metrics.c.value)
+#: a search by a metric's value or top-N by it, from the index alone (version 0004)
+Index(
+    "ix_lh_latest_metrics_search",
+    latest_metrics.c.key,
+    latest_metrics.c.value,
+    latest_metrics.c.is_nan,
+    latest_metrics.c.run_id,
+)
+#: the run table reads a page's latest values from this index alone (SQLite; version 0004)
+Index(
+    "ix_lh_latest_metrics_run_values",
+    latest_metrics.c.run_id,
+    latest_metrics.c.key,
+    latest_metrics.c.value,
+    latest_metrics.c.is_nan,
+).ddl_if(dialect="sqlite")
 
 logs = Table(
     "lh_logs",
