@@ -32,6 +32,9 @@ HEARTBEAT_SWEEP_KEY = KEY_BASE + 1
 JOB_POLL_KEY = KEY_BASE + 2
 #: ``latticehub gc``, the artifact blob collector (1279787011).
 BLOB_GC_KEY = KEY_BASE + 3
+#: Starting queued docker and swarm jobs: list the containers, then start into free slots;
+#: one replica at a time, for the moment it takes (1279787012).
+JOB_ADMIT_KEY = KEY_BASE + 4
 
 
 class AdvisoryLock:

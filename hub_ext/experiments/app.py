@@ -18,7 +18,7 @@ from tornado import web
 from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 
 from ..bodylimits import DEFAULT_DRAIN, DEFAULT_DRAIN_TIMEOUT, BodyLimitedApplication
-from ..common.dblocks import HEARTBEAT_SWEEP_KEY, JOB_POLL_KEY, AdvisoryLock
+from ..common.dblocks import HEARTBEAT_SWEEP_KEY, JOB_ADMIT_KEY, JOB_POLL_KEY, AdvisoryLock
 from ..common.hub_client import HubSource
 from ..common.policyfile import PolicyFileConfig, deprecated_setting
 from ..common.service import OAuthCallbackHandler, WebServiceApp
@@ -365,6 +365,11 @@ class ExperimentsApp(WebServiceApp, PolicyFileConfig):
         )
         engine = getattr(store, "engine", None)  # None: a store without a SQL engine
         jobs.poll_lock = AdvisoryLock(engine, JOB_POLL_KEY, "job poll", log=self.log)
+        for executor in jobs.executors.values():  # docker, swarm: they start queued jobs
+            if hasattr(executor, "admission_lock"):
+                executor.admission_lock = AdvisoryLock(
+                    engine, JOB_ADMIT_KEY, "job admission", log=self.log
+                )
         monitor = HeartbeatMonitor(
             store,
             timeout_s=self.heartbeat_timeout,

@@ -250,3 +250,42 @@ async def test_ended_container_removed_once_reported(
     assert docker_client.containers.list(all=True, filters={"label": label})
     await executor.poll([])  # the manager no longer lists the job: its outcome is recorded
     assert docker_client.containers.list(all=True, filters={"label": label}) == []
+
+
+@pytest.mark.postgres
+async def test_replicas_start_jobs_one_at_a_time_across_the_database(
+    make_executor, make_job, docker_client, hub_id
+):
+    """Two replicas (executors on one engine and one PostgreSQL database) start jobs at once.
+
+    Each lists the containers and starts jobs into the slots it saw free; without the
+    admission lock both would start one (two jobs in one slot), and both pollers would start
+    the other replica's jobs too (one job twice, the second failing on the name).
+    """
+    import sqlalchemy as sa
+
+    from hub_ext.common.dblocks import JOB_ADMIT_KEY, AdvisoryLock
+    from tests.conftest import _drop, _postgres_url
+
+    url, (admin, db) = _postgres_url()
+    engine = sa.create_engine(url)
+    replicas = [make_executor(max_concurrent=1), make_executor(max_concurrent=1)]
+    try:
+        for replica in replicas:
+            replica.admission_lock = AdvisoryLock(engine, JOB_ADMIT_KEY, "job admission")
+        jobs = [make_job("sleep 60") for _ in range(4)]
+        jobs = list(await asyncio.gather(*(
+            submit(replicas[i % 2], job) for i, job in enumerate(jobs))))  # fmt: skip
+        seen = await asyncio.gather(*(replica.poll(jobs) for replica in replicas))
+        await asyncio.gather(*(r._kick_task for r in replicas if r._kick_task is not None))
+        label = f"{HUB}={hub_id}"
+        containers = docker_client.containers.list(all=True, filters={"label": label})
+        assert len(containers) == 1, [c.name for c in containers]
+        states = [s.state for view in seen for s in view.values()]
+        assert JobState.FAILED not in states, seen
+        assert {s.state for view in seen for s in view.values()} <= {
+            JobState.QUEUED, JobState.RUNNING,
+        }  # fmt: skip
+    finally:
+        engine.dispose()
+        _drop(admin, db)

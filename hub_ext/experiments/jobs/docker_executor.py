@@ -23,7 +23,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from docker.types import DeviceRequest, LogConfig, Mount
 from latticehub import labels as server_labels
 from latticehub.gpus import GpuUse, NoGpuAvailable, assign_gpus
 
+from ...common.dblocks import AdvisoryLock
 from .docker_states import (
     ENDED,
     GPUS,
@@ -63,6 +64,10 @@ STATE_DIRNAME = ".docker-executor"
 def default_uid(user: str) -> tuple[int, int]:
     """Every user is the image's ``jovyan`` (uid 1000, gid 100 ``users``)."""
     return 1000, 100
+
+
+#: Seconds a replica waits for another one to finish starting jobs before it skips a round.
+ADMISSION_WAIT_S = 10.0
 
 
 class _Markers:
@@ -186,6 +191,9 @@ class DockerExecutor(Executor):
         self._signalled: dict[str, set[str]] = {}  # job id -> signals sent (TERM, USR1)
         self._kick_task: asyncio.Future | None = None
         self._kick_wanted = False
+        #: replicas over one PostgreSQL database: one of them at a time lists and starts
+        #: (the service sets it; :data:`~hub_ext.common.dblocks.JOB_ADMIT_KEY`)
+        self.admission_lock: AdvisoryLock | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -326,13 +334,48 @@ class DockerExecutor(Executor):
         while self._kick_wanted:
             self._kick_wanted = False
             try:
-                async with self._lock:
+                async with self._lock, self._admission() as admitting:
+                    if not admitting:
+                        continue  # another replica is busy starting jobs: the poll retries
                     found = await self._list()
                     await self._admit(
                         [j for j in self._pending.values() if j.id not in found], found
                     )
             except Exception:  # noqa: BLE001 - the next poll retries; keep the reason in the log
                 self.log.exception("starting queued docker jobs failed")
+
+    @contextlib.asynccontextmanager
+    async def _admission(self) -> AsyncIterator[bool]:
+        """Hold :attr:`admission_lock` for one list-then-start; yields False if not got.
+
+        Replicas that each listed the containers and then started jobs into the slots they
+        saw free would together start more than ``max_concurrent`` jobs, or one job twice.
+        Another replica holds the lock only while it starts jobs: this waits up to
+        :data:`ADMISSION_WAIT_S` for it.
+        """
+        lock = self.admission_lock
+        if lock is None or not lock.shared:
+            yield True
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ADMISSION_WAIT_S
+        got = False
+        while True:
+            try:
+                got = await loop.run_in_executor(self._pool, lock.try_acquire)
+            except Exception as e:  # noqa: BLE001 - no database: start nothing, say why
+                self.log.warning("cannot take the job admission lock: %s", e)
+                break
+            if got or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        if not got:
+            self.log.info("job admission skipped this round: another replica is starting jobs")
+        try:
+            yield got
+        finally:
+            if got:
+                await loop.run_in_executor(self._pool, lock.release)
 
     async def _admit(
         self, candidates: Iterable[Job], found: Mapping[str, dict[str, Any]]
@@ -504,7 +547,7 @@ class DockerExecutor(Executor):
         and removes ended containers of jobs that are no longer active (their outcome has been
         recorded).
         """
-        async with self._lock:
+        async with self._lock, self._admission() as admitting:
             found = await self._list()
             active = {j.id for j in jobs}
             await self._remove_done(found, active)
@@ -524,7 +567,8 @@ class DockerExecutor(Executor):
                     waiting.append(job)
                 else:
                     observed[job.id] = seen
-            observed.update(await self._admit(waiting, found))
+            if admitting:
+                observed.update(await self._admit(waiting, found))
             for job in waiting:
                 observed.setdefault(job.id, Observed(JobState.QUEUED, "starting"))
                 self._failed.pop(job.id, None)  # reported just now
