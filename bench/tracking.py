@@ -3,9 +3,11 @@
 One run, one after the other, same machine, same client (mlflow-skinny from the test
 extras). The MLflow server (SQLite backend, as in its quickstart) runs from its own virtual
 environment (`.venv-mlflow`, made on first use with `pip install mlflow==<pinned>`); the
-experiments service runs behind a real JupyterHub and configurable-http-proxy, SQLite store.
+experiments service runs behind a real JupyterHub and configurable-http-proxy, SQLite store
+(a new PostgreSQL database with ``--postgres``).
 
     .venv/bin/python bench/tracking.py [--single 300] [--batches 30] [--writers 32]
+    .venv/bin/python bench/tracking.py --goals-only --postgres postgresql://u:pw@127.0.0.1/db
 
 Prints, for each workload, both figures and the ratio experiments/MLflow:
 single log_metric calls/s, metrics/s in 1000-metric batches, search_runs latency with a
@@ -316,8 +318,21 @@ def main() -> None:
     parser.add_argument(
         "--goals-only", action="store_true", help="skip the mlflow-client workloads"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="store the service's tracking data in a new database on this PostgreSQL server "
+        "(dropped afterwards), e.g. postgresql://latticehub:latticehub@127.0.0.1:5432/latticehub;"
+        " default: SQLite",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lhbench-tracking-"))
+    pg_database = None
+    if args.postgres:
+        from tests.conftest import _postgres_url
+
+        os.environ["LATTICEHUB_TEST_PG_URL"] = args.postgres
+        exp_db, pg_database = _postgres_url()
 
     mlflow_exe = ensure_mlflow_server()
     mlflow_db = f"sqlite:///{work / 'mlflow.db'}"
@@ -331,7 +346,10 @@ def main() -> None:
     hub = HubProcess(
         work / "hub", hub_ip="127.0.0.1", network="none", hub_id=f"bt{secrets.token_hex(3)}"
     )
-    exp_db = f"sqlite:///{work / 'hub' / 'tracking.sqlite'}"
+    if pg_database is None:
+        exp_db = f"sqlite:///{work / 'hub' / 'tracking.sqlite'}"
+    hub.env["LATTICEHUB_TRACKING_DB"] = exp_db
+    print(f"experiments service's database: {exp_db.split('://')[0]}", flush=True)
     try:
         wait_http(f"http://127.0.0.1:{mlflow_port}/health")
         hub.start()
@@ -375,6 +393,10 @@ def main() -> None:
         hub.stop()
         mlflow_proc.terminate()
         mlflow_proc.wait(30)
+        if pg_database is not None:
+            from tests.conftest import _drop
+
+            _drop(*pg_database)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ the metric last. Two rewrites, with the same answers:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,8 +70,22 @@ def search_rows(
     include_deleted: bool,
     offset: int,
     limit: int,
+    plain: bool = False,
 ) -> list[Any]:
-    """Rows of ``columns`` (of the runs table) for one page, plus one more if more match."""
+    """Rows of ``columns`` (of the runs table) for one page, plus one more if more match.
+
+    ``plain``: the driver's tuples instead of SQLAlchemy rows (a run table of 100,000 runs
+    would spend a tenth of a second on the rows).
+    """
+
+    def fetch(query: Any) -> list[Any]:
+        result = conn.execute(query)
+        if not plain:
+            return list(result.all())
+        rows = result.cursor.fetchall()
+        result.close()
+        return rows
+
     wanted = offset + limit + 1
     filters = list(filters)
     driver = None
@@ -95,14 +109,14 @@ def search_rows(
         return query.join(side, and_(*on))
 
     if order_by and order_by[0].kind == "metric" and wanted <= TOP_N_DEPTH:
-        return _top_n(conn, columns, base, project_ids, rest, order_by, include_deleted,
+        return _top_n(fetch, columns, base, project_ids, rest, order_by, include_deleted,
                       offset, limit)  # fmt: skip
     query = search_query(base(select(*columns)), project_ids, rest, order_by, include_deleted)
-    return list(conn.execute(query.offset(offset).limit(limit + 1)).all())
+    return fetch(query.offset(offset).limit(limit + 1))
 
 
 def _top_n(
-    conn: Connection,
+    fetch: Callable[[Any], list[Any]],
     columns: Sequence[Any],
     base: Any,
     project_ids: Sequence[int] | None,
@@ -125,7 +139,7 @@ def _top_n(
     # the metric's order first, then the rest of the search's order (ties, newest, id)
     query = search_query(having, None, filters, others, include_deleted, first=[value])
     wanted = offset + limit + 1
-    rows = list(conn.execute(query.limit(wanted)).all())
+    rows = fetch(query.limit(wanted))
     if len(rows) == wanted:  # the page lies among runs that have the metric
         return rows[offset:]
     # every run with the metric is in rows: the rest of the page is runs without it
@@ -134,7 +148,5 @@ def _top_n(
         and_(t.latest_metrics.c.run_id == t.runs.c.run_id, t.latest_metrics.c.key == first.key)
     )
     skip = max(0, offset - len(rows))
-    more = list(
-        conn.execute(without.where(missing).offset(skip).limit(wanted - len(rows) - skip)).all()
-    )
+    more = fetch(without.where(missing).offset(skip).limit(wanted - len(rows) - skip))
     return rows[offset:] + more

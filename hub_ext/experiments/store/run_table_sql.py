@@ -53,7 +53,7 @@ def run_table(
             runs.c.end_time]  # fmt: skip
     rows = search_rows(
         conn, cols, project_ids=project_ids, filters=filters, order_by=order_by,
-        include_deleted=False, offset=offset, limit=limit,
+        include_deleted=False, offset=offset, limit=limit, plain=True,
     )  # fmt: skip
     more = len(rows) > limit
     rows = rows[:limit]
@@ -64,6 +64,7 @@ def run_table(
         return table, more
     index = {run_id: i for i, run_id in enumerate(table["run_id"])}
     count = len(rows)
+    keyed: dict[str, dict[str, list[Any]]] = {prefix: {} for prefix, _, _ in SIDES}
     mark = placeholder(conn)
     cursor: Any = conn.connection.cursor()  # the driver's: no Row object per value
     try:
@@ -79,10 +80,11 @@ def run_table(
             args = [piece] if postgres else piece
             for prefix, side, value in SIDES:
                 cursor.execute(f"SELECT run_id, key, {value} FROM {side} WHERE run_id {ids}", args)
+                by_key = keyed[prefix]
                 for run_id, key, found in cursor.fetchall():
-                    column = table.get(f"{prefix}.{key}")
+                    column = by_key.get(key)
                     if column is None:
-                        column = table[f"{prefix}.{key}"] = [None] * count
+                        column = by_key[key] = table[f"{prefix}.{key}"] = [None] * count
                     column[index[run_id]] = math.nan if found is None else found
     finally:
         cursor.close()
