@@ -84,7 +84,7 @@ def search_rows(
             return list(result.all())
         rows = result.cursor.fetchall()
         result.close()
-        return rows
+        return list(rows)
 
     wanted = offset + limit + 1
     filters = list(filters)
