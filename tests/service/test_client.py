@@ -135,8 +135,13 @@ def test_dataframes(service):
     frame = runs_dataframe("frames", filter="params.lr = '0.01'", client=client)
     assert list(frame["params.lr"]) == ["0.01"]
     assert frame["metrics.loss"].iloc[0] == pytest.approx(0.02)
-    assert isinstance(frame["start_time"].iloc[0], pd.Timestamp)
+    started = frame["start_time"].iloc[0]
+    assert isinstance(started, pd.Timestamp) and str(started.tz) == "UTC"
+    assert abs(pd.Timestamp.now(tz="UTC") - started) < pd.Timedelta(minutes=5)
+    assert str(frame["end_time"].dt.tz) == "UTC"
     history = metric_history(run.id, "loss", client=client)
+    assert str(history["timestamp"].dt.tz) == "UTC"
+    assert abs(pd.Timestamp.now(tz="UTC") - history["timestamp"].iloc[0]) < pd.Timedelta(minutes=5)
     assert list(history["step"]) == [0, 1, 2]
     assert list(history["value"]) == pytest.approx([0.0, 0.01, 0.02])
 
