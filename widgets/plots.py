@@ -14,9 +14,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from latticehub.thinning import thin_indices
+
 #: The metrics the monitor plots, in this order (others are listed, not drawn).
 LIVE_KEYS = ("loss", "ess", "acceptance")
-#: Most points drawn per curve (evenly strided, keeping the last).
+#: Most points drawn per curve (each bucket's lowest and highest: latticehub.thinning).
 MAX_POINTS = 4000
 
 
@@ -30,15 +32,12 @@ def _figure(width: float, height: float) -> Any:
 
 
 def thin(points: Sequence[tuple[int, float]], limit: int = MAX_POINTS) -> list[tuple[int, float]]:
-    """At most ``limit`` points, evenly strided, always keeping the last."""
+    """At most ``limit`` points that keep each bucket's lowest and highest (no spike hidden).
+
+    See :mod:`latticehub.thinning`; the first and last points are always kept.
+    """
     points = list(points)
-    if len(points) <= limit:
-        return points
-    stride = -(-len(points) // limit)
-    kept = points[::stride]
-    if kept[-1] != points[-1]:
-        kept.append(points[-1])
-    return kept
+    return [points[i] for i in thin_indices([float(v) for _, v in points], limit)]
 
 
 def _finite(points: Iterable[tuple[int, float]]) -> tuple[list[int], list[float]]:

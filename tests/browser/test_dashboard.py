@@ -374,3 +374,20 @@ def test_cancel_an_active_job_from_the_run_page(dashboard_with_jobs, new_page):
     page.locator("#status", has_text="KILLED").wait_for(timeout=30_000)
     assert page.locator("#cancel-job").count() == 0
     assert "cancel" in page.locator("#timeline").inner_text().lower()
+
+
+def test_charts_thin_a_long_curve_as_the_python_side_does(dashboard, browser_page):
+    """The dashboard's thinning keeps each bucket's extremes, exactly as latticehub.thinning."""
+    import math
+
+    from latticehub.thinning import thin_indices
+
+    page = browser_page
+    page.goto(dashboard.url)
+    values = [math.sin(i / 40) for i in range(20_000)]
+    values[13_579], values[4_321] = 25.0, -25.0
+    points = [[i, v] for i, v in enumerate(values)]
+    kept = page.evaluate("(points) => LH.thin(points, 4000).map((p) => p[0])", points)
+    assert kept == thin_indices(values, 4000)
+    assert 13_579 in kept and 4_321 in kept and len(kept) <= 4000
+    assert page.evaluate("(points) => LH.thin(points, 4000).length", points[:100]) == 100

@@ -249,6 +249,36 @@ def test_long_poll_metric_cursor_and_history_reset(service):
     assert len(stale.json()["metrics"]["points"]) == 6
 
 
+def test_a_reset_history_thinned_to_its_limit_keeps_every_spike(service):
+    """20,000 points drawn as 2,000: a loss spike and a collapse of the ESS are still there."""
+    from hub_ext.experiments.handlers.live import HISTORY_POINTS
+
+    url, _ = service
+    run_id = make_run(url)
+    n = 10 * HISTORY_POINTS
+    loss = [1.0 / (s + 1) for s in range(n)]
+    loss[12_345] = 50.0
+    ess = [0.9] * n
+    ess[7_777] = 0.01
+    body = {"metrics": [
+        {"key": "loss", "steps": list(range(n)), "values": loss, "timestamps": 1},
+        {"key": "ess", "steps": list(range(n)), "values": ess, "timestamps": 1},
+    ]}  # fmt: skip
+    requests.post(
+        f"{url}/api/v1/runs/{run_id}/metrics", json=body, headers=H_ANN
+    ).raise_for_status()
+    got = requests.get(
+        f"{url}/api/v1/runs/{run_id}/updates", params={"metrics": 1, "wait": 0}, headers=H_ANN
+    ).json()["metrics"]
+    assert got["reset"] is True
+    by_key: dict[str, dict[int, float]] = {}
+    for point in got["points"]:
+        by_key.setdefault(point["key"], {})[point["step"]] = point["value"]
+    assert len(by_key["loss"]) <= HISTORY_POINTS and len(by_key["ess"]) <= HISTORY_POINTS
+    assert by_key["loss"][12_345] == 50.0 and by_key["ess"][7_777] == 0.01
+    assert {0, n - 1} <= set(by_key["loss"])
+
+
 def test_another_groups_stream_is_not_found(service):
     url, _ = service
     run_id = make_run(url)

@@ -23,6 +23,8 @@ from typing import Any
 from jupyterhub.services.auth import HubAuth, UserNotAllowed
 from tornado.iostream import StreamClosedError
 
+from latticehub.thinning import thin_indices
+
 from ..access import can_read_project
 from ..live import LiveBus, StreamSlot
 from ..serialize import log_line, metric
@@ -82,14 +84,8 @@ def _state(run: Run) -> tuple:
 
 
 def _decimate(points: list, limit: int) -> list:
-    """At most ``limit`` points, evenly strided, always keeping the last."""
-    if len(points) <= limit:
-        return points
-    stride = -(-len(points) // limit)
-    kept = points[::stride]
-    if kept[-1] is not points[-1]:
-        kept.append(points[-1])
-    return kept
+    """At most ``limit`` metric points, each bucket's lowest and highest (no spike hidden)."""
+    return [points[i] for i in thin_indices([p.value for p in points], limit)]
 
 
 class LiveBase(BaseHandler):

@@ -101,12 +101,29 @@
     return ticks;
   }
 
-  function decimate(points, limit) {
-    if (points.length <= limit) return points;
-    const stride = Math.ceil(points.length / limit);
-    const kept = points.filter(function (_, i) { return i % stride === 0; });
-    if (kept[kept.length - 1] !== points[points.length - 1]) kept.push(points[points.length - 1]);
-    return kept;
+  /**
+   * At most `limit` of `points` ([x, y], y finite), keeping each bucket's lowest and highest
+   * point and the first and last: a spike between two kept points is never hidden. The rule
+   * of latticehub/thinning.py (the widgets and the live history use it).
+   */
+  function thin(points, limit) {
+    const n = points.length;
+    if (n <= limit) return points;
+    const buckets = Math.floor((limit - 2) / 2);
+    const kept = new Set([0, n - 1]);
+    for (let b = 0; b < buckets; b++) {
+      const start = Math.floor((b * n) / buckets);
+      const end = Math.floor(((b + 1) * n) / buckets);
+      let lo = start, hi = start;
+      for (let i = start + 1; i < end; i++) {
+        if (points[i][1] < points[lo][1]) lo = i;
+        if (points[i][1] > points[hi][1]) hi = i;
+      }
+      kept.add(lo);
+      kept.add(hi);
+    }
+    return Array.from(kept).sort(function (a, b) { return a - b; })
+      .map(function (i) { return points[i]; });
   }
 
   /**
@@ -126,7 +143,7 @@
         return Number.isFinite(p[0]) && Number.isFinite(p[1]) && (!logY || p[1] > 0);
       });
       return { name: s.name, color: s.color || PALETTE[i % PALETTE.length],
-        points: decimate(pts, MAX_PLOT_POINTS) };
+        points: thin(pts, MAX_PLOT_POINTS) };
     });
     const all = clean.flatMap(function (s) { return s.points; });
     container.textContent = "";
@@ -572,7 +589,7 @@
     if (document.getElementById("runs")) projectPage();
   }
 
-  window.LH = { api: api, base: BASE, plot: plot, niceTicks: niceTicks };
+  window.LH = { api: api, base: BASE, plot: plot, niceTicks: niceTicks, thin: thin };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();
