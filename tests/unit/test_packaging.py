@@ -1,5 +1,6 @@
 """Packaging and generated docs stay in step with the code."""
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -107,3 +108,19 @@ def test_wheel_holds_every_subpackage_and_the_dashboard_files(tmp_path):
         "widgets/__init__.py",
     ):
         assert needed in names, f"{needed} is missing from the wheel"
+
+
+def test_license_file_is_the_license_setup_declares():
+    declared = re.search(r'license="([^"]+)"', (ROOT / "setup.py").read_text()).group(1)
+    text = (ROOT / "LICENSE").read_text()
+    names = {"BSD-3-Clause": "BSD 3-Clause License"}
+    assert declared in names, f"setup.py declares {declared}: add its LICENSE heading here"
+    assert text.startswith(names[declared])
+    assert "Neither the name of the copyright holder" in text  # the third clause
+
+
+def test_changelog_has_an_entry_for_the_version_setup_declares():
+    version = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text()).group(1)
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## {version}" in changelog
+    assert changelog.index("## Unreleased") < changelog.index(f"## {version}")
