@@ -36,11 +36,12 @@ command -v docker >/dev/null || { log "docker CLI missing: run scripts/services.
 docker info >/dev/null 2>&1 || { log "no Docker engine answers: run scripts/services.sh first"; exit 1; }
 
 # Inputs of the image: the Dockerfile, pinned requirements and the sources that go into
-# the wheel and run in a notebook: flows, widgets and the tracking client they import
+# the wheel and run in a notebook: flows, widgets and the modules of latticehub they import
 # (latticehub/client/, and the old hub_ext.experiments.client path that notebooks may
 # still import). Spawner and service code do not
 # change the image.
 CLIENT_FILES=(latticehub/__init__.py latticehub/_moved.py latticehub/columnar.py latticehub/client
+    latticehub/thinning.py
     hub_ext/__init__.py hub_ext/experiments/__init__.py hub_ext/experiments/client.py
     hub_ext/experiments/environment.py hub_ext/experiments/spool.py)
 inputs_hash() {
