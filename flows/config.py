@@ -104,6 +104,43 @@ def recommended(action: str, L: int) -> dict[str, Any]:  # noqa: N803
     return {"steps": 2000, "batch_size": 64, "lr": 3e-3}
 
 
+#: What each key means: meaning, unit, recommended value (``--help`` prints it).
+HELP: dict[str, str] = {
+    "action": "the lattice action: phi4 (real scalar phi^4) or u1 (2D U(1) gauge)",
+    "L": "lattice extent in sites per side (even for phi4, a multiple of 4 for u1); e.g. 8",
+    "m2": "phi4 bare mass squared m^2 (lattice units); the tutorial's point is -4.0",
+    "lam": "phi4 quartic coupling lambda (lattice units, >= 0); the tutorial's point is 8.0",
+    "beta": "u1 gauge coupling beta (lattice units); e.g. 2.0",
+    "model": "flow architecture: coupling (affine couplings, conv nets) or linear (free field)",
+    "n_layers": "number of coupling layers; 16 is recommended",
+    "hidden": "hidden channels of each coupling's conv net, comma-separated; e.g. 8,8",
+    "kernel": "conv kernel size in sites (odd); 3 is recommended",
+    "n_mix": "u1: mixture components of each circle map; 4 is recommended",
+    "steps": "optimizer steps in total (a resumed run goes on to this many); e.g. 600 at L=8",
+    "batch_size": "samples drawn per step; 64 is recommended",
+    "lr": "peak learning rate of Adam; 5e-3 at L <= 8, 3e-3 above",
+    "lr_schedule": "learning-rate schedule after the warm-up: cosine (recommended) or constant",
+    "warmup_steps": "steps of linear learning-rate warm-up; 50 is recommended",
+    "grad_clip": "gradient norm clip (0: none); 10.0 is recommended",
+    "seed": "random seed of the parameters and samples (runs with equal seeds are equal)",
+    "device": "auto (the GPU if one is visible), cpu or cuda",
+    "dtype": "floating type of the model and samples: float32 (recommended) or float64",
+    "amp": "mixed precision on GPU: none, or bf16 (faster where the GPU has bf16 units)",
+    "compile": "torch.compile the step (minutes to compile; pays off in long runs)",
+    "cuda_graph": "replay the step as a CUDA graph on one GPU (recommended; --no-cuda-graph "
+    "to debug)",
+    "kernels": "coupling kernels: auto (Triton on GPU when it helps), torch or triton",
+    "forward_kl_data": "a training-data reference (run:<id>/<path>) for a forward-KL term, "
+    "or empty for reverse KL only",
+    "forward_kl_weight": "weight of the forward-KL term in [0, 1]; 1.0 with data",
+    "checkpoint_every": "steps between checkpoints (0: only at the end and on SIGTERM); e.g. 500",
+    "log_every": "steps between progress lines and logged metrics; e.g. 50",
+    "eval_samples": "samples of the final evaluation (ESS, acceptance, observables); e.g. 8192",
+    "out": "output directory (checkpoint, summary, plots)",
+    "resume": "go on from the checkpoint in --out if there is one (what a requeued job does)",
+}
+
+
 def _field_types() -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
@@ -189,17 +226,32 @@ def _check(config: TrainConfig) -> None:
 
 
 def parser(prog: str = "python -m flows.train") -> argparse.ArgumentParser:
-    """Argument parser with ``--config FILE`` and one flag per config key."""
+    """Argument parser with ``--config FILE`` and one flag per config key.
+
+    Each key is ``--key`` (``--cuda_graph`` and ``--cuda-graph`` alike); a boolean key is a
+    plain flag (``--resume``, ``--no-cuda-graph``) and still takes a value
+    (``--resume true``), as job scripts write it.
+    """
     p = argparse.ArgumentParser(
-        prog=prog, description="Train a normalizing flow for a lattice action."
+        prog=prog,
+        description="Train a normalizing flow for a lattice action. Keys left out take the "
+        "recommended value for the action and lattice; --config FILE gives keys as JSON.",
     )
     p.add_argument("--config", type=Path, help="JSON file with config keys; flags override it")
     for f in dataclasses.fields(TrainConfig):
-        flag = f"--{f.name}"
-        help_text = f"({f.type}; default: recommended for the action, else {_default(f)!r})"
-        if f.name in CHOICES:
-            help_text = f"one of {', '.join(CHOICES[f.name])} " + help_text
-        p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=help_text)
+        names = list(dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}"]))
+        meaning = HELP[f.name]
+        if f.type == "bool":
+            negative = list(dict.fromkeys(n.replace("--", "--no-", 1) for n in names))
+            help_text = f"{meaning} (default: {_default(f)}; {negative[-1]} turns it off)"
+            p.add_argument(*names, dest=f.name, nargs="?", const="true", metavar="true|false",
+                           default=argparse.SUPPRESS, help=help_text)  # fmt: skip
+            p.add_argument(*negative, dest=f.name, action="store_const", const="false",
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # fmt: skip
+            continue
+        choices = f"; one of {', '.join(CHOICES[f.name])}" if f.name in CHOICES else ""
+        help_text = f"{meaning} ({f.type}{choices}; default {_default(f)!r} unless recommended)"
+        p.add_argument(*names, dest=f.name, default=argparse.SUPPRESS, help=help_text)
     return p
 
 

@@ -1,9 +1,9 @@
 """Train a flow by reverse KL (self-training): ``python -m flows.train --config FILE.json``.
 
-Prints progress on stderr (step, steps/s, loss, ESS, acceptance) and one JSON summary line on
-stdout. Checkpoints go to ``OUT/checkpoint.pt`` every ``checkpoint_every`` steps, at the end, on
+Prints progress on stderr (step, steps/s, time left, loss, ESS, acceptance) and one JSON summary
+line on stdout. Checkpoints go to ``OUT/checkpoint.pt`` every ``checkpoint_every`` steps, at the end, on
 SIGUSR1 (Slurm's warning before the time limit; training goes on) and on SIGTERM (cancel,
-preemption, requeue; training stops with exit 143), written atomically; ``--resume true``
+preemption, requeue; training stops with exit 143), written atomically; ``--resume``
 continues from it with the same optimizer state and random streams, so an interrupted and
 resumed run ends bit-for-bit where an uninterrupted one would.
 
@@ -326,13 +326,25 @@ class _SignalFlag:
             signal.signal(sig, handler)
 
 
+def eta_text(remaining_steps: int, rate: float) -> str:
+    """``"eta 1h02m"``, ``"eta 3m20s"`` or ``"eta 12s"`` at ``rate`` steps/s (``"eta ?"``: none)."""
+    if rate <= 0 or not math.isfinite(rate):
+        return "eta ?"
+    seconds = round(max(remaining_steps, 0) / rate)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"eta {hours}h{minutes:02d}m"
+    return f"eta {minutes}m{seconds:02d}s" if minutes else f"eta {seconds}s"
+
+
 def _progress(step: int, total: int, rate: float, loss: float, ess: float, acc: float) -> None:
     width = 24
     done = int(width * step / max(total, 1))
     bar = "#" * done + "." * (width - done)
     print(
-        f"[{bar}] step {step}/{total}  {rate:6.1f} steps/s  loss {loss:9.4f}  "
-        f"ess {ess:.3f}  acc {acc:.3f}",
+        f"[{bar}] step {step}/{total}  {rate:6.1f} steps/s  {eta_text(total - step, rate)}  "
+        f"loss {loss:9.4f}  ess {ess:.3f}  acc {acc:.3f}",
         file=sys.stderr,
         flush=True,
     )

@@ -64,6 +64,54 @@ def test_defaults_are_the_recommended_settings_and_flags_override_files(tmp_path
         from_args(["--config", str(cfg_file)])
 
 
+@pytest.mark.parametrize(
+    ("flags", "resume", "cuda_graph"),
+    [
+        ([], False, True),
+        (["--resume"], True, True),
+        (["--resume", "true"], True, True),  # what job scripts write
+        (["--resume", "false"], False, True),
+        (["--no-resume"], False, True),
+        (["--no-cuda-graph"], False, False),
+        (["--no-cuda_graph"], False, False),
+        (["--cuda_graph", "false"], False, False),
+        (["--cuda-graph"], False, True),
+        (["--no-cuda-graph", "--cuda-graph"], False, True),  # the last one wins
+    ],
+)
+def test_boolean_keys_are_plain_flags_and_still_take_a_value(flags, resume, cuda_graph):
+    config = from_args([*flags, "--out", "x"])
+    assert (config.resume, config.cuda_graph) == (resume, cuda_graph)
+
+
+def test_dashed_and_underscored_keys_are_the_same_flag():
+    assert from_args(["--n-layers", "4"]).n_layers == from_args(["--n_layers", "4"]).n_layers == 4
+
+
+def test_help_explains_every_key(monkeypatch):
+    import dataclasses
+
+    from flows.config import HELP, TrainConfig, parser
+
+    monkeypatch.setenv("COLUMNS", "2000")  # no wrapped lines
+    assert set(HELP) == {f.name for f in dataclasses.fields(TrainConfig)}
+    text = parser().format_help()
+    for name, meaning in HELP.items():
+        assert meaning in text, name
+    assert "--no-cuda-graph turns it off" in text and "--no-resume turns it off" in text
+
+
+@pytest.mark.parametrize(
+    ("remaining", "rate", "text"),
+    [(0, 10.0, "eta 0s"), (120, 10.0, "eta 12s"), (2000, 10.0, "eta 3m20s"),
+     (37_200, 10.0, "eta 1h02m"), (5, 0.0, "eta ?"), (5, float("nan"), "eta ?")],
+)  # fmt: skip
+def test_progress_lines_show_the_time_left(remaining, rate, text):
+    from flows.train import eta_text
+
+    assert eta_text(remaining, rate) == text
+
+
 def test_cli_reports_bad_flag_with_exit_2(tmp_path):
     result = run_cli("flows.train", "--L", "7", "--out", str(tmp_path))
     assert result.returncode == 2
