@@ -1,9 +1,9 @@
 """Train a flow by reverse KL (self-training): ``python -m flows.train --config FILE.json``.
 
 Prints progress on stderr (step, steps/s, time left, loss, ESS, acceptance) and one JSON summary
-line on stdout. Checkpoints go to ``OUT/checkpoint.pt`` every ``checkpoint_every`` steps, at the end, on
-SIGUSR1 (Slurm's warning before the time limit; training goes on) and on SIGTERM (cancel,
-preemption, requeue; training stops with exit 143), written atomically; ``--resume``
+line on stdout. Checkpoints go to ``OUT/checkpoint.pt`` every ``checkpoint_every`` steps, at
+the end, on SIGUSR1 (Slurm's warning before the time limit; training goes on) and on SIGTERM
+(cancel, preemption, requeue; training stops with exit 143), written atomically; ``--resume``
 continues from it with the same optimizer state and random streams, so an interrupted and
 resumed run ends bit-for-bit where an uninterrupted one would.
 
