@@ -156,19 +156,23 @@ class ReplicaBridge:
             return raw
         # the newest points that fit; room for the list's brackets and the count's digits
         room = self.max_payload - _size(raw) - len(',"p":[]') - 8
-        kept: list[str] = []
-        for point in reversed(points):
-            item = _dumps(_compact(point))
-            if _size(item) + 1 > room:
+        count = len(points)
+        # as many as the newest point's size says fit, then fewer while the list is too long
+        # (one encoding of the list each time, not one per point)
+        take = min(count, room // (_size(_dumps(_compact(points[-1]))) + 1))
+        kept = ""
+        while take > 0:
+            kept = _dumps([_compact(p) for p in points[count - take :]])[1:-1]
+            if _size(kept) <= room:
                 break
-            room -= _size(item) + 1
-            kept.append(item)
-        kept.reverse()
-        body["g"] = len(points) - len(kept) + older
+            take = min(take - 1, take * room // _size(kept))
+        if take <= 0:
+            take, kept = 0, ""
+        body["g"] = count - take + older
         if not body["g"]:
             del body["g"]
         raw = _dumps(body)
-        return f'{raw[:-1]},"p":[{",".join(kept)}]}}' if kept else raw
+        return f'{raw[:-1]},"p":[{kept}]}}' if kept else raw
 
     # -- receiving ---------------------------------------------------------------------------
     def apply(self, payload: str) -> bool:

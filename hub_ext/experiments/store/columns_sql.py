@@ -7,6 +7,8 @@ the SQLAlchemy transaction: a handful of rows of bytes, no Python object per poi
 
 from __future__ import annotations
 
+import functools
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,14 +95,23 @@ def read_columns(conn: Connection, run_id: str, key: str, *, total: int) -> Metr
         f"FROM {t.metric_blocks.name} WHERE run_id = {mark} AND key = {mark} "
         "ORDER BY first_step, last_step, digest"
     )
-    cursor: Any = conn.connection.cursor()
+    cursor: Any
+    if conn.dialect.name == "postgresql":
+        # a server-side cursor, in binary: a client-side one would receive every block (as
+        # hex text, twice their size) before the first is copied
+        cursor = conn.connection.cursor(name=f"lh_history_{secrets.token_hex(6)}")
+        cursor.itersize = 1
+        execute = functools.partial(cursor.execute, binary=True)
+    else:
+        cursor = conn.connection.cursor()
+        execute = cursor.execute
 
     def one_at_a_time() -> Any:
         while (found := cursor.fetchone()) is not None:
             yield found
 
     try:
-        cursor.execute(sql, (run_id, key))
+        execute(sql, (run_id, key))
         return blocks.join(key, total, one_at_a_time())
     finally:
         cursor.close()
