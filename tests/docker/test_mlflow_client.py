@@ -8,6 +8,7 @@ LATTICEHUB_TEST_PG_URL, PostgreSQL.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -253,6 +254,7 @@ def test_errors_are_mlflows(hub, as_user):
 
     unknown = "0123456789abcdef0123456789abcdef"
     assert error_code(client.get_run, unknown) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(client.get_run, "not-a-run-id") == "RESOURCE_DOES_NOT_EXIST"  # as MLflow
     assert error_code(client.log_metric, unknown, "m", 1.0) == "RESOURCE_DOES_NOT_EXIST"
     assert error_code(client.get_experiment, "987654") == "RESOURCE_DOES_NOT_EXIST"
     assert error_code(client.get_experiment, "0") == "RESOURCE_DOES_NOT_EXIST"
@@ -329,6 +331,37 @@ def test_errors_are_mlflows(hub, as_user):
 
     as_user.monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "not-a-token")
     assert error_code(MlflowClient(hub.tracking_uri).search_experiments) == "UNAUTHENTICATED"
+
+
+def test_artifacts_list_and_download_as_the_client_does(hub, as_user, tmp_path):
+    """``list_artifacts`` of a directory and ``download_artifacts(run, ".")``, the everyday
+    calls of the pinned client (it searches logged models first, and asks for ``./``)."""
+    client = as_user("ann")
+    run_id = client.create_run(client.create_experiment("artifacts")).info.run_id
+    tree = tmp_path / "tree"
+    (tree / "model" / "weights").mkdir(parents=True)
+    (tree / "model" / "weights" / "flow.pt").write_bytes(b"\x00weights" * 100)
+    (tree / "model" / "config.json").write_text('{"L": 8}')
+    (tree / "summary.txt").write_text("ess 0.4")
+    client.log_artifacts(run_id, str(tree))
+    assert [(f.path, f.is_dir) for f in client.list_artifacts(run_id)] == [
+        ("model", True), ("summary.txt", False),
+    ]  # fmt: skip
+    assert [f.path for f in client.list_artifacts(run_id, "model")] == [
+        "model/config.json", "model/weights",
+    ]  # fmt: skip
+    assert [f.path for f in client.list_artifacts(run_id, "model/weights")] == [
+        "model/weights/flow.pt"
+    ]
+    whole = client.download_artifacts(run_id, ".", str(tmp_path / "all"))
+    got = {
+        str(p.relative_to(whole)): p.read_bytes()
+        for p in sorted(Path(whole).rglob("*")) if p.is_file()
+    }  # fmt: skip
+    want = {str(p.relative_to(tree)): p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+    assert got == want
+    one = client.download_artifacts(run_id, "model/config.json", str(tmp_path / "one"))
+    assert Path(one).read_text() == '{"L": 8}'
 
 
 def test_group_isolation_through_mlflow(hub, as_user):

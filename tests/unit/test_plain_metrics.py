@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub_ext.experiments.handlers.mlflow import plain_metrics
+from hub_ext.experiments.handlers.mlflow_convert import plain_metrics
 
 
 def point(key="loss", value=1.5, timestamp=10, step=3, **extra):

@@ -278,13 +278,20 @@ class RunArtifactListHandler(ArtifactBase):
 
 
 def _split_mlflow_path(path: str) -> tuple[str, str, str]:
-    """``<exp>/<run>/artifacts/<rel>`` -> (exp, run, rel)."""
+    """``<exp>/<run>/artifacts/<rel>`` -> (exp, run, rel).
+
+    ``.`` parts of ``rel`` are dropped: the mlflow client asks for ``artifacts/.`` and
+    ``artifacts/./model.pt`` when it downloads the whole run (``download_artifacts(run,
+    ".")``). ``..`` stays, and :func:`clean_artifact_path` refuses it.
+    """
     parts = path.split("/", 3)
     if len(parts) < 3 or parts[2] != "artifacts":
         raise invalid(
             f"artifact path {path!r} must look like '<experiment_id>/<run_id>/artifacts/<path>'"
         )
-    return parts[0], parts[1], parts[3] if len(parts) > 3 else ""
+    rel = parts[3] if len(parts) > 3 else ""
+    kept = [part for part in rel.split("/") if part != "."]
+    return parts[0], parts[1], "/".join(kept) if any(kept) else ""
 
 
 class MlflowArtifactHandler(UploadBase):

@@ -21,11 +21,8 @@ Artifacts (``mlflow-artifacts``) are served elsewhere.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable
 from typing import Any
-
-from latticehub.columnar import MetricColumns
 
 from ..access import (
     can_manage_project,
@@ -47,8 +44,9 @@ from ..store.errors import (
     RESOURCE_LIMIT_EXCEEDED,
     TrackingError,
     invalid,
+    not_found,
 )
-from ..store.validation import check_tag
+from ..store.validation import check_run_id, check_tag
 from .base import BaseHandler
 from .mlflow_convert import (
     GROUP_TAG,
@@ -56,6 +54,7 @@ from .mlflow_convert import (
     Fields,
     experiment_json,
     metric_json,
+    plain_metrics,
     run_info_json,
     run_json,
     run_status,
@@ -71,7 +70,6 @@ RUN_NAME_TAG = "mlflow.runName"
 USER_TAG = "mlflow.user"
 _REPEATED = frozenset({"order_by", "experiment_ids"})
 _SCAN_CHUNK = 1000
-_NUMBER_TYPES = frozenset({float, int})
 
 
 class MlflowError(TrackingError):
@@ -115,51 +113,6 @@ def _deleted(project: Project) -> bool:
     return project.lifecycle_stage == DELETED
 
 
-def plain_metrics(items: list[Any]) -> list[MetricColumns] | None:
-    """Metrics of a batch as columns per key when every entry is the common plain form.
-
-    The common form (what the mlflow client sends: a non-empty string key, a JSON number
-    value, integer timestamp and step) goes straight into the columns, with no object per
-    point; anything else returns ``None`` and goes through :class:`Fields`, which accepts
-    the same values and words the errors. Keys are checked by the store, once each.
-    """
-    if not items or set(map(type, items)) != {dict}:
-        return None
-    try:  # one pass per field, in C: a missing field or a wrong type fails the form
-        keys = [item["key"] for item in items]
-        values = [item["value"] for item in items]
-        stamps = [item["timestamp"] for item in items]
-        steps = [item.get("step", 0) for item in items]
-    except KeyError:
-        return None
-    if (
-        set(map(type, keys)) != {str}
-        or not set(map(type, values)) <= _NUMBER_TYPES
-        or set(map(type, stamps)) != {int}
-        or set(map(type, steps)) != {int}
-    ):
-        return None
-    names = dict.fromkeys(keys)  # in first-seen order
-    if "" in names:
-        return None
-    if len(names) == 1:
-        grouped = {keys[0]: (steps, stamps, values)}
-    else:
-        grouped = {name: ([], [], []) for name in names}
-        for key, step, stamp, value in zip(keys, steps, stamps, values, strict=True):
-            column = grouped[key]
-            column[0].append(step)
-            column[1].append(stamp)
-            column[2].append(value)
-    try:
-        return [
-            MetricColumns(key, array("q", k_steps), array("q", k_stamps), array("d", k_values))
-            for key, (k_steps, k_stamps, k_values) in grouped.items()
-        ]
-    except OverflowError:  # a step or time past 64 bits: Fields words the error
-        return None
-
-
 class MlflowHandler(BaseHandler):
     """``/api/2.0/mlflow/<resource>/<action>``: one handler, dispatched by endpoint."""
 
@@ -186,6 +139,7 @@ class MlflowHandler(BaseHandler):
         "runs/set-tag": ("set_tag", False),
         "runs/delete-tag": ("delete_tag", False),
         "metrics/get-history": ("get_metric_history", True),
+        "logged-models/search": ("search_logged_models", False),
     }
 
     def get(self, endpoint: str) -> None:
@@ -257,6 +211,10 @@ class MlflowHandler(BaseHandler):
         run_id = fields.string("run_id") or fields.string("run_uuid")
         if not run_id:
             fields.string("run_id", required=True)
+        try:
+            check_run_id(run_id)
+        except TrackingError:  # MLflow: no such run (404), not a bad value (400)
+            raise not_found(f"Run with id={run_id}") from None
         run = self.store.get_run(run_id, data=data)
         project = self.store.get_project(run.project_id)
         require_read(self._viewer(), project, f"Run with id={run_id}")
@@ -422,6 +380,17 @@ class MlflowHandler(BaseHandler):
         self.store.update_run(run.id, lifecycle_stage=ACTIVE)
         return {}
 
+    def _search_logged_models(self, f: Fields) -> dict[str, Any]:
+        """MLflow 3's logged models: latticehub has none yet (``log_model`` is not supported).
+
+        The pinned client searches them before it lists or downloads a run's artifacts; the
+        experiments asked for are checked as a run search checks them.
+        """
+        for raw in self._strings(f, "experiment_ids"):
+            if not raw.isdigit():
+                raise invalid(f"Invalid experiment ID: '{raw}'. Experiment IDs are integers.")
+        return {"models": []}
+
     def _search_runs(self, f: Fields) -> dict[str, Any]:
         viewer = self._viewer()
         projects: dict[int, Project] = {}
@@ -509,6 +478,7 @@ class MlflowHandler(BaseHandler):
         point = self._metric(f)
         self.store.log_batch(run.id, metrics=[point])
         self.publish_metrics(run.id, [point])
+        self.touched_run = None  # publishing woke the readers (and told other replicas)
         return {}
 
     def _log_param(self, f: Fields) -> dict[str, Any]:
@@ -537,6 +507,10 @@ class MlflowHandler(BaseHandler):
             self.publish_metrics(run.id, metrics)
         else:
             self.publish_columns(run.id, columns)
+        if params or tags:
+            self.touched_topics = ("run",)
+        elif metrics or columns:
+            self.touched_run = None  # publishing woke the readers (and told other replicas)
         self._rename_from_tags(run, tags)
         return {}
 

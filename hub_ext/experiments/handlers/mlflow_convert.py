@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from latticehub.columnar import MetricColumns
 
 from ..likematch import LikePatternError, check_like_pattern, like_match
 from ..search import MAX_COMPARISONS, MAX_FILTER_LENGTH, Comparison
@@ -509,3 +512,51 @@ def select_experiments(
 
         chosen.sort(key=sort_key, reverse=not ascending)
     return chosen
+
+
+_NUMBER_TYPES = frozenset({float, int})
+
+
+def plain_metrics(items: list[Any]) -> list[MetricColumns] | None:
+    """Metrics of a batch as columns per key when every entry is the common plain form.
+
+    The common form (what the mlflow client sends: a non-empty string key, a JSON number
+    value, integer timestamp and step) goes straight into the columns, with no object per
+    point; anything else returns ``None`` and goes through :class:`Fields`, which accepts
+    the same values and words the errors. Keys are checked by the store, once each.
+    """
+    if not items or set(map(type, items)) != {dict}:
+        return None
+    try:  # one pass per field, in C: a missing field or a wrong type fails the form
+        keys = [item["key"] for item in items]
+        values = [item["value"] for item in items]
+        stamps = [item["timestamp"] for item in items]
+        steps = [item.get("step", 0) for item in items]
+    except KeyError:
+        return None
+    if (
+        set(map(type, keys)) != {str}
+        or not set(map(type, values)) <= _NUMBER_TYPES
+        or set(map(type, stamps)) != {int}
+        or set(map(type, steps)) != {int}
+    ):
+        return None
+    names = dict.fromkeys(keys)  # in first-seen order
+    if "" in names:
+        return None
+    if len(names) == 1:
+        grouped = {keys[0]: (steps, stamps, values)}
+    else:
+        grouped = {name: ([], [], []) for name in names}
+        for key, step, stamp, value in zip(keys, steps, stamps, values, strict=True):
+            column = grouped[key]
+            column[0].append(step)
+            column[1].append(stamp)
+            column[2].append(value)
+    try:
+        return [
+            MetricColumns(key, array("q", k_steps), array("q", k_stamps), array("d", k_values))
+            for key, (k_steps, k_stamps, k_values) in grouped.items()
+        ]
+    except OverflowError:  # a step or time past 64 bits: Fields words the error
+        return None
