@@ -34,7 +34,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .live import LiveBus
@@ -96,6 +95,8 @@ class ReplicaBridge:
         self.listening = threading.Event()
         self.sent = 0
         self.received = 0
+        self._sender: Any = None  # psycopg.Connection, made on the first send
+        self._send_lock = threading.Lock()
 
     def attach(self) -> ReplicaBridge:
         """Make the bus forward its local changes through this bridge; returns self."""
@@ -119,12 +120,38 @@ class ReplicaBridge:
         """
         payload = self.encode(run_id, topics, points, partial, older)
         try:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
-                conn.commit()
+            self._notify(payload)
             self.sent += 1
-        except sa.exc.SQLAlchemyError as e:
+        except Exception as e:  # noqa: BLE001 - psycopg's or the network's: logged, not raised
             self.log.warning("live change of run %s not sent to other replicas: %s", run_id, e)
+
+    def _notify(self, payload: str) -> None:
+        """``pg_notify`` on a connection of the sender's own, in autocommit: one round trip.
+
+        (A pooled connection would cost a ping, a commit and a reset per write.) Writers on
+        several threads share it under a lock; a broken connection is replaced once.
+        """
+        import psycopg  # the ``postgres`` extra; SQLite deployments never get here
+
+        with self._send_lock:
+            for attempt in (1, 2):
+                if self._sender is None or self._sender.closed:
+                    self._sender = psycopg.connect(self.conninfo, autocommit=True)
+                try:
+                    self._sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                    return
+                except psycopg.OperationalError:
+                    self._sender.close()
+                    self._sender = None
+                    if attempt == 2:
+                        raise
+
+    def close(self) -> None:
+        """Close the sending connection (the listener stops when its task is cancelled)."""
+        with self._send_lock:
+            if self._sender is not None:
+                self._sender.close()
+                self._sender = None
 
     def encode(
         self,

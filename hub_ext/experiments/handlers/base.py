@@ -271,8 +271,7 @@ class BaseHandler(ServiceHandler):
         ``data=False``: without params, tags and metrics (a cheaper check before a write).
         """
         viewer = self.viewer  # 401 before anything about the run is looked up
-        found = self.store.get_run(run_id, data=data)
-        project = self.store.get_project(found.project_id)
+        found, project = self.store.get_run_and_project(run_id, data=data)
         require_read(viewer, project, f"Run with id={run_id}")
         return found
 

@@ -215,8 +215,7 @@ class MlflowHandler(BaseHandler):
             check_run_id(run_id)
         except TrackingError:  # MLflow: no such run (404), not a bad value (400)
             raise not_found(f"Run with id={run_id}") from None
-        run = self.store.get_run(run_id, data=data)
-        project = self.store.get_project(run.project_id)
+        run, project = self.store.get_run_and_project(run_id, data=data)
         require_read(self._viewer(), project, f"Run with id={run_id}")
         return run, project
 

@@ -147,6 +147,14 @@ class AbstractStore(abc.ABC):
         back empty): enough to check access before a write, at a fraction of the cost.
         """
 
+    def get_run_and_project(self, run_id: str, *, data: bool = True) -> tuple[Run, Project]:
+        """The run (as :meth:`get_run` gives it) and its project: what an access check needs.
+
+        Stores that can should read both at once (every request about a run asks).
+        """
+        run = self.get_run(run_id, data=data)
+        return run, self.get_project(run.project_id)
+
     @abc.abstractmethod
     def update_run(self, run_id: str, **changes: Any) -> Run:
         """Change status, end_time, name, heartbeat, lifecycle_stage or the records.

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -153,16 +153,22 @@ class SqlStore(AbstractStore):
         return row
 
     def _project(self, conn: Connection, row: Any) -> Project:
-        tag_rows = conn.execute(
+        # tags and shares in one statement (every request that touches a run reads them)
+        tags_and_shares = union_all(
             select(t.project_tags.c.key, t.project_tags.c.value).where(
                 t.project_tags.c.project_id == row.id
-            )
+            ),
+            select(t.project_shares.c.group_name, sa.null()).where(
+                t.project_shares.c.project_id == row.id
+            ),
         )
-        shares = conn.execute(
-            select(t.project_shares.c.group_name)
-            .where(t.project_shares.c.project_id == row.id)
-            .order_by(t.project_shares.c.group_name)
-        )
+        tags: dict[str, str] = {}
+        shares: list[str] = []
+        for name, value in conn.execute(tags_and_shares):
+            if value is None:  # a tag's value is never NULL
+                shares.append(name)
+            else:
+                tags[name] = value
         return Project(
             id=row.id,
             name=row.name,
@@ -173,8 +179,8 @@ class SqlStore(AbstractStore):
             creation_time=row.creation_time,
             last_update_time=row.last_update_time,
             description=row.description,
-            tags={r.key: r.value for r in tag_rows},
-            shared_with=tuple(r.group_name for r in shares),
+            tags=tags,
+            shared_with=tuple(sorted(shares)),
         )
 
     def _run_row(self, conn: Connection, run_id: str) -> Any:
@@ -459,6 +465,12 @@ class SqlStore(AbstractStore):
         """A run with its params, tags and latest metrics (only its row: ``data=False``)."""
         with self.engine.connect() as conn:
             return self._runs(conn, [self._run_row(conn, run_id)], data=data)[0]
+
+    def get_run_and_project(self, run_id: str, *, data: bool = True) -> tuple[Run, Project]:
+        """The run and its project on one connection (see :meth:`AbstractStore`'s)."""
+        with self.engine.connect() as conn:
+            run = self._runs(conn, [self._run_row(conn, run_id)], data=data)[0]
+            return run, self._project(conn, self._project_row(conn, run.project_id))
 
     def update_run(self, run_id: str, **changes: Any) -> Run:
         """Change fields of a run; the JSON records replace the stored ones."""
