@@ -96,6 +96,8 @@ class ReplicaBridge:
         self.sent = 0
         self.received = 0
         self._sender: Any = None  # psycopg.Connection, made on the first send
+        # how :meth:`encode` starts this replica's payloads (skipped unparsed when heard back)
+        self._own_prefix = _dumps({"v": FORMAT, "r": self.replica_id})[:-1] + ","
         self._send_lock = threading.Lock()
 
     def attach(self) -> ReplicaBridge:
@@ -207,6 +209,8 @@ class ReplicaBridge:
 
         Runs on the bus's event loop.
         """
+        if payload.startswith(self._own_prefix):  # each replica hears its own NOTIFYs
+            return False
         try:
             body = json.loads(payload)
             if body.get("v") != FORMAT or body.get("r") == self.replica_id:
